@@ -1,0 +1,74 @@
+//! The `tig` binary: command-line glue over the library crates.
+//!
+//! Each command family lives in its own module and owns its clap types:
+//! `serve` (the HTTP store), `feed` (`tig id …`, `tig feed …`), and `client`
+//! (`tig put/get/kv/snapshot/restore/backup`). This file only parses the command
+//! line, sets up logging, and maps errors to one line on stderr and an exit code.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod client;
+mod feed;
+mod serve;
+
+/// Keep code and data by its hash.
+#[derive(Debug, Parser)]
+#[command(name = "tig", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the content-addressed HTTP store.
+    Serve(serve::ServeArgs),
+    #[command(flatten)]
+    Feed(feed::Command),
+    #[command(flatten)]
+    Client(client::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Feed(cmd) => feed::run(cmd),
+        Command::Client(cmd) => client::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("tig: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` (or `TIG_LOG`) picks the level, `info` by default.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("TIG_LOG")
+        .ok()
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
