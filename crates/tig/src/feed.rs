@@ -1,16 +1,26 @@
-//! placeholder for the `feed` commands.
+//! `tig id …` and `tig feed …`: identities and signed logs over git.
 
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Not implemented yet.
-    #[command(hide = true)]
-    FeedPlaceholder,
+    /// Signed logs kept as git commits in a git repository.
+    Feed {
+        #[command(subcommand)]
+        command: FeedCommand,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum FeedCommand {
+    #[command(flatten)]
+    Sync(crate::feed_sync::Command),
 }
 
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::FeedPlaceholder => anyhow::bail!("not implemented"),
+        Command::Feed { command } => match command {
+            FeedCommand::Sync(c) => crate::feed_sync::run(c),
+        },
     }
 }

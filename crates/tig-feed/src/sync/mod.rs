@@ -1,0 +1,1 @@
+//! Replication between stores, bundles, fork detection and proofs, deletion.
