@@ -1,0 +1,86 @@
+//! The one error type of the client: every failure a user can cause or meet, each
+//! with a message that fits on one line.
+
+use tig_core::ObjectId;
+
+/// Everything that can go wrong talking to a tig server or verifying what it sent.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A bad argument: a malformed hash, URL, size or key.
+    #[error("{0}")]
+    Usage(String),
+    /// A local file-system operation failed.
+    #[error("{context}: {err}")]
+    Io {
+        /// What was being done, naming the path.
+        context: String,
+        /// The underlying error.
+        err: std::io::Error,
+    },
+    /// The server could not be reached or the connection broke (after retries).
+    #[error("{what}: cannot talk to the server: {reason}")]
+    Transport {
+        /// The request, e.g. `GET /<h>.tig`.
+        what: String,
+        /// Why, as reqwest says it.
+        reason: String,
+    },
+    /// The object is not on the server.
+    #[error("{what}: not found on the server (404)")]
+    NotFound {
+        /// The request, e.g. `GET /<h>.tig`.
+        what: String,
+    },
+    /// The server answered with an unexpected status.
+    #[error("{what}: server answered {status}: {message}")]
+    Status {
+        /// The request, e.g. `PUT /`.
+        what: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The first line of the server's reply body.
+        message: String,
+    },
+    /// Bytes received do not hash to the name they were asked by: the server or the
+    /// transport tampered with them. Nothing was written.
+    #[error(
+        "hash mismatch: {what} should hash to {expected} but the server sent bytes hashing to {actual}; nothing written"
+    )]
+    Mismatch {
+        /// What was fetched, e.g. `/<h>.tig`.
+        what: String,
+        /// The name asked for.
+        expected: ObjectId,
+        /// The hash of what arrived.
+        actual: ObjectId,
+    },
+    /// A burst list, snapshot tree or server reply is malformed.
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// What was being parsed.
+        what: String,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// An [`Error::Io`] naming what was being done.
+    pub fn io(context: impl Into<String>, err: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            err,
+        }
+    }
+
+    /// An [`Error::Invalid`].
+    pub fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Result with the client's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,282 @@
+//! Verified downloads: every object must hash to its name before any of its bytes
+//! reach the caller's output. Plain objects stream into a temp file next to the
+//! target while being hashed; burst lists are fetched (verified), then each member
+//! (verified) in order. On any mismatch the temp file is deleted and nothing appears.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use indicatif::ProgressBar;
+use tig_core::{Hasher, ObjectId};
+
+use crate::chunk::decode_burst;
+use crate::error::{Error, Result};
+use crate::http::Client;
+use crate::progress;
+
+/// Members larger than this are not buffered in memory by the parallel burst fetch;
+/// they are streamed straight into the output in their turn.
+const MEMBER_BUFFER_MAX: u64 = 16 << 20;
+/// Largest burst list or tree we read into memory.
+pub(crate) const LIST_MAX: u64 = 512 << 20;
+
+impl Client {
+    /// Downloads `id` into memory (at most `limit` bytes) and checks its hash.
+    pub fn fetch_bytes(&self, id: &ObjectId, limit: u64) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.retrying(id, |c| {
+            out.clear();
+            c.stream_verified(id, true, limit, &ProgressBar::hidden(), &mut |b| {
+                out.extend_from_slice(b);
+                Ok(())
+            })
+        })?;
+        Ok(out)
+    }
+
+    /// Downloads `id` (a plain object, or with `burst` the concatenation of the burst
+    /// list's members) into `out`, verifying every object. The bytes go to a temp file
+    /// in `out`'s directory, renamed over `out` only when everything matched.
+    /// Returns the number of bytes written.
+    pub fn fetch_to_path(&self, id: &ObjectId, burst: bool, out: &Path) -> Result<u64> {
+        let dir = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tig-get-")
+            .tempfile_in(dir)
+            .map_err(|e| Error::io(format!("creating a temp file in {}", dir.display()), e))?;
+        let n = self.fetch_into(id, burst, tmp.as_file_mut())?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io(format!("writing {}", out.display()), e))?;
+        set_mode(tmp.path(), 0o644)?;
+        tmp.persist(out)
+            .map_err(|e| Error::io(format!("renaming into {}", out.display()), e.error))?;
+        Ok(n)
+    }
+
+    /// Like [`Client::fetch_to_path`] but to a writer: the bytes are spooled to an
+    /// anonymous temp file, and only copied to `w` once all of them were verified.
+    pub fn fetch_to_writer(&self, id: &ObjectId, burst: bool, w: &mut dyn Write) -> Result<u64> {
+        let mut tmp = tempfile::tempfile().map_err(|e| Error::io("creating a temp file", e))?;
+        let n = self.fetch_into(id, burst, &mut tmp)?;
+        tmp.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io("rewinding the temp file", e))?;
+        std::io::copy(&mut tmp, w).map_err(|e| Error::io("writing output", e))?;
+        w.flush().map_err(|e| Error::io("writing output", e))?;
+        Ok(n)
+    }
+
+    /// Appends the verified bytes of `id` (or its burst) to `file`.
+    pub(crate) fn fetch_into(&self, id: &ObjectId, burst: bool, file: &mut File) -> Result<u64> {
+        if !burst {
+            let total = self.head(id)?;
+            let pb = progress::bar(self.cfg.progress, total, "get");
+            let n = self.fetch_object_into(id, true, file, &pb)?;
+            pb.finish_and_clear();
+            return Ok(n);
+        }
+        let list = self.fetch_bytes(id, LIST_MAX)?;
+        let members = decode_burst(&list)?;
+        self.fetch_members_into(&members, file)
+    }
+
+    /// Downloads one object at the end of `file`, retrying from the same offset.
+    pub(crate) fn fetch_object_into(
+        &self,
+        id: &ObjectId,
+        touch: bool,
+        file: &mut File,
+        pb: &ProgressBar,
+    ) -> Result<u64> {
+        let start = file
+            .seek(SeekFrom::End(0))
+            .map_err(|e| Error::io("seeking the temp file", e))?;
+        self.retrying(id, |c| {
+            file.set_len(start)
+                .map_err(|e| Error::io("truncating the temp file", e))?;
+            file.seek(SeekFrom::Start(start))
+                .map_err(|e| Error::io("seeking the temp file", e))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut *file);
+            let n = c.stream_verified(id, touch, u64::MAX, pb, &mut |b| w.write_all(b))?;
+            w.flush()
+                .map_err(|e| Error::io("writing the temp file", e))?;
+            Ok(n)
+        })
+    }
+
+    /// Fetches the members of a burst in parallel (bounded), each verified, and
+    /// appends them to `file` in order.
+    fn fetch_members_into(&self, members: &[ObjectId], file: &mut File) -> Result<u64> {
+        let pb = progress::bar(self.cfg.progress, None, "get (burst)");
+        let mut total = 0u64;
+        for batch in members.chunks(self.cfg.jobs * 2) {
+            let slots: Vec<Option<Result<Option<Vec<u8>>>>> =
+                (0..batch.len()).map(|_| None).collect();
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let results = std::sync::Mutex::new(slots);
+            std::thread::scope(|s| {
+                for _ in 0..self.cfg.jobs.min(batch.len()) {
+                    s.spawn(|| {
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(id) = batch.get(i) else { break };
+                            let r = self.fetch_small(id, &pb);
+                            let failed = r.is_err();
+                            if let Ok(mut g) = results.lock() {
+                                g[i] = Some(r);
+                            }
+                            if failed {
+                                next.store(batch.len(), std::sync::atomic::Ordering::Relaxed);
+                                break;
+                            }
+                        }
+                    });
+                }
+            });
+            let slots = results.into_inner().unwrap_or_else(|p| p.into_inner());
+            for (i, slot) in slots.into_iter().enumerate() {
+                match slot {
+                    Some(Ok(Some(bytes))) => {
+                        file.write_all(&bytes)
+                            .map_err(|e| Error::io("writing the temp file", e))?;
+                        total += bytes.len() as u64;
+                    }
+                    Some(Ok(None)) => {
+                        total += self.fetch_object_into(&batch[i], true, file, &pb)?
+                    }
+                    Some(Err(e)) => return Err(e),
+                    None => {
+                        return Err(Error::invalid(
+                            "burst",
+                            "a member fetch was abandoned after an earlier error",
+                        ));
+                    }
+                }
+            }
+        }
+        pb.finish_and_clear();
+        Ok(total)
+    }
+
+    /// A member into memory, or `None` when it is too large to buffer.
+    fn fetch_small(&self, id: &ObjectId, pb: &ProgressBar) -> Result<Option<Vec<u8>>> {
+        let mut out = Vec::new();
+        let r = self.retrying(id, |c| {
+            out.clear();
+            c.stream_verified(id, true, MEMBER_BUFFER_MAX, pb, &mut |b| {
+                out.extend_from_slice(b);
+                Ok(())
+            })
+        });
+        match r {
+            Ok(_) => Ok(Some(out)),
+            Err(Error::Invalid { reason, .. }) if reason == TOO_BIG => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs `f` again when the stream broke mid-body (not on a mismatch).
+    pub(crate) fn retrying<T>(
+        &self,
+        id: &ObjectId,
+        mut f: impl FnMut(&Client) -> Result<T, Error>,
+    ) -> Result<T> {
+        let mut attempt = 1;
+        loop {
+            match f(self) {
+                Err(Error::Transport { what, reason }) if attempt < self.cfg.attempts => {
+                    tracing::warn!(%what, %reason, attempt, "download broke, retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(200 << attempt.min(4)));
+                    attempt += 1;
+                }
+                Err(Error::Transport { what, reason }) => {
+                    return Err(Error::Transport {
+                        what: format!("{what} ({})", id.path()),
+                        reason,
+                    });
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// GETs `id` and feeds its bytes to `sink` while hashing; fails if more than
+    /// `limit` bytes arrive or the hash is not `id`.
+    pub(crate) fn stream_verified(
+        &self,
+        id: &ObjectId,
+        touch: bool,
+        limit: u64,
+        pb: &ProgressBar,
+        sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<u64> {
+        let (n, actual) = self.stream_hashed(id, touch, limit, pb, sink)?;
+        if actual != *id {
+            return Err(Error::Mismatch {
+                what: id.path(),
+                expected: *id,
+                actual,
+            });
+        }
+        Ok(n)
+    }
+
+    /// GETs `id` and feeds its bytes to `sink`; returns their count and hash.
+    pub(crate) fn stream_hashed(
+        &self,
+        id: &ObjectId,
+        touch: bool,
+        limit: u64,
+        pb: &ProgressBar,
+        sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<(u64, ObjectId)> {
+        let mut resp = self.get(id, touch)?;
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(Error::invalid(id.path(), TOO_BIG));
+        }
+        let what = format!("GET {}", id.path());
+        let mut hasher = Hasher::new();
+        let mut buf = vec![0u8; 256 << 10];
+        let mut n = 0u64;
+        loop {
+            let k = match resp.read(&mut buf) {
+                Ok(0) => break,
+                Ok(k) => k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Error::Transport {
+                        what,
+                        reason: crate::http::error_chain(&e),
+                    });
+                }
+            };
+            n += k as u64;
+            if n > limit {
+                return Err(Error::invalid(id.path(), TOO_BIG));
+            }
+            hasher.update(&buf[..k]);
+            sink(&buf[..k]).map_err(|e| Error::io("writing the downloaded bytes", e))?;
+            pb.inc(k as u64);
+        }
+        Ok((n, hasher.finish()))
+    }
+}
+
+const TOO_BIG: &str = "larger than expected";
+
+/// Sets permission bits (Unix), ignoring the umask as git does for its two modes.
+pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io(format!("setting the mode of {}", path.display()), e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
+}

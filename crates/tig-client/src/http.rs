@@ -1,0 +1,370 @@
+//! The HTTP layer: one request per call, retried on transient failures, with a
+//! one-line error naming the request for everything else. No hash checking here:
+//! that is `fetch`'s job.
+
+use std::io::Read;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+use reqwest::blocking::{Body, RequestBuilder, Response};
+use tig_core::ObjectId;
+
+use crate::error::{Error, Result};
+use crate::target::normalize_server;
+
+/// How to reach a server and how hard to push.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Base URL, e.g. `http://127.0.0.1:7777`.
+    pub server: String,
+    /// The API key for writes and listing, if any.
+    pub apikey: Option<String>,
+    /// Requests in flight at once (at least 1).
+    pub jobs: usize,
+    /// Attempts per request for transient failures (at least 1).
+    pub attempts: u32,
+    /// The server's body limit: larger files are chunked, chunks never exceed it.
+    pub max_size: u64,
+    /// Draw progress bars on stderr (the caller decides whether it is a terminal).
+    pub progress: bool,
+}
+
+impl Config {
+    /// Defaults: 4 jobs, 4 attempts, 128 MiB limit, no progress bars.
+    pub fn new(server: &str) -> Result<Self> {
+        Ok(Self {
+            server: normalize_server(server)?,
+            apikey: None,
+            jobs: 4,
+            attempts: 4,
+            max_size: 128 << 20,
+            progress: false,
+        })
+    }
+}
+
+/// A body that can be sent again on a retry.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// Bytes in memory (cheap to clone).
+    Bytes(Bytes),
+    /// A file read from its start, `len` bytes.
+    File(std::path::PathBuf, u64),
+}
+
+impl Payload {
+    fn len(&self) -> u64 {
+        match self {
+            Payload::Bytes(b) => b.len() as u64,
+            Payload::File(_, n) => *n,
+        }
+    }
+}
+
+/// How a slot write treats an existing value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotWrite {
+    /// Replace the value.
+    Set,
+    /// Append to the value (creating the slot if absent).
+    Append,
+    /// Create only if absent.
+    SetIfNot,
+}
+
+/// A connection to one tig server.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub(crate) cfg: Config,
+    http: reqwest::blocking::Client,
+}
+
+impl Client {
+    /// A client for `cfg`.
+    pub fn new(mut cfg: Config) -> Result<Self> {
+        cfg.server = normalize_server(&cfg.server)?;
+        cfg.jobs = cfg.jobs.max(1);
+        cfg.attempts = cfg.attempts.max(1);
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Option::<Duration>::None)
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(cfg.jobs * 2)
+            .user_agent(concat!("tig/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Usage(format!("cannot set up HTTP: {e}")))?;
+        Ok(Self { cfg, http })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The same client talking to another server (for names given as full URLs).
+    pub fn with_server(&self, server: &str) -> Result<Self> {
+        let mut c = self.clone();
+        c.cfg.server = normalize_server(server)?;
+        Ok(c)
+    }
+
+    /// `server + path` with `query` pairs and, when `auth`, the API key.
+    fn url(&self, path: &str, query: &[(&str, &str)], auth: bool) -> Result<reqwest::Url> {
+        let mut url = reqwest::Url::parse(&format!("{}{path}", self.cfg.server))
+            .map_err(|e| Error::Usage(format!("bad server URL {}: {e}", self.cfg.server)))?;
+        {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in query {
+                q.append_pair(k, v);
+            }
+            if auth {
+                if let Some(key) = &self.cfg.apikey {
+                    q.append_pair("apikey", key);
+                }
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        Ok(url)
+    }
+
+    /// Sends a request built by `make`, retrying connection failures always and other
+    /// transport failures and 5xx answers when the request is `idempotent`.
+    fn send(
+        &self,
+        what: &str,
+        idempotent: bool,
+        make: impl Fn() -> Result<RequestBuilder>,
+    ) -> Result<Response> {
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            let last = attempt >= self.cfg.attempts;
+            match make()?.send() {
+                Ok(resp) if resp.status().is_server_error() && idempotent && !last => {
+                    tracing::warn!(%what, status = %resp.status(), attempt, "server error, retrying");
+                }
+                Ok(resp) => return Ok(resp),
+                Err(e) if !last && (e.is_connect() || (idempotent && !e.is_builder())) => {
+                    tracing::warn!(%what, error = %e, attempt, "transfer failed, retrying");
+                }
+                Err(e) => {
+                    return Err(Error::Transport {
+                        what: what.to_string(),
+                        reason: error_chain(&e),
+                    });
+                }
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(5));
+            attempt += 1;
+        }
+    }
+
+    /// Turns a non-2xx answer into an error naming `what`.
+    fn check(what: &str, resp: Response) -> Result<Response> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        if status == StatusCode::NOT_FOUND {
+            return Err(Error::NotFound {
+                what: what.to_string(),
+            });
+        }
+        let mut text = String::new();
+        let _ = resp.take(4096).read_to_string(&mut text);
+        let mut message = text.lines().next().unwrap_or("").trim().to_string();
+        if message.is_empty() {
+            message = status.canonical_reason().unwrap_or("").to_string();
+        }
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            message.push_str(" (the body is over the server's --max-size; use --chunked or a smaller --max-size)");
+        }
+        Err(Error::Status {
+            what: what.to_string(),
+            status: status.as_u16(),
+            message,
+        })
+    }
+
+    /// `HEAD /<h>.tig`: the object's size if the server has it.
+    pub fn head(&self, id: &ObjectId) -> Result<Option<u64>> {
+        let what = format!("HEAD {}", id.path());
+        let url = self.url(&id.path(), &[], false)?;
+        let resp = self.send(&what, true, || Ok(self.http.head(url.clone())))?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let resp = Self::check(&what, resp)?;
+        Ok(Some(resp.content_length().unwrap_or(0)))
+    }
+
+    /// `PUT /`: stores `body` as content and returns the id the server named. The
+    /// caller compares it with the id it computed.
+    pub fn put_content(&self, body: &Payload) -> Result<ObjectId> {
+        let what = "PUT /".to_string();
+        let url = self.url("/", &[], true)?;
+        let resp = self.send(&what, true, || {
+            Ok(self.http.put(url.clone()).body(to_body(body)?))
+        })?;
+        let resp = Self::check(&what, resp)?;
+        parse_path_reply(&what, resp)
+    }
+
+    /// Writes a key-value slot. Returns whether the slot was created (only
+    /// meaningful for [`SlotWrite::SetIfNot`]; `true` otherwise).
+    pub fn put_slot(&self, slot: &ObjectId, body: Bytes, how: SlotWrite) -> Result<bool> {
+        let what = format!("PUT {}", slot.path());
+        let query: &[(&str, &str)] = match how {
+            SlotWrite::Set => &[],
+            SlotWrite::Append => &[("append", "1")],
+            SlotWrite::SetIfNot => &[("setifnot", "1")],
+        };
+        let url = self.url(&slot.path(), query, true)?;
+        // An append or set-if-not that reached the server must not be sent twice.
+        let idempotent = how == SlotWrite::Set;
+        let resp = self.send(&what, idempotent, || {
+            Ok(self.http.put(url.clone()).body(body.clone()))
+        })?;
+        let resp = Self::check(&what, resp)?;
+        let created = resp
+            .headers()
+            .get("tig-created")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.eq_ignore_ascii_case("true"));
+        let text = resp.text().unwrap_or_default();
+        Ok(created.unwrap_or(!text.trim().is_empty()))
+    }
+
+    /// `GET /<h>.tig` (with `chtimes=0` when `touch` is false); the response streams.
+    pub fn get(&self, id: &ObjectId, touch: bool) -> Result<Response> {
+        let what = format!("GET {}", id.path());
+        let query: &[(&str, &str)] = if touch { &[] } else { &[("chtimes", "0")] };
+        let url = self.url(&id.path(), query, false)?;
+        let resp = self.send(&what, true, || Ok(self.http.get(url.clone())))?;
+        Self::check(&what, resp)
+    }
+
+    /// `DELETE /<h>.tig` (slots only; the server refuses content with 409).
+    pub fn delete(&self, id: &ObjectId) -> Result<()> {
+        let what = format!("DELETE {}", id.path());
+        let url = self.url(&id.path(), &[], true)?;
+        let resp = self.send(&what, true, || Ok(self.http.delete(url.clone())))?;
+        Self::check(&what, resp).map(drop)
+    }
+
+    /// `GET /?apikey=K`: every object the server holds, newest first.
+    pub fn list(&self) -> Result<Vec<ObjectId>> {
+        if self.cfg.apikey.is_none() {
+            return Err(Error::Usage(
+                "listing needs the server's API key (--apikey-file PATH or TIG_APIKEY)".into(),
+            ));
+        }
+        let what = "GET /?apikey=…".to_string();
+        let url = self.url("/", &[], true)?;
+        let resp = self.send(&what, true, || Ok(self.http.get(url.clone())))?;
+        let text = Self::check(&what, resp)?
+            .text()
+            .map_err(|e| Error::Transport {
+                what: what.clone(),
+                reason: error_chain(&e),
+            })?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                ObjectId::from_burst_line(l)
+                    .map_err(|e| Error::invalid("listing from the server", e.to_string()))
+            })
+            .collect()
+    }
+}
+
+fn to_body(p: &Payload) -> Result<Body> {
+    Ok(match p {
+        Payload::Bytes(b) => Body::from(b.clone()),
+        Payload::File(path, len) => {
+            let f = std::fs::File::open(path)
+                .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+            Body::sized(f.take(*len), p.len())
+        }
+    })
+}
+
+/// Reads a `/<h>.tig` reply (formatted with the default `*`).
+fn parse_path_reply(what: &str, resp: Response) -> Result<ObjectId> {
+    let text = resp.text().map_err(|e| Error::Transport {
+        what: what.to_string(),
+        reason: error_chain(&e),
+    })?;
+    ObjectId::from_burst_line(text.trim()).map_err(|_| {
+        Error::invalid(
+            format!("reply to {what}"),
+            format!("not an object path: {:?}", truncate(&text)),
+        )
+    })
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+/// reqwest's error with its causes, API key redacted.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    redact(&s)
+}
+
+fn redact(s: &str) -> String {
+    match s.find("apikey=") {
+        Some(i) => {
+            let rest = &s[i + 7..];
+            let end = rest.find(['&', ')', ' ']).unwrap_or(rest.len());
+            format!("{}apikey=…{}", &s[..i], redact(&rest[end..]))
+        }
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_carry_the_key_only_when_asked() {
+        let mut cfg = Config::new("http://127.0.0.1:7777/").unwrap();
+        cfg.apikey = Some("a b&c".into());
+        let c = Client::new(cfg).unwrap();
+        let id = ObjectId::digest(b"x");
+        assert_eq!(
+            c.url(&id.path(), &[], false).unwrap().as_str(),
+            format!("http://127.0.0.1:7777{}", id.path())
+        );
+        assert_eq!(
+            c.url("/", &[("append", "1")], true).unwrap().as_str(),
+            "http://127.0.0.1:7777/?append=1&apikey=a+b%26c"
+        );
+    }
+
+    #[test]
+    fn keys_are_redacted_from_errors() {
+        assert_eq!(
+            redact("error for http://h/?apikey=secret&x=1 (x)"),
+            "error for http://h/?apikey=…&x=1 (x)"
+        );
+        assert_eq!(
+            redact("url http://h/?apikey=secret"),
+            "url http://h/?apikey=…"
+        );
+    }
+}
