@@ -1,0 +1,434 @@
+//! The conformance suite every [`Store`] backend must pass.
+//!
+//! Each backend's test module invokes `conformance::suite!(factory)`, where
+//! `factory` is an async fn returning `(guard, store)`; the guard (e.g. a temp
+//! dir) lives as long as the test.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tig_core::ObjectId;
+
+use crate::{
+    BodyStream, Kind, ObjectBody, SlotOutcome, SlotWrite, Store, StoreError, body_from_bytes,
+};
+
+const LIMIT: u64 = 1 << 20;
+
+macro_rules! suite {
+    ($factory:ident) => {
+        $crate::conformance::suite!(@tests $factory,
+            content_round_trip, content_is_idempotent, empty_body_is_content,
+            oversize_body_stores_nothing, chunked_body_is_hashed_whole,
+            slot_replace, slot_write_on_content_is_refused,
+            content_upload_onto_a_slot_is_refused, set_if_not, append,
+            append_on_content_is_refused, delete, kinds, sweep_zero_and_long_keep,
+            sweep_expires_everything_after_the_period,
+            concurrent_setifnot_has_one_winner, concurrent_appends_never_interleave,
+            concurrent_identical_puts_store_one_object, large_object_streams_back);
+    };
+    (@tests $factory:ident, $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (_guard, store) = $factory().await;
+                $crate::conformance::$name(std::sync::Arc::new(store)).await;
+            }
+        )*
+    };
+}
+pub(crate) use suite;
+
+fn id_of(s: &str) -> ObjectId {
+    ObjectId::digest(s.as_bytes())
+}
+
+async fn read<S: Store>(store: &S, id: ObjectId) -> Option<Vec<u8>> {
+    let obj = store.get(id, false).await.unwrap()?;
+    let mut out = Vec::new();
+    match obj.body {
+        ObjectBody::Full(b) => out.extend_from_slice(&b),
+        ObjectBody::Stream(mut s) => {
+            while let Some(c) = s.next().await {
+                out.extend_from_slice(&c.unwrap());
+            }
+        }
+    }
+    assert_eq!(out.len() as u64, obj.len, "length matches the body");
+    Some(out)
+}
+
+fn slot_name(key: &str) -> ObjectId {
+    // The seed's advice: a slot is named by the hash of the hash of its key.
+    ObjectId::digest(id_of(key).to_hex().as_bytes())
+}
+
+pub(crate) async fn content_round_trip<S: Store>(store: Arc<S>) {
+    let id = store
+        .put_content(body_from_bytes("test\n"), LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        id.to_hex(),
+        "f2ca1bb6c7e907d06dafe4687e579fce76b37e4e93b7605022da52e6ccc26fd2"
+    );
+    assert_eq!(read(&*store, id).await.unwrap(), b"test\n");
+    assert_eq!(store.stat(id, true).await.unwrap(), Some(5));
+    assert_eq!(store.list().await.unwrap(), vec![id]);
+    assert!(store.get(id_of("absent"), true).await.unwrap().is_none());
+    assert!(store.stat(id_of("absent"), true).await.unwrap().is_none());
+}
+
+pub(crate) async fn content_is_idempotent<S: Store>(store: Arc<S>) {
+    let a = store
+        .put_content(body_from_bytes("same"), LIMIT)
+        .await
+        .unwrap();
+    let b = store
+        .put_content(body_from_bytes("same"), LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(a, b);
+    assert_eq!(store.list().await.unwrap(), vec![a]);
+}
+
+pub(crate) async fn empty_body_is_content<S: Store>(store: Arc<S>) {
+    let id = store.put_content(body_from_bytes(""), LIMIT).await.unwrap();
+    assert_eq!(id, ObjectId::digest(b""));
+    assert_eq!(read(&*store, id).await.unwrap(), b"");
+}
+
+pub(crate) async fn oversize_body_stores_nothing<S: Store>(store: Arc<S>) {
+    let err = store
+        .put_content(body_from_bytes("12345"), 4)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::TooLarge { limit: 4 }), "{err}");
+    let slot = slot_name("k");
+    for mode in [SlotWrite::Replace, SlotWrite::IfAbsent, SlotWrite::Append] {
+        let err = store
+            .put_slot(slot, body_from_bytes("12345"), 4, mode)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+    }
+    assert!(store.list().await.unwrap().is_empty());
+    // Exactly at the limit is fine.
+    store.put_content(body_from_bytes("1234"), 4).await.unwrap();
+}
+
+pub(crate) async fn chunked_body_is_hashed_whole<S: Store>(store: Arc<S>) {
+    let chunks: Vec<std::io::Result<Bytes>> = ["ab", "", "c"]
+        .iter()
+        .map(|s| Ok(Bytes::from(*s)))
+        .collect();
+    let body: BodyStream = Box::pin(futures_util::stream::iter(chunks));
+    let id = store.put_content(body, LIMIT).await.unwrap();
+    assert_eq!(id, id_of("abc"));
+}
+
+pub(crate) async fn slot_replace<S: Store>(store: Arc<S>) {
+    let slot = slot_name("key");
+    let out = store
+        .put_slot(slot, body_from_bytes("abc\n"), LIMIT, SlotWrite::Replace)
+        .await;
+    assert_eq!(out.unwrap(), SlotOutcome::Written);
+    assert_eq!(read(&*store, slot).await.unwrap(), b"abc\n");
+    store
+        .put_slot(slot, body_from_bytes("def\n"), LIMIT, SlotWrite::Replace)
+        .await
+        .unwrap();
+    assert_eq!(read(&*store, slot).await.unwrap(), b"def\n");
+    assert_eq!(store.list().await.unwrap(), vec![slot]);
+}
+
+pub(crate) async fn slot_write_on_content_is_refused<S: Store>(store: Arc<S>) {
+    let id = store
+        .put_content(body_from_bytes("key\n"), LIMIT)
+        .await
+        .unwrap();
+    for mode in [SlotWrite::Replace, SlotWrite::Append] {
+        let err = store
+            .put_slot(id, body_from_bytes("abc\n"), LIMIT, mode)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Immutable(x) if x == id), "{err}");
+    }
+    let out = store
+        .put_slot(id, body_from_bytes("abc\n"), LIMIT, SlotWrite::IfAbsent)
+        .await;
+    assert_eq!(out.unwrap(), SlotOutcome::Existed);
+    assert_eq!(read(&*store, id).await.unwrap(), b"key\n");
+}
+
+pub(crate) async fn content_upload_onto_a_slot_is_refused<S: Store>(store: Arc<S>) {
+    let id = id_of("value");
+    store
+        .put_slot(id, body_from_bytes("other"), LIMIT, SlotWrite::Replace)
+        .await
+        .unwrap();
+    let err = store
+        .put_content(body_from_bytes("value"), LIMIT)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::SlotConflict(x) if x == id),
+        "{err}"
+    );
+    assert_eq!(read(&*store, id).await.unwrap(), b"other");
+    // A slot of the same length but other bytes is still a conflict.
+    store
+        .put_slot(id, body_from_bytes("VALUE"), LIMIT, SlotWrite::Replace)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .put_content(body_from_bytes("value"), LIMIT)
+            .await
+            .is_err()
+    );
+    assert_eq!(read(&*store, id).await.unwrap(), b"VALUE");
+}
+
+pub(crate) async fn set_if_not<S: Store>(store: Arc<S>) {
+    let slot = slot_name("lock");
+    let first = store
+        .put_slot(slot, body_from_bytes("1"), LIMIT, SlotWrite::IfAbsent)
+        .await;
+    assert_eq!(first.unwrap(), SlotOutcome::Created);
+    let second = store
+        .put_slot(slot, body_from_bytes("2"), LIMIT, SlotWrite::IfAbsent)
+        .await;
+    assert_eq!(second.unwrap(), SlotOutcome::Existed);
+    assert_eq!(read(&*store, slot).await.unwrap(), b"1");
+}
+
+pub(crate) async fn append<S: Store>(store: Arc<S>) {
+    let slot = slot_name("log");
+    for line in ["a\n", "b\n", "c\n"] {
+        let out = store
+            .put_slot(slot, body_from_bytes(line), LIMIT, SlotWrite::Append)
+            .await;
+        assert_eq!(out.unwrap(), SlotOutcome::Written);
+    }
+    assert_eq!(read(&*store, slot).await.unwrap(), b"a\nb\nc\n");
+    // Replace after appends, then append again.
+    store
+        .put_slot(slot, body_from_bytes("x"), LIMIT, SlotWrite::Replace)
+        .await
+        .unwrap();
+    store
+        .put_slot(slot, body_from_bytes("y"), LIMIT, SlotWrite::Append)
+        .await
+        .unwrap();
+    assert_eq!(read(&*store, slot).await.unwrap(), b"xy");
+}
+
+pub(crate) async fn append_on_content_is_refused<S: Store>(store: Arc<S>) {
+    let id = store
+        .put_content(body_from_bytes("fixed"), LIMIT)
+        .await
+        .unwrap();
+    let err = store
+        .put_slot(id, body_from_bytes("more"), LIMIT, SlotWrite::Append)
+        .await;
+    assert!(matches!(err, Err(StoreError::Immutable(_))));
+    assert_eq!(read(&*store, id).await.unwrap(), b"fixed");
+}
+
+pub(crate) async fn delete<S: Store>(store: Arc<S>) {
+    let slot = slot_name("gone");
+    store
+        .put_slot(slot, body_from_bytes("v"), LIMIT, SlotWrite::Replace)
+        .await
+        .unwrap();
+    store.delete_slot(slot).await.unwrap();
+    assert!(read(&*store, slot).await.is_none());
+    assert!(matches!(
+        store.delete_slot(slot).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let id = store
+        .put_content(body_from_bytes("keep"), LIMIT)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.delete_slot(id).await,
+        Err(StoreError::Immutable(_))
+    ));
+    assert!(read(&*store, id).await.is_some());
+    // After deleting a slot its name is free for content again.
+    let name = id_of("reuse");
+    store
+        .put_slot(name, body_from_bytes("slot"), LIMIT, SlotWrite::Replace)
+        .await
+        .unwrap();
+    store.delete_slot(name).await.unwrap();
+    assert_eq!(
+        store
+            .put_content(body_from_bytes("reuse"), LIMIT)
+            .await
+            .unwrap(),
+        name
+    );
+    assert!(matches!(
+        store.delete_slot(name).await,
+        Err(StoreError::Immutable(_))
+    ));
+}
+
+pub(crate) async fn kinds<S: Store>(store: Arc<S>) {
+    let id = store
+        .put_content(body_from_bytes("c"), LIMIT)
+        .await
+        .unwrap();
+    let slot = slot_name("s");
+    store
+        .put_slot(slot, body_from_bytes("v"), LIMIT, SlotWrite::Replace)
+        .await
+        .unwrap();
+    assert_eq!(store.kind(id).await.unwrap(), Some(Kind::Content));
+    assert_eq!(store.kind(slot).await.unwrap(), Some(Kind::Slot));
+    assert_eq!(store.kind(id_of("none")).await.unwrap(), None);
+    // A slot written with bytes that hash to its own name is content.
+    let own = id_of("self");
+    store
+        .put_slot(own, body_from_bytes("self"), LIMIT, SlotWrite::Replace)
+        .await
+        .unwrap();
+    assert_eq!(store.kind(own).await.unwrap(), Some(Kind::Content));
+}
+
+pub(crate) async fn sweep_zero_and_long_keep<S: Store>(store: Arc<S>) {
+    let id = store
+        .put_content(body_from_bytes("x"), LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(store.sweep(std::time::Duration::ZERO).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .sweep(std::time::Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(read(&*store, id).await.is_some());
+}
+
+pub(crate) async fn sweep_expires_everything_after_the_period<S: Store>(store: Arc<S>) {
+    store
+        .put_content(body_from_bytes("x"), LIMIT)
+        .await
+        .unwrap();
+    store
+        .put_slot(
+            slot_name("y"),
+            body_from_bytes("y"),
+            LIMIT,
+            SlotWrite::Replace,
+        )
+        .await
+        .unwrap();
+    // The smallest period there is: everything written before now has expired.
+    let n = store
+        .sweep(std::time::Duration::from_nanos(1))
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    assert!(store.list().await.unwrap().is_empty());
+}
+
+pub(crate) async fn concurrent_setifnot_has_one_winner<S: Store>(store: Arc<S>) {
+    let slot = slot_name("race");
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let body = body_from_bytes(format!("value {i}\n"));
+                (
+                    i,
+                    store
+                        .put_slot(slot, body, LIMIT, SlotWrite::IfAbsent)
+                        .await
+                        .unwrap(),
+                )
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (i, out) = t.await.unwrap();
+        if out == SlotOutcome::Created {
+            winners.push(i);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one winner");
+    let value = read(&*store, slot).await.unwrap();
+    assert_eq!(value, format!("value {}\n", winners[0]).into_bytes());
+}
+
+pub(crate) async fn concurrent_appends_never_interleave<S: Store>(store: Arc<S>) {
+    let slot = slot_name("log");
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                // Two chunks per line: a non-atomic append would show up as a split line.
+                let chunks: Vec<std::io::Result<Bytes>> =
+                    vec![Ok(format!("line {i:03} ").into()), Ok("end\n".into())];
+                let body: BodyStream = Box::pin(futures_util::stream::iter(chunks));
+                store
+                    .put_slot(slot, body, LIMIT, SlotWrite::Append)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let text = String::from_utf8(read(&*store, slot).await.unwrap()).unwrap();
+    let lines: HashSet<&str> = text.lines().collect();
+    assert_eq!(text.lines().count(), 50);
+    for i in 0..50 {
+        assert!(
+            lines.contains(format!("line {i:03} end").as_str()),
+            "line {i}"
+        );
+    }
+}
+
+pub(crate) async fn concurrent_identical_puts_store_one_object<S: Store>(store: Arc<S>) {
+    let data = Bytes::from(vec![42u8; 200_000]);
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            let data = data.clone();
+            tokio::spawn(async move {
+                store
+                    .put_content(body_from_bytes(data), LIMIT)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    for t in tasks {
+        ids.insert(t.await.unwrap());
+    }
+    assert_eq!(ids.len(), 1);
+    let id = *ids.iter().next().unwrap();
+    assert_eq!(store.list().await.unwrap(), vec![id]);
+    assert_eq!(read(&*store, id).await.unwrap(), data);
+}
+
+pub(crate) async fn large_object_streams_back<S: Store>(store: Arc<S>) {
+    let data: Vec<u8> = (0..700_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let id = store
+        .put_content(body_from_bytes(data.clone()), LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(read(&*store, id).await.unwrap(), data);
+}
