@@ -1,0 +1,262 @@
+//! Parsing a request line into an [`Endpoint`] and its [`Params`] before any work
+//! is done. Pure: no I/O, unit-tested against every row of the protocol table.
+
+use axum::http::Method;
+use percent_encoding::percent_decode_str;
+use tig_core::ObjectId;
+use tig_store::SlotWrite;
+
+use crate::error::ApiError;
+
+/// What a request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /` (or `HEAD /`): list every object (needs the key).
+    List,
+    /// `PUT|POST /` or `/NAME`: store the body under its hash.
+    PutContent,
+    /// `PUT|POST /kv`: return the body's hash, store nothing.
+    Kv,
+    /// `PUT|POST /<h>.tig`: write a key-value slot.
+    PutSlot(ObjectId, SlotWrite),
+    /// `GET /<h>.tig`.
+    Get(ObjectId),
+    /// `HEAD /<h>.tig`.
+    Head(ObjectId),
+    /// `DELETE /<h>.tig`.
+    Delete(ObjectId),
+}
+
+impl Endpoint {
+    /// Whether this endpoint needs the API key (when one is configured).
+    pub fn needs_key(&self) -> bool {
+        matches!(
+            self,
+            Self::List | Self::PutContent | Self::PutSlot(..) | Self::Delete(_)
+        )
+    }
+}
+
+/// The query parameters tig knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Params {
+    /// `apikey=`.
+    pub apikey: Option<String>,
+    /// `format=PREFIX*SUFFIX`; `*` by default.
+    pub format: String,
+    /// `burst=1`.
+    pub burst: bool,
+    /// `chtimes=0` turns this off: reads refresh the retention timer.
+    pub chtimes: bool,
+    /// `Content-Type=T`.
+    pub content_type: Option<String>,
+    setifnot: bool,
+    append: bool,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            apikey: None,
+            format: "*".to_owned(),
+            burst: false,
+            chtimes: true,
+            content_type: None,
+            setifnot: false,
+            append: false,
+        }
+    }
+}
+
+/// `1`, `true`, `yes` or an empty value turn a flag on; `0`, `false`, `no` off.
+fn flag(name: &str, value: &str) -> Result<bool, ApiError> {
+    match value {
+        "" | "1" | "true" | "yes" => Ok(true),
+        "0" | "false" | "no" => Ok(false),
+        _ => Err(ApiError::BadRequest(format!(
+            "bad value for {name}: {}",
+            value.chars().take(40).collect::<String>()
+        ))),
+    }
+}
+
+/// Parses the query string. Unknown parameters are refused; for a repeated one
+/// the first value wins.
+pub fn parse_query(query: Option<&str>) -> Result<Params, ApiError> {
+    let mut p = Params::default();
+    let mut seen: Vec<String> = Vec::new();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if seen.iter().any(|s| *s == k) {
+            continue;
+        }
+        seen.push(k.to_string());
+        match &*k {
+            "apikey" => p.apikey = Some(v.into_owned()),
+            "format" => p.format = v.into_owned(),
+            "burst" => p.burst = flag("burst", &v)?,
+            "setifnot" => p.setifnot = flag("setifnot", &v)?,
+            "append" => p.append = flag("append", &v)?,
+            "chtimes" => p.chtimes = flag("chtimes", &v)?,
+            "Content-Type" => p.content_type = Some(v.into_owned()),
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter: {}",
+                    other.chars().take(40).collect::<String>()
+                )));
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// Whether `name` looks like an object file name in any letter case (so that an
+/// uppercase spelling is refused rather than taken as an upload name).
+fn looks_like_object(name: &str) -> bool {
+    name.len() == tig_core::HEX_LEN + 4
+        && name.to_ascii_lowercase().ends_with(".tig")
+        && name.as_bytes()[..tig_core::HEX_LEN]
+            .iter()
+            .all(u8::is_ascii_hexdigit)
+}
+
+/// Parses method, raw path and raw query into an endpoint.
+pub fn parse(
+    method: &Method,
+    raw_path: &str,
+    query: Option<&str>,
+) -> Result<(Endpoint, Params), ApiError> {
+    let decoded = percent_decode_str(raw_path).decode_utf8_lossy();
+    if raw_path.contains("..")
+        || raw_path.contains("./")
+        || decoded.contains("..")
+        || decoded.contains("./")
+    {
+        return Err(ApiError::BadRequest(
+            "paths with .. or ./ are not allowed".to_owned(),
+        ));
+    }
+    let params = parse_query(query)?;
+    let not_object = || ApiError::NotObjectPath(decoded.chars().take(80).collect());
+    let is_get = method == Method::GET || method == Method::HEAD;
+    let is_put = method == Method::PUT || method == Method::POST;
+    if !is_get && !is_put && method != Method::DELETE {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let name = decoded.strip_prefix('/').ok_or_else(not_object)?;
+    let endpoint = if name.is_empty() {
+        match () {
+            _ if is_get => Endpoint::List,
+            _ if is_put => Endpoint::PutContent,
+            _ => return Err(not_object()),
+        }
+    } else if let Ok(id) = ObjectId::from_path(&decoded) {
+        if is_put {
+            let mode = match (params.setifnot, params.append) {
+                (true, true) => {
+                    return Err(ApiError::BadRequest(
+                        "setifnot and append cannot be combined".to_owned(),
+                    ));
+                }
+                (true, false) => SlotWrite::IfAbsent,
+                (false, true) => SlotWrite::Append,
+                (false, false) => SlotWrite::Replace,
+            };
+            Endpoint::PutSlot(id, mode)
+        } else if method == Method::GET {
+            Endpoint::Get(id)
+        } else if method == Method::HEAD {
+            Endpoint::Head(id)
+        } else {
+            Endpoint::Delete(id)
+        }
+    } else if is_put && name == "kv" {
+        Endpoint::Kv
+    } else if is_put && !name.contains('/') && !looks_like_object(name) {
+        Endpoint::PutContent
+    } else {
+        return Err(not_object());
+    };
+    Ok((endpoint, params))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: &str = "f2ca1bb6c7e907d06dafe4687e579fce76b37e4e93b7605022da52e6ccc26fd2";
+
+    fn ep(method: Method, path: &str, query: Option<&str>) -> Result<Endpoint, u16> {
+        parse(&method, path, query)
+            .map(|(e, _)| e)
+            .map_err(|e| e.status().as_u16())
+    }
+
+    fn id() -> ObjectId {
+        ObjectId::from_hex(H).unwrap()
+    }
+
+    #[test]
+    fn table_rows() {
+        let obj = format!("/{H}.tig");
+        assert_eq!(ep(Method::PUT, "/", None), Ok(Endpoint::PutContent));
+        assert_eq!(ep(Method::POST, "/", None), Ok(Endpoint::PutContent));
+        assert_eq!(ep(Method::PUT, "/test", None), Ok(Endpoint::PutContent));
+        assert_eq!(ep(Method::POST, "/kv", None), Ok(Endpoint::Kv));
+        assert_eq!(ep(Method::PUT, "/kv", None), Ok(Endpoint::Kv));
+        assert_eq!(
+            ep(Method::PUT, &obj, None),
+            Ok(Endpoint::PutSlot(id(), SlotWrite::Replace))
+        );
+        assert_eq!(
+            ep(Method::POST, &obj, Some("setifnot=1")),
+            Ok(Endpoint::PutSlot(id(), SlotWrite::IfAbsent))
+        );
+        assert_eq!(
+            ep(Method::PUT, &obj, Some("append=1")),
+            Ok(Endpoint::PutSlot(id(), SlotWrite::Append))
+        );
+        assert_eq!(ep(Method::GET, &obj, None), Ok(Endpoint::Get(id())));
+        assert_eq!(ep(Method::HEAD, &obj, None), Ok(Endpoint::Head(id())));
+        assert_eq!(ep(Method::DELETE, &obj, None), Ok(Endpoint::Delete(id())));
+        assert_eq!(ep(Method::GET, "/", Some("apikey=abc")), Ok(Endpoint::List));
+    }
+
+    #[test]
+    fn refusals() {
+        assert_eq!(ep(Method::GET, "/randomfileunauthorized", None), Err(417));
+        assert_eq!(ep(Method::GET, "/a/b", None), Err(417));
+        assert_eq!(ep(Method::PUT, "/a/b", None), Err(417));
+        assert_eq!(ep(Method::GET, "/kv", None), Err(417));
+        assert_eq!(ep(Method::DELETE, "/", None), Err(417));
+        let upper = format!("/{}.tig", H.to_uppercase());
+        assert_eq!(ep(Method::GET, &upper, None), Err(417));
+        assert_eq!(ep(Method::PUT, &upper, None), Err(417));
+        assert_eq!(ep(Method::GET, "/../etc/passwd", None), Err(400));
+        assert_eq!(ep(Method::GET, "/./x", None), Err(400));
+        assert_eq!(ep(Method::PUT, "/%2e%2e/apikey", None), Err(400));
+        assert_eq!(ep(Method::GET, "/", Some("bogus=1")), Err(400));
+        let obj = format!("/{H}.tig");
+        assert_eq!(ep(Method::PUT, &obj, Some("setifnot=1&append=1")), Err(400));
+        assert_eq!(ep(Method::PATCH, &obj, None), Err(405));
+    }
+
+    #[test]
+    fn query_values() {
+        let p = parse_query(Some(
+            "apikey=a%20b&format=http%3A%2F%2Fh%3A1*&burst=1&chtimes=0&Content-Type=text/html",
+        ))
+        .unwrap();
+        assert_eq!(p.apikey.as_deref(), Some("a b"));
+        assert_eq!(p.format, "http://h:1*");
+        assert!(p.burst);
+        assert!(!p.chtimes);
+        assert_eq!(p.content_type.as_deref(), Some("text/html"));
+        let p = parse_query(Some("format=http://127.0.0.1:7777*")).unwrap();
+        assert_eq!(p.format, "http://127.0.0.1:7777*");
+        let d = parse_query(None).unwrap();
+        assert_eq!(d, Params::default());
+        assert!(parse_query(Some("burst=maybe")).is_err());
+        let e = parse_query(Some("x=1")).unwrap_err();
+        assert_eq!(e.to_string(), "unknown query parameter: x");
+    }
+}

@@ -1,0 +1,310 @@
+//! The router and its thin handlers: parse the request into an
+//! [`Endpoint`](crate::endpoint::Endpoint), check the key, call the store, map
+//! the result. All routes go through [`handle`]; the protocol table lives in
+//! [`crate::endpoint::parse`].
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use tig_core::{Hasher, ObjectId, format_path};
+use tig_store::{BodyStream, ObjectBody, SlotOutcome, Store};
+
+use crate::AppState;
+use crate::auth::authorize;
+use crate::cluster::FORWARDED_HEADER;
+use crate::endpoint::{Endpoint, Params, parse};
+use crate::error::ApiError;
+
+/// Header telling a set-if-not caller whether its call created the slot.
+pub const CREATED_HEADER: &str = "tig-created";
+
+const OCTET_STREAM: &str = "application/octet-stream";
+const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+
+/// The whole HTTP API as an axum router.
+pub fn router<S: Store>(state: AppState<S>) -> Router {
+    Router::new()
+        .fallback(handle::<S>)
+        .with_state(state)
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                // The query may carry the API key: log the path only.
+                |req: &Request| {
+                    tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+                },
+            ),
+        )
+}
+
+/// The single entry point.
+pub async fn handle<S: Store>(State(state): State<AppState<S>>, req: Request) -> Response {
+    match dispatch(&state, req).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn client_ip(parts: &Parts) -> IpAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+fn body_stream(body: Body) -> BodyStream {
+    Box::pin(body.into_data_stream().map_err(io::Error::other))
+}
+
+/// Refuses early when the declared length is already over the limit.
+fn check_length(headers: &HeaderMap, max: u64) -> Result<(), ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > max => Err(ApiError::TooLarge(max)),
+        _ => Ok(()),
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    let mut resp = (status, body).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_PLAIN));
+    resp
+}
+
+fn path_reply(params: &Params, id: &ObjectId) -> Response {
+    text(StatusCode::OK, format_path(&params.format, id))
+}
+
+async fn dispatch<S: Store>(state: &AppState<S>, req: Request) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let req = &parts;
+    let (endpoint, params) = parse(&req.method, req.uri.path(), req.uri.query())?;
+    let forwarded = req.headers.contains_key(FORWARDED_HEADER);
+    let cfg = &state.config;
+    if endpoint == Endpoint::List && cfg.api_key.is_none() {
+        // Listing is disabled without a key (seed behaviour).
+        return Ok(text(StatusCode::OK, String::new()));
+    }
+    if endpoint.needs_key() {
+        authorize(
+            cfg,
+            &state.throttle,
+            client_ip(req),
+            params.apikey.as_deref(),
+        )
+        .await?;
+    }
+    let max = cfg.max_size;
+    let store = &*state.store;
+    match endpoint {
+        Endpoint::List => {
+            let mut out = String::new();
+            for id in store.list().await? {
+                out.push_str(&format_path(&params.format, &id));
+                out.push('\n');
+            }
+            Ok(text(StatusCode::OK, out))
+        }
+        Endpoint::PutContent => {
+            check_length(&req.headers, max)?;
+            let id = store.put_content(body_stream(body), max).await?;
+            Ok(path_reply(&params, &id))
+        }
+        Endpoint::Kv => {
+            check_length(&req.headers, max)?;
+            let id = hash_body(body_stream(body), max).await?;
+            Ok(path_reply(&params, &id))
+        }
+        Endpoint::PutSlot(id, mode) => {
+            check_length(&req.headers, max)?;
+            let out = store.put_slot(id, body_stream(body), max, mode).await?;
+            let mut resp = match out {
+                SlotOutcome::Existed => text(StatusCode::OK, String::new()),
+                _ => path_reply(&params, &id),
+            };
+            if mode == tig_store::SlotWrite::IfAbsent {
+                let created = if out == SlotOutcome::Created {
+                    "true"
+                } else {
+                    "false"
+                };
+                resp.headers_mut()
+                    .insert(CREATED_HEADER, HeaderValue::from_static(created));
+            }
+            Ok(resp)
+        }
+        Endpoint::Delete(id) => {
+            store.delete_slot(id).await?;
+            Ok(path_reply(&params, &id))
+        }
+        Endpoint::Head(id) => match store.stat(id, params.chtimes).await? {
+            Some(len) => {
+                let ct = content_type(&params)?;
+                let mut resp = Response::new(Body::empty());
+                let h = resp.headers_mut();
+                h.insert(header::CONTENT_TYPE, ct);
+                h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                Ok(resp)
+            }
+            None => miss(state, req, forwarded, id).await,
+        },
+        Endpoint::Get(id) if params.burst => burst(state, req, &params, forwarded, id).await,
+        Endpoint::Get(id) => {
+            let ct = content_type(&params)?;
+            match store.get(id, params.chtimes).await? {
+                Some(obj) => Ok(object_response(obj.len, obj.body, ct)),
+                None => miss(state, req, forwarded, id).await,
+            }
+        }
+    }
+}
+
+fn content_type(params: &Params) -> Result<HeaderValue, ApiError> {
+    match &params.content_type {
+        None => Ok(HeaderValue::from_static(OCTET_STREAM)),
+        Some(t) => HeaderValue::from_str(t)
+            .map_err(|_| ApiError::BadRequest("bad Content-Type value".to_owned())),
+    }
+}
+
+fn object_response(len: u64, body: ObjectBody, ct: HeaderValue) -> Response {
+    let body = match body {
+        ObjectBody::Full(b) => Body::from(b),
+        ObjectBody::Stream(s) => Body::from_stream(s),
+    };
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, ct);
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    resp
+}
+
+/// An object is not here: ask the peers (unless this request was forwarded).
+async fn miss<S: Store>(
+    state: &AppState<S>,
+    req: &Parts,
+    forwarded: bool,
+    id: ObjectId,
+) -> Result<Response, ApiError> {
+    if !forwarded && state.cluster.enabled() {
+        let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        if let Some(resp) = state.cluster.forward(&req.method, pq).await {
+            return Ok(resp);
+        }
+    }
+    Err(ApiError::NotFound(format!("not found: {}", id.path())))
+}
+
+/// Hashes a body without storing it (`/kv`).
+async fn hash_body(mut body: BodyStream, max: u64) -> Result<ObjectId, ApiError> {
+    let mut hasher = Hasher::new();
+    let mut len = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::BadRequest(format!("reading the request body failed: {e}")))?;
+        len += chunk.len() as u64;
+        if len > max {
+            return Err(ApiError::TooLarge(max));
+        }
+        hasher.update(&chunk);
+    }
+    Ok(hasher.finish())
+}
+
+/// Reads a whole (stored, hence size-limited) object into memory.
+async fn read_all(body: ObjectBody) -> Result<Bytes, ApiError> {
+    match body {
+        ObjectBody::Full(b) => Ok(b),
+        ObjectBody::Stream(mut s) => {
+            let mut out = Vec::new();
+            while let Some(c) = s.next().await {
+                out.extend_from_slice(&c.map_err(|e| ApiError::Internal(e.to_string()))?);
+            }
+            Ok(out.into())
+        }
+    }
+}
+
+/// Parses a burst list: one object path or URL a line; blank lines and a
+/// trailing `\r` are ignored; anything else is refused naming the line.
+pub fn parse_burst(list: &[u8]) -> Result<Vec<ObjectId>, ApiError> {
+    let mut out = Vec::new();
+    for (n, raw) in list.split(|&b| b == b'\n').enumerate() {
+        let line = String::from_utf8_lossy(raw);
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            continue;
+        }
+        let id = ObjectId::from_burst_line(line).map_err(|_| {
+            ApiError::BadRequest(format!(
+                "burst line {} is not an object path: {}",
+                n + 1,
+                line.chars().take(100).collect::<String>()
+            ))
+        })?;
+        out.push(id);
+    }
+    Ok(out)
+}
+
+/// `GET /<h>.tig?burst=1`: validate every line and check every member exists
+/// before the 200; then stream the members. A member that vanishes mid-stream
+/// ends the body with an error, which aborts the connection.
+async fn burst<S: Store>(
+    state: &AppState<S>,
+    req: &Parts,
+    params: &Params,
+    forwarded: bool,
+    id: ObjectId,
+) -> Result<Response, ApiError> {
+    let ct = content_type(params)?;
+    let Some(list) = state.store.get(id, params.chtimes).await? else {
+        return miss(state, req, forwarded, id).await;
+    };
+    let members = parse_burst(&read_all(list.body).await?)?;
+    let mut total = 0u64;
+    for m in &members {
+        match state.store.stat(*m, params.chtimes).await? {
+            Some(len) => total += len,
+            None => {
+                return Err(ApiError::NotFound(format!(
+                    "burst member missing: {}",
+                    m.path()
+                )));
+            }
+        }
+    }
+    tracing::debug!(members = members.len(), bytes = total, "burst");
+    let store = state.store.clone();
+    let stream = futures_util::stream::iter(members)
+        .then(move |m| {
+            let store = store.clone();
+            async move {
+                match store.get(m, false).await {
+                    Ok(Some(obj)) => obj.body.into_stream(),
+                    Ok(None) => error_stream(format!("burst member vanished: {}", m.path())),
+                    Err(e) => error_stream(e.to_string()),
+                }
+            }
+        })
+        .flatten();
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut().insert(header::CONTENT_TYPE, ct);
+    Ok(resp)
+}
+
+fn error_stream(msg: String) -> BodyStream {
+    tracing::warn!(%msg, "aborting a burst");
+    Box::pin(futures_util::stream::iter([Err(io::Error::other(msg))]))
+}
