@@ -51,7 +51,8 @@ impl TigServer {
     /// Starts `tig serve` on `root` (a fresh temp dir when `None`), with extra
     /// command-line `args` and environment `envs`. `APIKEY` and every `TIG_*`
     /// variable of the test process are removed before `envs` is applied.
-    /// `--listen 127.0.0.1:0` and `--root` are added unless `args` has them.
+    /// `--listen 127.0.0.1:0` and `--root` are added unless `args` has them (or
+    /// `envs` sets `TIG_LISTEN` / `TIG_ROOT`).
     /// Panics (with the child's stderr) if the readiness line does not come.
     pub fn start_with(root: Option<&Path>, args: &[&str], envs: &[(&str, &str)]) -> Self {
         match Self::try_start_with(root, args, envs) {
@@ -64,6 +65,27 @@ impl TigServer {
     /// stderr) instead of panicking, for tests of startup errors.
     pub fn try_start_with(
         root: Option<&Path>,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<Self, StartFailure> {
+        Self::spawn(root, true, args, envs)
+    }
+
+    /// Runs `tig serve ARGS` with exactly the given arguments (no `--listen`,
+    /// no `--root` added) and the test environment cleaned as in
+    /// [`TigServer::start_with`]. `expected_root` is only what the test expects
+    /// the server to use (for [`TigServer::obj_file`]); no temp dir is made.
+    pub fn try_start_exact(
+        expected_root: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<Self, StartFailure> {
+        Self::spawn(Some(expected_root), false, args, envs)
+    }
+
+    fn spawn(
+        root: Option<&Path>,
+        add_defaults: bool,
         args: &[&str],
         envs: &[(&str, &str)],
     ) -> Result<Self, StartFailure> {
@@ -80,16 +102,15 @@ impl TigServer {
         };
         let mut cmd = Command::new(tig_bin());
         cmd.arg("serve");
-        if !args
-            .iter()
-            .any(|a| *a == "--listen" || a.starts_with("--listen="))
-        {
+        let has = |flag: &str, env: &str| {
+            args.iter()
+                .any(|a| *a == flag || a.starts_with(&format!("{flag}=")))
+                || envs.iter().any(|(k, _)| *k == env)
+        };
+        if add_defaults && !has("--listen", "TIG_LISTEN") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
-        if !args
-            .iter()
-            .any(|a| *a == "--root" || a.starts_with("--root="))
-        {
+        if add_defaults && !has("--root", "TIG_ROOT") {
             cmd.arg("--root").arg(&root);
         }
         cmd.args(args);
