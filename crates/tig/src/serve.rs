@@ -1,11 +1,337 @@
-//! placeholder for `tig serve`.
+//! `tig serve`: flags and environment → [`tig_server::Config`], then run the store
+//! until SIGTERM, ctrl-c or `--lifetime`.
+//!
+//! This is the only place of the server that reads the environment or installs
+//! signal handlers. Startup prints one readiness line to stdout
+//! (`tig: listening on http://ADDR`, with the real bound address); logs go to
+//! stderr.
 
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-/// Flags of `tig serve`.
+use anyhow::Context;
+use tig_server::{ApiKey, AppState, Config, Peers};
+use tig_store::FsStore;
+use tig_store::fs::FsOptions;
+
+const DEFAULT_CERT: &str = "/etc/ssl/tig.crt";
+const DEFAULT_KEY: &str = "/etc/ssl/tig.key";
+
+/// Flags of `tig serve`; each can also come from its environment variable.
+/// The API key comes from `APIKEY`, else from the file `<root>/apikey`.
 #[derive(Debug, clap::Args)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// Address to listen on [default: 0.0.0.0:7777, or 0.0.0.0:443 with TLS].
+    #[arg(long, env = "TIG_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Data directory [default: /data if it exists, else /tmp].
+    #[arg(long, env = "TIG_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Delete objects unused for this long (`3s`, `10m`, `2w`, `1h30m`); `0` keeps forever.
+    #[arg(long, env = "TIG_RETENTION", value_name = "DUR", default_value = "10m", value_parser = parse_duration)]
+    pub retention: Duration,
+    /// Largest accepted body (`1048576`, `128MiB`, `1GiB`, `10KiB`, `1MB`).
+    #[arg(long, env = "TIG_MAX_SIZE", value_name = "SIZE", default_value = "128MiB", value_parser = parse_size)]
+    pub max_size: u64,
+    /// TLS certificate chain (PEM) [default: /etc/ssl/tig.crt when it and the key exist].
+    #[arg(long, env = "TIG_TLS_CERT", value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) [default: /etc/ssl/tig.key].
+    #[arg(long, env = "TIG_TLS_KEY", value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// DNS name (optionally NAME:PORT) whose A/AAAA records are the cluster's instances.
+    #[arg(
+        long,
+        env = "TIG_CLUSTER",
+        value_name = "NAME[:PORT]",
+        conflicts_with = "peers"
+    )]
+    pub cluster: Option<String>,
+    /// Explicit peer base URLs, comma-separated (e.g. http://10.0.0.2:7777).
+    #[arg(long, env = "TIG_PEERS", value_name = "URL,URL", value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// Offload objects to the peers and exit after this long (also done on SIGTERM).
+    #[arg(long, env = "TIG_LIFETIME", value_name = "DUR", value_parser = parse_duration)]
+    pub lifetime: Option<Duration>,
+}
 
-pub fn run(_args: ServeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented")
+/// Parses `0` or a humantime duration (`3s`, `10m`, `2w`, `1h30m`); a bare
+/// number means seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("bad duration {s:?}: {e} (try 3s, 10m, 2w or 0)"))
+}
+
+/// Parses a size: a number with an optional unit. `KiB/MiB/GiB/TiB` (and `K/M/G/T`)
+/// are powers of 1024; `KB/MB/GB/TB` powers of 1000; `B` or nothing is bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || format!("bad size {s:?} (try 1048576, 128MiB, 1GiB or 1MB)");
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" | "ki" => 1 << 10,
+        "m" | "mib" | "mi" => 1 << 20,
+        "g" | "gib" | "gi" => 1 << 30,
+        "t" | "tib" | "ti" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mult).ok_or_else(bad)
+}
+
+/// The key from `APIKEY`, else `<root>/apikey` (trailing newlines trimmed).
+fn load_api_key(root: &Path) -> anyhow::Result<Option<ApiKey>> {
+    if let Ok(k) = std::env::var("APIKEY")
+        && !k.is_empty()
+    {
+        return Ok(ApiKey::new(k));
+    }
+    let path = root.join("apikey");
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Ok(ApiKey::new(s.trim_end_matches(['\n', '\r']))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn parse_cluster(s: &str) -> anyhow::Result<Peers> {
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p))
+            if !h.is_empty() && !h.ends_with(':') && p.chars().all(|c| c.is_ascii_digit()) =>
+        {
+            let port = p
+                .parse::<u16>()
+                .with_context(|| format!("bad port in --cluster {s}"))?;
+            (
+                h.trim_start_matches('[').trim_end_matches(']').to_owned(),
+                Some(port),
+            )
+        }
+        _ => (s.to_owned(), None),
+    };
+    anyhow::ensure!(!host.is_empty(), "--cluster needs a DNS name");
+    Ok(Peers::Dns { host, port })
+}
+
+/// Runs `tig serve`.
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+/// Why the server stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Terminate,
+    Interrupt,
+    Lifetime,
+}
+
+async fn wait_for_stop(lifetime: Option<Duration>) -> Stop {
+    let lifetime = async {
+        match lifetime {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => Stop::Terminate,
+                _ = tokio::signal::ctrl_c() => Stop::Interrupt,
+                () = lifetime => Stop::Lifetime,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => Stop::Interrupt,
+                    () = lifetime => Stop::Lifetime,
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => Stop::Interrupt,
+        () = lifetime => Stop::Lifetime,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let root = args.root.clone().unwrap_or_else(|| {
+        if Path::new("/data").is_dir() {
+            PathBuf::from("/data")
+        } else {
+            PathBuf::from("/tmp")
+        }
+    });
+    let tls_paths = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        _ if Path::new(DEFAULT_CERT).is_file() && Path::new(DEFAULT_KEY).is_file() => {
+            Some((PathBuf::from(DEFAULT_CERT), PathBuf::from(DEFAULT_KEY)))
+        }
+        _ => None,
+    };
+    let tls = match &tls_paths {
+        Some((c, k)) => Some(tig_server::tls::load(c, k).context("TLS setup failed")?),
+        None => None,
+    };
+    let listen = args.listen.clone().unwrap_or_else(|| {
+        if tls.is_some() {
+            "0.0.0.0:443"
+        } else {
+            "0.0.0.0:7777"
+        }
+        .to_owned()
+    });
+    let addr: SocketAddr = match listen.parse() {
+        Ok(a) => a,
+        Err(_) => tokio::net::lookup_host(&listen)
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .with_context(|| format!("bad --listen address {listen:?}"))?,
+    };
+    let store = FsStore::open(&root, FsOptions::default())
+        .await
+        .with_context(|| format!("cannot use data directory {}", root.display()))?;
+    let api_key = load_api_key(&root)?;
+    let peers = if let Some(c) = &args.cluster {
+        parse_cluster(c)?
+    } else {
+        let list: Vec<String> = args
+            .peers
+            .iter()
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .collect();
+        if list.is_empty() {
+            Peers::None
+        } else {
+            Peers::List(list)
+        }
+    };
+    let config = Config {
+        max_size: args.max_size,
+        retention: args.retention,
+        api_key,
+        peers,
+        tls,
+        ..Config::default()
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    tracing::info!(
+        root = %root.display(),
+        retention = ?config.retention,
+        max_size = config.max_size,
+        apikey = config.api_key.is_some(),
+        peers = ?config.peers,
+        "tig serve starting"
+    );
+    let tls_on = config.tls.is_some();
+    let state = AppState::new(store, config);
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let lifetime = args.lifetime;
+    let shutdown = async move {
+        let why = wait_for_stop(lifetime).await;
+        tracing::info!(?why, "stopping");
+        let _ = stop_tx.send(why);
+    };
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "tig: listening on {}",
+            tig_server::base_url(local, tls_on)
+        );
+        let _ = out.flush();
+    }
+    tig_server::serve(listener, state.clone(), shutdown)
+        .await
+        .context("server failed")?;
+    let why = stop_rx.await.unwrap_or(Stop::Interrupt);
+    if matches!(why, Stop::Terminate | Stop::Lifetime) && state.cluster.enabled() {
+        let report = state.offload().await;
+        if report.failed > 0 {
+            tracing::warn!(
+                failed = report.failed,
+                "some objects could not be offloaded"
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2w"), Ok(Duration::from_secs(14 * 86400)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("128MiB"), Ok(128 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("10KiB"), Ok(10 << 10));
+        assert_eq!(parse_size("1MB"), Ok(1_000_000));
+        assert_eq!(parse_size("5 kb"), Ok(5_000));
+        assert_eq!(parse_size("0"), Ok(0));
+        for bad in ["", "MiB", "1.5GiB", "12XB", "-1", "99999999999TiB"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cluster_names() {
+        assert_eq!(
+            parse_cluster("tig-headless").unwrap(),
+            Peers::Dns {
+                host: "tig-headless".into(),
+                port: None
+            }
+        );
+        assert_eq!(
+            parse_cluster("tig.svc:7777").unwrap(),
+            Peers::Dns {
+                host: "tig.svc".into(),
+                port: Some(7777)
+            }
+        );
+        assert!(parse_cluster("x:99999").is_err());
+    }
 }
