@@ -180,7 +180,7 @@ impl Client {
             message = status.canonical_reason().unwrap_or("").to_string();
         }
         if status == StatusCode::PAYLOAD_TOO_LARGE {
-            message.push_str(" (the body is over the server's --max-size; use --chunked or a smaller --max-size)");
+            message.push_str(" (over the server's size limit: give tig the server's --max-size so it chunks below it)");
         }
         Err(Error::Status {
             what: what.to_string(),

@@ -19,6 +19,9 @@ use crate::error::{Error, Result};
 use crate::http::{Client, Payload};
 use crate::progress;
 
+/// Plain puts up to this size are sent from memory.
+const IN_MEMORY_MAX: u64 = 16 << 20;
+
 /// What an upload did, for the user and for tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Counts {
@@ -199,7 +202,24 @@ impl Client {
             if self.head(&id)?.is_some() {
                 stats.skip(size);
             } else {
-                let got = self.put_content(&Payload::File(path.to_path_buf(), size))?;
+                // Small bodies go from memory: if the server refuses one early (413),
+                // the answer is read; a streamed body only sees the connection close.
+                let body = if size <= IN_MEMORY_MAX {
+                    let data = std::fs::read(path)
+                        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                    Payload::Bytes(Bytes::from(data))
+                } else {
+                    Payload::File(path.to_path_buf(), size)
+                };
+                let got = self.put_content(&body).map_err(|e| match e {
+                    Error::Transport { what, reason } if size > IN_MEMORY_MAX => Error::Transport {
+                        what,
+                        reason: format!(
+                            "{reason} (if the server's size limit is below {size} bytes it refused the body: give tig the server's --max-size)"
+                        ),
+                    },
+                    other => other,
+                })?;
                 check_reply(&id, &got)?;
                 stats.upload(size);
             }

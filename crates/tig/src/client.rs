@@ -1,16 +1,385 @@
-//! placeholder for the `client` commands.
+//! The client commands: `tig put/get/kv/snapshot/restore/backup`, thin glue over
+//! `tig-client`. Reads the server address and API key from flags or environment,
+//! decides whether progress bars are drawn (only when stderr is a terminal), prints
+//! results on stdout and a summary of transfers on stderr.
 
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use anyhow::Context;
+use tig_client::{Client, Config, SnapshotOptions, human, parse_size, parse_target};
+
+/// Connection flags shared by every client command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Conn {
+    /// The tig server's base URL.
+    #[arg(
+        long,
+        env = "TIG_SERVER",
+        default_value = "http://127.0.0.1:7777",
+        global = true
+    )]
+    server: String,
+    /// A file holding the API key (trailing newlines trimmed); else env TIG_APIKEY.
+    #[arg(long, value_name = "PATH", global = true)]
+    apikey_file: Option<PathBuf>,
+    /// The server's body limit: larger files are chunked; no chunk exceeds it.
+    #[arg(long, env = "TIG_MAX_SIZE", default_value = "128MiB", value_parser = size_arg, global = true)]
+    max_size: u64,
+    /// Requests in flight at once.
+    #[arg(long, short = 'j', default_value_t = 4, global = true)]
+    jobs: usize,
+}
+
+fn size_arg(s: &str) -> Result<u64, String> {
+    parse_size(s).map_err(|e| e.to_string())
+}
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Not implemented yet.
-    #[command(hide = true)]
-    ClientPlaceholder,
+    /// Store a file (or stdin as `-`) and print its path; large files are chunked.
+    Put {
+        /// The file, or `-` for standard input.
+        file: String,
+        /// Chunk even a small file (content-defined chunks + a burst list).
+        #[arg(long)]
+        chunked: bool,
+        /// Print a full URL instead of a path.
+        #[arg(long)]
+        url: bool,
+        /// Print a JSON object (path, burst, size, chunks, upload counts).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Download an object, verify every hash, write it to a file or stdout.
+    Get {
+        /// A hash, `/<h>.tig`, or URL; `?burst=1` (as printed by put) expands a burst.
+        name: String,
+        /// Write here (atomically, only once verified) instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Treat the object as a burst list and fetch its members.
+        #[arg(long)]
+        burst: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Key-value slots, addressed by sha256(hex(sha256(KEY))).
+    Kv {
+        #[command(subcommand)]
+        cmd: KvCommand,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Store a directory as a content-addressed tree; print the root's path.
+    Snapshot {
+        /// The directory.
+        dir: PathBuf,
+        /// Also take files excluded by .gitignore/.ignore rules.
+        #[arg(long)]
+        no_ignore: bool,
+        /// Also take `.git` directories.
+        #[arg(long)]
+        include_git: bool,
+        /// Print a full URL instead of a path.
+        #[arg(long)]
+        url: bool,
+        /// Print a JSON object (root, files, bytes, upload counts).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Rebuild a snapshot into an empty or new directory, verifying every object.
+    Restore {
+        /// The root tree as printed by `tig snapshot` (hash, path or URL).
+        root: String,
+        /// The directory to create (or an empty one).
+        dir: PathBuf,
+        /// Print a JSON object (files, dirs, symlinks, bytes).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Mirror every object of the server into DEST_DIR, fetching only missing ones.
+    Backup {
+        /// The directory (servable by `tig serve --root DEST_DIR`).
+        dest: PathBuf,
+        /// Print a JSON object of the counts.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum KvCommand {
+    /// Set KEY to VALUE (`-` reads stdin).
+    Set { key: String, value: String },
+    /// Print KEY's value (slots cannot be hash-verified).
+    Get { key: String },
+    /// Append VALUE (`-` reads stdin) to KEY's value.
+    Append { key: String, value: String },
+    /// Set KEY only if unset; exit 3 if it already had a value.
+    Setifnot { key: String, value: String },
+    /// Delete KEY's slot.
+    Del { key: String },
+    /// Print KEY's slot path (no request).
+    Path { key: String },
 }
 
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::ClientPlaceholder => anyhow::bail!("not implemented"),
+        Command::Put {
+            file,
+            chunked,
+            url,
+            json,
+            conn,
+        } => {
+            let client = connect(&conn)?;
+            let (res, _spool);
+            if file == "-" {
+                let mut tmp =
+                    tempfile::NamedTempFile::new().context("creating a temp file for stdin")?;
+                std::io::copy(&mut std::io::stdin().lock(), tmp.as_file_mut())
+                    .context("reading stdin")?;
+                res = client.put_file(tmp.path(), chunked)?;
+                _spool = Some(tmp);
+            } else {
+                res = client.put_file(std::path::Path::new(&file), chunked)?;
+                _spool = None;
+            }
+            let mut name = if url {
+                format!("{}{}", client.config().server, res.id.path())
+            } else {
+                res.id.path()
+            };
+            if res.burst {
+                name.push_str("?burst=1");
+            }
+            if json {
+                let mut v = serde_json::to_value(res)?;
+                v["path"] = serde_json::Value::String(name);
+                println!("{v}");
+            } else {
+                println!("{name}");
+            }
+            let shape = if res.burst {
+                format!("{} chunk(s) + a burst list", res.chunks)
+            } else {
+                "one object".into()
+            };
+            summary(&format!(
+                "put {}: {shape}; uploaded {} object(s) ({}), skipped {} already present ({})",
+                human(res.size),
+                res.counts.uploaded,
+                human(res.counts.uploaded_bytes),
+                res.counts.skipped,
+                human(res.counts.skipped_bytes)
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Get {
+            name,
+            output,
+            burst,
+            conn,
+        } => {
+            let target = parse_target(&name)?;
+            let mut client = connect(&conn)?;
+            if let Some(server) = &target.server {
+                client = client.with_server(server)?;
+            }
+            let burst = burst || target.burst;
+            match output {
+                Some(path) => {
+                    client
+                        .fetch_to_path(&target.id, burst, &path)
+                        .with_context(|| format!("get {}", target.id.path()))?;
+                }
+                None => {
+                    let stdout = std::io::stdout();
+                    let mut lock = stdout.lock();
+                    client
+                        .fetch_to_writer(&target.id, burst, &mut lock)
+                        .with_context(|| format!("get {}", target.id.path()))?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Kv { cmd, conn } => run_kv(cmd, &conn),
+        Command::Snapshot {
+            dir,
+            no_ignore,
+            include_git,
+            url,
+            json,
+            conn,
+        } => {
+            let client = connect(&conn)?;
+            let res = client.snapshot(
+                &dir,
+                SnapshotOptions {
+                    no_ignore,
+                    include_git,
+                },
+            )?;
+            let name = if url {
+                format!("{}{}", client.config().server, res.root.path())
+            } else {
+                res.root.path()
+            };
+            if json {
+                println!("{}", serde_json::to_value(res)?);
+            } else {
+                println!("{name}");
+            }
+            summary(&format!(
+                "snapshot: {} file(s), {} dir(s), {} link(s), {}; uploaded {} object(s) ({}), skipped {} already present ({})",
+                res.files,
+                res.dirs,
+                res.symlinks,
+                human(res.bytes),
+                res.counts.uploaded,
+                human(res.counts.uploaded_bytes),
+                res.counts.skipped,
+                human(res.counts.skipped_bytes)
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore {
+            root,
+            dir,
+            json,
+            conn,
+        } => {
+            let target = parse_target(&root)?;
+            let mut client = connect(&conn)?;
+            if let Some(server) = &target.server {
+                client = client.with_server(server)?;
+            }
+            let res = client
+                .restore(&target.id, &dir)
+                .with_context(|| format!("restore {} into {}", target.id.path(), dir.display()))?;
+            if json {
+                println!("{}", serde_json::to_value(res)?);
+            }
+            summary(&format!(
+                "restored {} file(s), {} dir(s), {} link(s), {} into {} (every object verified)",
+                res.files,
+                res.dirs,
+                res.symlinks,
+                human(res.bytes),
+                dir.display()
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup { dest, json, conn } => {
+            let client = connect(&conn)?;
+            let res = client
+                .backup(&dest)
+                .with_context(|| format!("backup into {}", dest.display()))?;
+            if json {
+                println!("{}", serde_json::to_value(res)?);
+            }
+            summary(&format!(
+                "backup: {} listed, {} already present, fetched {} ({}): {} verified, {} unverifiable (key-value slots: their name is not the hash of their bytes), {} expired before fetch",
+                res.listed,
+                res.present,
+                res.fetched,
+                human(res.fetched_bytes),
+                res.verified,
+                res.unverifiable,
+                res.vanished
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn run_kv(cmd: KvCommand, conn: &Conn) -> anyhow::Result<ExitCode> {
+    let client = || connect(conn);
+    let value =
+        |v: &str| -> anyhow::Result<bytes_value::Value> { bytes_value::read(v, conn.max_size) };
+    match cmd {
+        KvCommand::Set { key, value: v } => {
+            let slot = client()?.kv_set(key.as_bytes(), value(&v)?.into())?;
+            println!("{}", slot.path());
+        }
+        KvCommand::Append { key, value: v } => {
+            let slot = client()?.kv_append(key.as_bytes(), value(&v)?.into())?;
+            println!("{}", slot.path());
+        }
+        KvCommand::Setifnot { key, value: v } => {
+            if client()?.kv_setifnot(key.as_bytes(), value(&v)?.into())? {
+                println!("{}", tig_client::slot_id(key.as_bytes()).path());
+            } else {
+                eprintln!("tig: kv setifnot: {key:?} already has a value");
+                return Ok(ExitCode::from(3));
+            }
+        }
+        KvCommand::Get { key } => {
+            let stdout = std::io::stdout();
+            client()?.kv_get(key.as_bytes(), &mut stdout.lock())?;
+        }
+        KvCommand::Del { key } => {
+            let slot = client()?.kv_del(key.as_bytes())?;
+            println!("{}", slot.path());
+        }
+        KvCommand::Path { key } => println!("{}", tig_client::slot_id(key.as_bytes()).path()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A kv value from the command line, or stdin for `-` (at most the size limit).
+mod bytes_value {
+    use super::*;
+
+    pub type Value = Vec<u8>;
+
+    pub fn read(v: &str, limit: u64) -> anyhow::Result<Value> {
+        if v != "-" {
+            return Ok(v.as_bytes().to_vec());
+        }
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .lock()
+            .take(limit + 1)
+            .read_to_end(&mut buf)
+            .context("reading stdin")?;
+        anyhow::ensure!(
+            buf.len() as u64 <= limit,
+            "the value on stdin is over --max-size ({})",
+            human(limit)
+        );
+        Ok(buf)
+    }
+}
+
+fn connect(conn: &Conn) -> anyhow::Result<Client> {
+    let mut cfg = Config::new(&conn.server)?;
+    cfg.apikey = match &conn.apikey_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the API key from {}", path.display()))?;
+            Some(text.trim_end_matches(['\n', '\r']).to_string())
+        }
+        None => std::env::var("TIG_APIKEY").ok().filter(|k| !k.is_empty()),
+    };
+    anyhow::ensure!(conn.jobs >= 1, "--jobs must be at least 1");
+    cfg.jobs = conn.jobs;
+    cfg.max_size = conn.max_size;
+    cfg.progress = std::io::stderr().is_terminal();
+    Ok(Client::new(cfg)?)
+}
+
+/// One line on stderr about what was transferred.
+fn summary(line: &str) {
+    let _ = writeln!(std::io::stderr(), "tig: {line}");
 }
