@@ -137,7 +137,7 @@ impl Client {
         };
         let ok = actual == *id;
         if !ok {
-            tracing::info!(object = %id.path(), "not hash-verifiable (a key-value slot, or tampered content): kept as is");
+            tracing::debug!(object = %id.path(), "not hash-verifiable (a key-value slot, or tampered content): kept as is");
         }
         let out = dest.join(id.file_name());
         tmp.as_file()

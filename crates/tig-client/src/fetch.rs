@@ -189,7 +189,7 @@ impl Client {
         loop {
             match f(self) {
                 Err(Error::Transport { what, reason }) if attempt < self.cfg.attempts => {
-                    tracing::warn!(%what, %reason, attempt, "download broke, retrying");
+                    tracing::debug!(%what, %reason, attempt, "download broke, retrying");
                     std::thread::sleep(std::time::Duration::from_millis(200 << attempt.min(4)));
                     attempt += 1;
                 }

@@ -143,11 +143,11 @@ impl Client {
             let last = attempt >= self.cfg.attempts;
             match make()?.send() {
                 Ok(resp) if resp.status().is_server_error() && idempotent && !last => {
-                    tracing::warn!(%what, status = %resp.status(), attempt, "server error, retrying");
+                    tracing::debug!(%what, status = %resp.status(), attempt, "server error, retrying");
                 }
                 Ok(resp) => return Ok(resp),
                 Err(e) if !last && (e.is_connect() || (idempotent && !e.is_builder())) => {
-                    tracing::warn!(%what, error = %e, attempt, "transfer failed, retrying");
+                    tracing::debug!(%what, error = %e, attempt, "transfer failed, retrying");
                 }
                 Err(e) => {
                     return Err(Error::Transport {

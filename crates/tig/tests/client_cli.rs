@@ -649,3 +649,30 @@ fn backup_twice_fetches_only_new_objects_and_can_be_served() {
     assert_eq!(ok(tig(&mirror, &["get", &a])), "alpha\n");
     assert_eq!(ok(tig(&mirror, &["kv", "get", "k"])), "slot value");
 }
+
+#[test]
+fn unreachable_server_is_one_clear_line_and_no_progress_noise_when_piped() {
+    // a port nobody listens on: the connection is retried, then one line
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = tig_with(&url, &["get", &"ab".repeat(32)], &[], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot talk to the server"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // with stderr not a terminal, put prints its path and one summary line, no bars
+    let s = TigServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("f");
+    std::fs::write(&f, pseudo_random(9, 300_000)).unwrap();
+    let out = tig(&s, &["put", f.to_str().unwrap(), "--chunked"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("tig: put ") && !err.contains('\r'), "{err}");
+}
