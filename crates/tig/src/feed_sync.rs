@@ -1,16 +1,493 @@
 //! `tig feed pull/push/bundle/forks/graph/delete/verify-proof`: replication and forks.
+//!
+//! Thin glue over [`tig_feed::sync`]: parse arguments, open the store (the
+//! current directory; `tig feed -C DIR` changes to it first), call the library,
+//! print a human report (or JSON) and pick the exit code.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use tig_feed::sync::{self, Outcome, PushOutcome};
+use tig_feed::{FeedId, FeedStore};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Not implemented yet.
-    #[command(hide = true)]
-    SyncPlaceholder,
+    /// Fetch feeds from another store (path), a git remote URL, or a bundle file;
+    /// validate every new message, then fast-forward (forks are kept and reported).
+    Pull {
+        /// Another store's path, a git URL (file://, ssh://, https://…), or a bundle file.
+        source: String,
+        /// Feeds to pull (ids); default: every feed the source has.
+        feeds: Vec<String>,
+        /// Name under refs/remotes/ for this source (default: from the path/URL).
+        #[arg(long = "as", value_name = "NAME")]
+        name: Option<String>,
+        /// Exit non-zero when a received tip forks from one this store holds.
+        #[arg(long)]
+        strict: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send feeds to another store (path or git URL); never overwrites a feed
+    /// there unless it fast-forwards.
+    Push {
+        /// Another store's path or a git URL.
+        dest: String,
+        /// Feeds to push (ids or aliases); default: every feed in this store.
+        feeds: Vec<String>,
+        /// Name under refs/remotes/ recording what the destination has.
+        #[arg(long = "as", value_name = "NAME")]
+        name: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Git bundles of feeds, for replication without a connection.
+    Bundle {
+        #[command(subcommand)]
+        command: BundleCommand,
+    },
+    /// Find forks: two validly signed messages of one feed with the same parent.
+    /// Exit status 1 when there is at least one fork, 0 when there is none.
+    Forks {
+        /// Feeds to check (ids or aliases); default: every feed.
+        feeds: Vec<String>,
+        /// Print the forks as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Write the proof (the conflicting signed messages) as a bundle.
+        #[arg(long, value_name = "FILE")]
+        export: Option<PathBuf>,
+    },
+    /// Check a fork proof bundle on its own: two different messages signed by
+    /// the same feed key with the same parent.
+    VerifyProof {
+        /// The proof bundle written by `tig feed forks --export`.
+        file: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the branches of a feed (every tip the store holds) as a graph.
+    Graph {
+        /// The feed (id or alias).
+        feed: String,
+        /// Graphviz DOT instead of text.
+        #[arg(long)]
+        dot: bool,
+        /// Do not shorten long runs of messages.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Delete a feed from the store: refs, aliases, reflogs and its objects.
+    Delete {
+        /// The feed (id or alias).
+        feed: String,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BundleCommand {
+    /// Write a bundle (`git bundle verify` accepts it) of feeds.
+    Create {
+        /// The bundle file to write.
+        file: PathBuf,
+        /// Feeds to include (ids or aliases); default: every feed.
+        feeds: Vec<String>,
+        /// Only messages after COMMIT for FEED (the receiver already has COMMIT).
+        #[arg(long, value_name = "FEED=COMMIT")]
+        since: Vec<String>,
+        /// Only what STORE lacks, as recorded in refs/remotes/STORE/* (a name or the path pulled from/pushed to).
+        #[arg(long = "for", value_name = "STORE")]
+        for_store: Option<String>,
+        /// Print a summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::SyncPlaceholder => anyhow::bail!("not implemented"),
+        Command::Pull {
+            source,
+            feeds,
+            name,
+            strict,
+            json,
+        } => pull(Path::new("."), &source, feeds, name, strict, json),
+        Command::Push {
+            dest,
+            feeds,
+            name,
+            json,
+        } => push(Path::new("."), &dest, feeds, name, json),
+        Command::Bundle {
+            command:
+                BundleCommand::Create {
+                    file,
+                    feeds,
+                    since,
+                    for_store,
+                    json,
+                },
+        } => bundle_create(Path::new("."), &file, feeds, since, for_store, json),
+        Command::Forks {
+            feeds,
+            json,
+            export,
+        } => forks(Path::new("."), feeds, json, export),
+        Command::VerifyProof { file, json } => verify_proof(&file, json),
+        Command::Graph { feed, dot, full } => graph(Path::new("."), &feed, dot, full),
+        Command::Delete { feed } => delete(Path::new("."), &feed),
     }
+}
+
+fn open(dir: &Path) -> anyhow::Result<FeedStore> {
+    FeedStore::open(dir).with_context(|| format!("opening store {}", dir.display()))
+}
+
+/// A feed given on the command line: a feed id, or an alias in this store.
+fn resolve(store: &FeedStore, s: &str) -> anyhow::Result<String> {
+    if let Ok(id) = FeedId::parse(s) {
+        return Ok(id.to_string());
+    }
+    let id = store
+        .resolve(s)
+        .with_context(|| format!("{s}: not a feed id or alias in this store"))?;
+    Ok(id.to_string())
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn short(oid: &str) -> &str {
+    &oid[..oid.len().min(12)]
+}
+
+fn pull(
+    dir: &Path,
+    source: &str,
+    feeds: Vec<String>,
+    name: Option<String>,
+    strict: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = open(dir)?;
+    let feeds = feeds
+        .iter()
+        .map(|f| resolve(&store, f))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let report = sync::pull(&store, source, &sync::PullOptions { name, feeds })
+        .with_context(|| format!("pull from {source}"))?;
+    if json {
+        print_json(&report)?;
+    } else {
+        if report.feeds.is_empty() {
+            println!("{}: no feeds", report.source);
+        }
+        for f in &report.feeds {
+            let n = f.new_messages;
+            match &f.outcome {
+                Outcome::Created => println!("{}: new feed, {n} messages", f.feed),
+                Outcome::FastForward { from } => println!(
+                    "{}: {}..{}, {n} new messages",
+                    f.feed,
+                    short(from),
+                    short(&f.tip)
+                ),
+                Outcome::UpToDate => println!("{}: up to date", f.feed),
+                Outcome::LocalAhead => println!("{}: this store is ahead", f.feed),
+                Outcome::Fork { local, fork_point } => println!(
+                    "{}: FORK: received {} diverges from local {} (fork point {}); both kept, received as refs/remotes/{}/{}",
+                    f.feed,
+                    short(&f.tip),
+                    short(local),
+                    fork_point.as_deref().map(short).unwrap_or("none"),
+                    report.name,
+                    f.feed
+                ),
+                Outcome::Rejected { violations } => {
+                    for (commit, rule) in violations {
+                        eprintln!("tig: {}: rejected, no ref moved: {commit}: {rule}", f.feed);
+                    }
+                }
+            }
+            if !matches!(f.outcome, Outcome::Fork { .. }) {
+                for (r, oid) in &f.forks_with {
+                    println!(
+                        "{}: FORK: received {} diverges from {r} ({}); both kept",
+                        f.feed,
+                        short(&f.tip),
+                        short(oid)
+                    );
+                }
+            }
+            if let Some(p) = &f.preserved {
+                println!(
+                    "{}: the source rewrote this feed; its old tip is kept as {p}",
+                    f.feed
+                );
+            }
+        }
+    }
+    if report.has_rejections() || (strict && report.has_forks()) {
+        if strict && report.has_forks() {
+            eprintln!("tig: fork detected (--strict); run `tig feed forks` for the proof");
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn push(
+    dir: &Path,
+    dest: &str,
+    feeds: Vec<String>,
+    name: Option<String>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = open(dir)?;
+    let feeds = feeds
+        .iter()
+        .map(|f| resolve(&store, f))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let report = sync::push(&store, dest, &sync::PushOptions { name, feeds })
+        .with_context(|| format!("push to {dest}"))?;
+    let mut refused = false;
+    if json {
+        print_json(&report)?;
+    }
+    for (feed, tip, outcome) in &report.feeds {
+        match outcome {
+            PushOutcome::Refused { reason } => {
+                refused = true;
+                eprintln!("tig: {feed}: not pushed: {reason}");
+            }
+            _ if json => {}
+            PushOutcome::Created => println!("{feed}: new at destination ({})", short(tip)),
+            PushOutcome::FastForward { from } => {
+                println!("{feed}: {}..{}", short(from), short(tip))
+            }
+            PushOutcome::UpToDate => println!("{feed}: up to date"),
+            PushOutcome::RemoteAhead => {
+                println!("{feed}: destination is ahead (pull to get its messages)")
+            }
+        }
+    }
+    Ok(if refused {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn bundle_create(
+    dir: &Path,
+    file: &Path,
+    feeds: Vec<String>,
+    since: Vec<String>,
+    for_store: Option<String>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = open(dir)?;
+    let repo = store.repo();
+    let mut tips = BTreeMap::new();
+    if feeds.is_empty() {
+        for r in repo.references_glob("refs/heads/*")? {
+            let r = r?;
+            if r.symbolic_target().ok().flatten().is_some() {
+                continue;
+            }
+            let Ok(name) = r.name() else { continue };
+            let id = name.trim_start_matches("refs/heads/");
+            if let Ok(fid) = FeedId::parse(id)
+                && let Ok(c) = r.peel_to_commit()
+            {
+                tips.insert(fid.to_string(), c.id());
+            }
+        }
+        if tips.is_empty() {
+            bail!("no feeds in {}", dir.display());
+        }
+    } else {
+        for f in &feeds {
+            let id = resolve(&store, f)?;
+            let oid = repo
+                .refname_to_id(&format!("refs/heads/{id}"))
+                .with_context(|| format!("feed {id} is not in this store"))?;
+            tips.insert(id, oid);
+        }
+    }
+    let mut base = BTreeMap::new();
+    if let Some(other) = &for_store {
+        let name = if repo
+            .references_glob(&format!("refs/remotes/{other}/*"))?
+            .next()
+            .is_some()
+        {
+            other.clone()
+        } else {
+            sync::source_name(other)
+        };
+        for feed in tips.keys() {
+            if let Ok(oid) = repo.refname_to_id(&format!("refs/remotes/{name}/{feed}"))
+                && (repo.graph_descendant_of(tips[feed], oid)? || tips[feed] == oid)
+            {
+                base.insert(feed.clone(), oid);
+            }
+        }
+    }
+    for s in &since {
+        let (f, c) = s
+            .split_once('=')
+            .with_context(|| format!("--since {s}: expected FEED=COMMIT"))?;
+        let id = resolve(&store, f)?;
+        if !tips.contains_key(&id) {
+            bail!("--since {s}: feed {id} is not in the bundle");
+        }
+        let oid = repo
+            .revparse_single(c)
+            .and_then(|o| o.peel_to_commit())
+            .map(|c| c.id())
+            .with_context(|| format!("--since {s}: no such commit in this store"))?;
+        base.insert(id, oid);
+    }
+    let summary = sync::create_bundle(repo, file, &tips, &base)?;
+    if json {
+        print_json(&summary)?;
+    } else {
+        println!(
+            "{}: {} feed(s), {} message(s), {} bytes{}",
+            file.display(),
+            summary.feeds.len(),
+            summary.commits,
+            summary.bytes,
+            if summary.prerequisites.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (incremental: needs {} known commit(s))",
+                    summary.prerequisites.len()
+                )
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn forks(
+    dir: &Path,
+    feeds: Vec<String>,
+    json: bool,
+    export: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let store = open(dir)?;
+    let feeds = feeds
+        .iter()
+        .map(|f| resolve(&store, f))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let found = sync::find_forks(&store, &feeds)?;
+    if json {
+        print_json(&found)?;
+    } else if found.is_empty() {
+        println!("no forks");
+    } else {
+        for f in &found {
+            match &f.fork_point {
+                Some(p) => println!(
+                    "fork in feed {} after message #{} ({}):",
+                    f.feed, p.sequence, p.commit
+                ),
+                None => println!("fork in feed {}: different first messages:", f.feed),
+            }
+            for m in &f.messages {
+                println!(
+                    "  #{} {} signature {}  {:?}",
+                    m.sequence,
+                    m.commit,
+                    m.signature,
+                    m.content.lines().next().unwrap_or("")
+                );
+                println!("      on {}", m.tips.join(", "));
+            }
+            if !f.is_proof() {
+                println!("  (not a proof: fewer than two validly signed messages)");
+            }
+        }
+    }
+    if let Some(path) = export {
+        if found.is_empty() {
+            bail!("no forks to export");
+        }
+        let s = sync::export_proof(&store, &found, &path)?;
+        if !json {
+            println!(
+                "proof written to {} ({} conflicting messages, {} bytes); check it with `tig feed verify-proof {}`",
+                path.display(),
+                s.feeds.len(),
+                s.bytes,
+                path.display()
+            );
+        }
+    }
+    Ok(if found.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn verify_proof(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let report = sync::verify_proof(file).with_context(|| format!("{}", file.display()))?;
+    if json {
+        print_json(&report)?;
+    } else {
+        for f in &report.forks {
+            println!(
+                "proven: feed {} signed {} different messages #{} after {}",
+                f.feed,
+                f.messages.len(),
+                f.sequence,
+                f.parent
+                    .as_deref()
+                    .unwrap_or("nothing (two first messages)")
+            );
+            for (c, content) in &f.messages {
+                println!("  {c}  {:?}", content.lines().next().unwrap_or(""));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn graph(dir: &Path, feed: &str, dot: bool, full: bool) -> anyhow::Result<ExitCode> {
+    let store = open(dir)?;
+    let id = resolve(&store, feed)?;
+    let text = if dot {
+        sync::graph_dot(store.repo(), &id)?
+    } else {
+        sync::graph_text(store.repo(), &id, full)?
+    };
+    use std::io::Write;
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn delete(dir: &Path, feed: &str) -> anyhow::Result<ExitCode> {
+    let store = open(dir)?;
+    let id = resolve(&store, feed)?;
+    let fid = FeedId::parse(&id)?;
+    let report = sync::delete_feed(&store, &fid)?;
+    println!(
+        "deleted feed {}: {} message(s), refs: {}",
+        report.feed,
+        report.commits,
+        report.refs.join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
 }

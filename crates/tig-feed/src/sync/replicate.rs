@@ -1,0 +1,758 @@
+//! `pull` and `push`: replicate feeds between stores over any git transport
+//! libgit2 speaks (a path, `file://`, …) or a bundle file.
+//!
+//! Pull fetches each advertised feed ref into a quarantine namespace
+//! (`refs/tig/incoming/<nonce>/<feed>`, removed again whatever happens),
+//! validates the new messages with [`verify_range`](crate::verify_range)
+//! against every tip the store already holds for that feed, and only then
+//! moves refs: `refs/remotes/<source>/<feed>` always, `refs/heads/<feed>` only
+//! by fast-forward (compare-and-swap). A tip that neither descends from nor is
+//! an ancestor of a tip we hold is a fork: both are kept and it is reported.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use git2::{AutotagOption, Direction, FetchOptions, FetchPrune, Oid, Repository};
+use serde::Serialize;
+
+use super::util::{self, INCOMING};
+use super::{SyncError, bundle};
+use crate::{FeedId, FeedStore};
+
+/// Options for [`pull`].
+#[derive(Debug, Clone, Default)]
+pub struct PullOptions {
+    /// Name under `refs/remotes/` for what came from this source (`--as`);
+    /// derived from the path or URL when `None`.
+    pub name: Option<String>,
+    /// Feeds (hex ids) to pull; every feed the source has when empty.
+    pub feeds: Vec<String>,
+}
+
+/// What happened to one feed during a pull.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeedOutcome {
+    /// The feed (hex id).
+    pub feed: String,
+    /// The tip the source has.
+    pub tip: String,
+    /// Messages new to this store.
+    pub new_messages: usize,
+    /// The result.
+    pub outcome: Outcome,
+    /// Local tips (ref, commit) that the received tip forks from.
+    pub forks_with: Vec<(String, String)>,
+    /// A remote-tracking ref kept under a new name because the source rewrote its history.
+    pub preserved: Option<String>,
+}
+
+/// Result for one feed of a pull.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The store had no such feed; `refs/heads/<feed>` was created.
+    Created,
+    /// `refs/heads/<feed>` fast-forwarded.
+    FastForward {
+        /// Previous tip.
+        from: String,
+    },
+    /// Nothing new.
+    UpToDate,
+    /// The store already has newer messages than the source.
+    LocalAhead,
+    /// The received tip and `refs/heads/<feed>` diverge: both kept.
+    Fork {
+        /// Our tip, which stays in `refs/heads/<feed>`.
+        local: String,
+        /// The last message both share, if any.
+        fork_point: Option<String>,
+    },
+    /// New messages break a rule: no ref moved.
+    Rejected {
+        /// `(commit, rule)` per violation.
+        violations: Vec<(String, String)>,
+    },
+}
+
+/// Everything a pull did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PullReport {
+    /// The source as given.
+    pub source: String,
+    /// The name used under `refs/remotes/`.
+    pub name: String,
+    /// One entry per feed the source offered (and we asked for).
+    pub feeds: Vec<FeedOutcome>,
+}
+
+impl PullReport {
+    /// Whether any feed was rejected.
+    pub fn has_rejections(&self) -> bool {
+        self.feeds
+            .iter()
+            .any(|f| matches!(f.outcome, Outcome::Rejected { .. }))
+    }
+
+    /// Whether any received tip forks from a tip we hold.
+    pub fn has_forks(&self) -> bool {
+        self.feeds.iter().any(|f| !f.forks_with.is_empty())
+    }
+}
+
+/// Options for [`push`].
+#[derive(Debug, Clone, Default)]
+pub struct PushOptions {
+    /// Name under `refs/remotes/` recording what the destination now has.
+    pub name: Option<String>,
+    /// Feeds (hex ids) to push; every feed in the store when empty.
+    pub feeds: Vec<String>,
+}
+
+/// Result for one feed of a push.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum PushOutcome {
+    /// The destination had no such feed.
+    Created,
+    /// The destination's ref fast-forwarded.
+    FastForward {
+        /// Its previous tip.
+        from: String,
+    },
+    /// The destination already had this tip.
+    UpToDate,
+    /// The destination has newer messages than we do: nothing pushed.
+    RemoteAhead,
+    /// Not a fast-forward (a fork, or history we do not have): nothing pushed.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Everything a push did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushReport {
+    /// The destination as given.
+    pub dest: String,
+    /// The name used under `refs/remotes/`.
+    pub name: String,
+    /// `(feed, tip, outcome)` per feed.
+    pub feeds: Vec<(String, String, PushOutcome)>,
+}
+
+/// The name under `refs/remotes/` for a source path or URL: its last path
+/// component without `.git`/`.bundle`, reduced to characters safe in a ref.
+pub fn source_name(source: &str) -> String {
+    let trimmed = source.trim_end_matches(['/', '\\']);
+    let last = trimmed.rsplit(['/', '\\', ':']).next().unwrap_or(trimmed);
+    let last = last
+        .strip_suffix(".git")
+        .or_else(|| last.strip_suffix(".bundle"))
+        .unwrap_or(last);
+    let mut name: String = last
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    while name.contains("..") {
+        name = name.replace("..", ".");
+    }
+    let name = name.trim_matches(|c| c == '.' || c == '-').to_string();
+    let name = name.strip_suffix(".lock").unwrap_or(&name).to_string();
+    if name.is_empty() {
+        "source".into()
+    } else {
+        name
+    }
+}
+
+fn check_name(name: &str) -> Result<String, SyncError> {
+    let full = format!("refs/remotes/{name}/x");
+    if name.is_empty() || name.contains('/') || !git2::Reference::is_valid_name(&full) {
+        return Err(SyncError::BadSourceName(name.to_string()));
+    }
+    Ok(name.to_string())
+}
+
+/// An absolute path for an existing local directory, else the string as given (a URL).
+fn to_url(source: &str) -> String {
+    let p = Path::new(source);
+    if p.is_dir()
+        && let Ok(abs) = p.canonicalize()
+    {
+        return abs.to_string_lossy().into_owned();
+    }
+    source.to_string()
+}
+
+fn hex_feed_of_head(name: &str) -> Option<String> {
+    let id = name.strip_prefix("refs/heads/")?;
+    FeedId::parse(id).ok().map(|f| f.to_string())
+}
+
+/// Pull feeds from `source`: another store's path, a git remote URL, or a bundle file.
+pub fn pull(store: &FeedStore, source: &str, opts: &PullOptions) -> Result<PullReport, SyncError> {
+    let name = match &opts.name {
+        Some(n) => check_name(n)?,
+        None => source_name(source),
+    };
+    let path = Path::new(source);
+    let feeds = if path.is_file() {
+        if !bundle::looks_like_bundle(path) {
+            return Err(SyncError::NotABundle(path.to_path_buf()));
+        }
+        pull_bundle(store, path, &name, &opts.feeds)?
+    } else if let Some(src) = local_repo(source) {
+        pull_local(store, &src, &name, &opts.feeds)?
+    } else {
+        pull_remote(store, source, &name, &opts.feeds)?
+    };
+    Ok(PullReport {
+        source: source.to_string(),
+        name,
+        feeds,
+    })
+}
+
+fn wanted(feed: &str, want: &[String]) -> bool {
+    want.is_empty() || want.iter().any(|w| w == feed)
+}
+
+fn pull_bundle(
+    store: &FeedStore,
+    path: &Path,
+    name: &str,
+    want: &[String],
+) -> Result<Vec<FeedOutcome>, SyncError> {
+    let repo = store.repo();
+    let header = bundle::unbundle(repo, path)?;
+    let mut incoming = BTreeMap::new();
+    for (refname, oid) in &header.refs {
+        if let Some(feed) = hex_feed_of_head(refname)
+            && wanted(&feed, want)
+        {
+            incoming.insert(feed, *oid);
+        }
+    }
+    missing_wanted(&incoming, want)?;
+    // Hold the received tips in quarantine refs while validating, so that a
+    // concurrent `git gc` cannot prune them.
+    let quarantine = Quarantine::new(repo);
+    for (feed, oid) in &incoming {
+        repo.reference(
+            &quarantine.refname(feed),
+            *oid,
+            true,
+            "tig feed pull: quarantine",
+        )?;
+    }
+    let out = apply_incoming(store, name, &incoming);
+    drop(quarantine);
+    out
+}
+
+fn missing_wanted(incoming: &BTreeMap<String, Oid>, want: &[String]) -> Result<(), SyncError> {
+    for w in want {
+        if !incoming.contains_key(w) {
+            return Err(SyncError::FeedNotFound(format!("{w} (in the source)")));
+        }
+    }
+    Ok(())
+}
+
+/// Refs under `refs/tig/incoming/<nonce>/`, deleted on drop.
+struct Quarantine<'r> {
+    repo: &'r Repository,
+    prefix: String,
+}
+
+impl<'r> Quarantine<'r> {
+    fn new(repo: &'r Repository) -> Self {
+        Quarantine {
+            repo,
+            prefix: format!("{INCOMING}/{}", util::nonce()),
+        }
+    }
+
+    fn refname(&self, feed: &str) -> String {
+        format!("{}/{feed}", self.prefix)
+    }
+}
+
+impl Drop for Quarantine<'_> {
+    fn drop(&mut self) {
+        let glob = format!("{}/*", self.prefix);
+        if let Ok(refs) = self.repo.references_glob(&glob) {
+            let mut names = Vec::new();
+            for r in refs.flatten() {
+                if let Ok(n) = r.name() {
+                    names.push(n.to_string());
+                }
+            }
+            for n in names {
+                if let Ok(mut r) = self.repo.find_reference(&n) {
+                    if let Err(e) = r.delete() {
+                        tracing::warn!(refname = %n, error = %e, "could not remove quarantine ref");
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(self.repo.path().join(&self.prefix));
+    }
+}
+
+/// The source as a repository on this machine (a path or `file://` URL), if it is one.
+fn local_repo(source: &str) -> Option<Repository> {
+    let path = source.strip_prefix("file://").unwrap_or(source);
+    let p = Path::new(path);
+    if !p.is_dir() {
+        return None;
+    }
+    Repository::open(p).ok()
+}
+
+/// The empty tree's id: the tree of every feed message.
+const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
+
+/// Pull from a repository on this machine: walk the source directly and copy
+/// the missing objects as one pack (see [`super::pack`]), instead of going
+/// through libgit2's transport and its delta search.
+fn pull_local(
+    store: &FeedStore,
+    src: &Repository,
+    name: &str,
+    want: &[String],
+) -> Result<Vec<FeedOutcome>, SyncError> {
+    let repo = store.repo();
+    let mut advertised = BTreeMap::new();
+    for r in src.references_glob("refs/heads/*")? {
+        let r = r?;
+        if r.symbolic_target().ok().flatten().is_some() {
+            continue;
+        }
+        let Ok(refname) = r.name() else { continue };
+        if let Some(feed) = hex_feed_of_head(refname)
+            && wanted(&feed, want)
+            && let Ok(c) = r.peel_to_commit()
+        {
+            advertised.insert(feed, c.id());
+        }
+    }
+    missing_wanted(&advertised, want)?;
+    if advertised.is_empty() {
+        return Ok(Vec::new());
+    }
+    let odb = repo.odb()?;
+    let src_odb = src.odb()?;
+    let mut objects: Vec<(git2::ObjectType, Vec<u8>)> = Vec::new();
+    let mut queued: std::collections::HashSet<Oid> = std::collections::HashSet::new();
+    let mut counts = BTreeMap::new();
+    let mut trees: Vec<Oid> = Vec::new();
+    // Follow parent links by reading raw objects (one read per message; no
+    // revwalk): stop at anything this store already has. Objects only ever
+    // arrive in complete packs, so having a commit means having its history.
+    for (feed, &tip) in &advertised {
+        let mut n = 0usize;
+        let mut stack = vec![tip];
+        while let Some(oid) = stack.pop() {
+            if odb.exists(oid) || !queued.insert(oid) {
+                continue;
+            }
+            n += 1;
+            let obj = src_odb.read(oid)?;
+            let data = obj.data().to_vec();
+            for line in data.split(|b| *b == b'\n') {
+                if line.is_empty() {
+                    break; // end of the commit header
+                }
+                let (is_tree, hex) = if let Some(h) = line.strip_prefix(b"tree ") {
+                    (true, h)
+                } else if let Some(h) = line.strip_prefix(b"parent ") {
+                    (false, h)
+                } else {
+                    continue;
+                };
+                let Some(id) = std::str::from_utf8(hex)
+                    .ok()
+                    .and_then(|h| Oid::from_str(h).ok())
+                else {
+                    continue;
+                };
+                if is_tree {
+                    trees.push(id);
+                } else {
+                    stack.push(id);
+                }
+            }
+            objects.push((obj.kind(), data));
+        }
+        counts.insert(feed.clone(), n);
+    }
+    // Trees: the empty tree for well-formed messages; anything else (a broken
+    // message) is copied too, so the store never holds a dangling link.
+    trees.sort();
+    trees.dedup();
+    let empty = Oid::from_str(EMPTY_TREE)?;
+    for tree in trees {
+        if odb.exists(tree) || queued.contains(&tree) {
+            continue;
+        }
+        if tree == empty {
+            queued.insert(tree);
+            objects.push((git2::ObjectType::Tree, Vec::new()));
+            continue;
+        }
+        let mut stack = vec![tree];
+        while let Some(t) = stack.pop() {
+            if odb.exists(t) || !queued.insert(t) {
+                continue;
+            }
+            let obj = src_odb.read(t)?;
+            if obj.kind() == git2::ObjectType::Tree
+                && let Ok(tr) = src.find_tree(t)
+            {
+                for e in tr.iter() {
+                    stack.push(e.id());
+                }
+            }
+            objects.push((obj.kind(), obj.data().to_vec()));
+        }
+    }
+    if !objects.is_empty() {
+        let before = util::pack_dir_listing(repo);
+        let written = (|| -> Result<(), SyncError> {
+            let mut w = odb.packwriter()?;
+            {
+                let mut buf = std::io::BufWriter::with_capacity(1 << 20, &mut w);
+                super::pack::write_pack(&objects, &mut buf)
+                    .map_err(|e| SyncError::Git(git2::Error::from_str(&e.to_string())))?;
+            }
+            w.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = written {
+            util::remove_new_pack_files(repo, &before);
+            return Err(e);
+        }
+        odb.refresh()?;
+    }
+    drop(objects);
+    let quarantine = Quarantine::new(repo);
+    for (feed, oid) in &advertised {
+        repo.reference(
+            &quarantine.refname(feed),
+            *oid,
+            true,
+            "tig feed pull: quarantine",
+        )?;
+    }
+    let out = apply_incoming_counted(store, name, &advertised, Some(&counts));
+    drop(quarantine);
+    out
+}
+
+fn pull_remote(
+    store: &FeedStore,
+    source: &str,
+    name: &str,
+    want: &[String],
+) -> Result<Vec<FeedOutcome>, SyncError> {
+    let repo = store.repo();
+    let url = to_url(source);
+    let mut remote = repo.remote_anonymous(&url)?;
+    remote.connect(Direction::Fetch)?;
+    let mut advertised = BTreeMap::new();
+    for head in remote.list()? {
+        if let Some(feed) = hex_feed_of_head(head.name())
+            && wanted(&feed, want)
+        {
+            advertised.insert(feed, head.oid());
+        }
+    }
+    remote.disconnect()?;
+    missing_wanted(&advertised, want)?;
+    if advertised.is_empty() {
+        return Ok(Vec::new());
+    }
+    let quarantine = Quarantine::new(repo);
+    let specs: Vec<String> = advertised
+        .keys()
+        .map(|f| format!("+refs/heads/{f}:{}", quarantine.refname(f)))
+        .collect();
+    let mut fo = FetchOptions::new();
+    fo.download_tags(AutotagOption::None)
+        .update_fetchhead(false)
+        .prune(FetchPrune::Off);
+    remote.fetch(&specs, Some(&mut fo), Some("tig feed pull: quarantine"))?;
+    let mut incoming = BTreeMap::new();
+    for feed in advertised.keys() {
+        match repo.refname_to_id(&quarantine.refname(feed)) {
+            Ok(oid) => {
+                incoming.insert(feed.clone(), oid);
+            }
+            Err(e) => {
+                tracing::warn!(%feed, error = %e.message(), "feed vanished from the source during the pull");
+            }
+        }
+    }
+    let out = apply_incoming(store, name, &incoming);
+    drop(quarantine);
+    out
+}
+
+fn count_new(repo: &Repository, tip: Oid, known: &[Oid]) -> Result<usize, SyncError> {
+    let mut walk = repo.revwalk()?;
+    walk.push(tip)?;
+    for k in known {
+        walk.hide(*k)?;
+    }
+    let mut n = 0;
+    for oid in walk {
+        oid?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Validate and apply received tips (objects already in the store).
+fn apply_incoming(
+    store: &FeedStore,
+    name: &str,
+    incoming: &BTreeMap<String, Oid>,
+) -> Result<Vec<FeedOutcome>, SyncError> {
+    apply_incoming_counted(store, name, incoming, None)
+}
+
+/// [`apply_incoming`] with the number of new messages per feed already known.
+fn apply_incoming_counted(
+    store: &FeedStore,
+    name: &str,
+    incoming: &BTreeMap<String, Oid>,
+    counts: Option<&BTreeMap<String, usize>>,
+) -> Result<Vec<FeedOutcome>, SyncError> {
+    let repo = store.repo();
+    let mut out = Vec::new();
+    for (feed, &tip) in incoming {
+        let fid = FeedId::parse(feed)?;
+        let tips = util::feed_tips(repo, feed)?;
+        let known: Vec<Oid> = tips.iter().map(|(_, o)| *o).collect();
+        let new_messages = match counts.and_then(|c| c.get(feed)) {
+            Some(n) => *n,
+            None => count_new(repo, tip, &known).unwrap_or(0),
+        };
+        let violations = match crate::verify_range(store, &fid, tip, &known) {
+            Ok(v) => v
+                .into_iter()
+                .map(|v| (v.commit.to_string(), v.rule))
+                .collect::<Vec<_>>(),
+            Err(e) => vec![(tip.to_string(), e.to_string())],
+        };
+        let mut entry = FeedOutcome {
+            feed: feed.clone(),
+            tip: tip.to_string(),
+            new_messages,
+            outcome: Outcome::UpToDate,
+            forks_with: Vec::new(),
+            preserved: None,
+        };
+        if !violations.is_empty() {
+            tracing::warn!(%feed, n = violations.len(), "rejected: new messages break the feed rules");
+            entry.outcome = Outcome::Rejected { violations };
+            out.push(entry);
+            continue;
+        }
+        for (refname, oid) in &tips {
+            if *oid == tip {
+                continue;
+            }
+            if !repo.graph_descendant_of(tip, *oid)? && !repo.graph_descendant_of(*oid, tip)? {
+                entry.forks_with.push((refname.clone(), oid.to_string()));
+            }
+        }
+        let msg = format!("tig feed pull {name}");
+        // Remote-tracking ref: always records what the source has. If the
+        // source rewrote its history, keep the old branch under another name.
+        let rname = format!("refs/remotes/{name}/{feed}");
+        if let Ok(old) = repo.refname_to_id(&rname)
+            && old != tip
+            && !repo.graph_descendant_of(tip, old)?
+        {
+            let mut elsewhere = false;
+            for (n, o) in &tips {
+                if n != &rname && (*o == old || repo.graph_descendant_of(*o, old)?) {
+                    elsewhere = true;
+                    break;
+                }
+            }
+            if !elsewhere {
+                let short = &old.to_string()[..8];
+                let keep = format!("refs/remotes/{name}@{short}/{feed}");
+                repo.reference(&keep, old, true, &msg)?;
+                entry.preserved = Some(keep);
+            }
+        }
+        repo.reference(&rname, tip, true, &msg)?;
+        let hname = format!("refs/heads/{feed}");
+        entry.outcome = match repo.refname_to_id(&hname) {
+            Err(_) => {
+                repo.reference(&hname, tip, false, &msg)?;
+                Outcome::Created
+            }
+            Ok(head) if head == tip => Outcome::UpToDate,
+            Ok(head) if repo.graph_descendant_of(tip, head)? => {
+                repo.reference_matching(&hname, tip, true, head, &msg)?;
+                Outcome::FastForward {
+                    from: head.to_string(),
+                }
+            }
+            Ok(head) if repo.graph_descendant_of(head, tip)? => Outcome::LocalAhead,
+            Ok(head) => Outcome::Fork {
+                local: head.to_string(),
+                fork_point: repo.merge_base(head, tip).ok().map(|o| o.to_string()),
+            },
+        };
+        out.push(entry);
+    }
+    Ok(out)
+}
+
+/// Push feeds to `dest` (a path or git remote URL). A feed whose ref at the
+/// destination is not an ancestor of ours is refused, never overwritten.
+pub fn push(store: &FeedStore, dest: &str, opts: &PushOptions) -> Result<PushReport, SyncError> {
+    let repo = store.repo();
+    let name = match &opts.name {
+        Some(n) => check_name(n)?,
+        None => source_name(dest),
+    };
+    if Path::new(dest).is_file() {
+        return Err(SyncError::Unsupported(format!(
+            "{dest} is a file: push goes to a store or git URL; write a bundle with `tig feed bundle create`"
+        )));
+    }
+    let mut local = BTreeMap::new();
+    if opts.feeds.is_empty() {
+        for r in repo.references_glob("refs/heads/*")? {
+            let r = r?;
+            if r.is_remote() || r.symbolic_target().ok().flatten().is_some() {
+                continue;
+            }
+            if let Ok(n) = r.name()
+                && let Some(feed) = hex_feed_of_head(n)
+                && let Ok(c) = r.peel_to_commit()
+            {
+                local.insert(feed, c.id());
+            }
+        }
+    } else {
+        for f in &opts.feeds {
+            let oid = repo
+                .refname_to_id(&format!("refs/heads/{f}"))
+                .map_err(|_| SyncError::FeedNotFound(f.clone()))?;
+            local.insert(f.clone(), oid);
+        }
+    }
+    let url = to_url(dest);
+    let mut remote = repo.remote_anonymous(&url)?;
+    remote.connect(Direction::Push)?;
+    let mut theirs = BTreeMap::new();
+    for head in remote.list()? {
+        if let Some(feed) = hex_feed_of_head(head.name()) {
+            theirs.insert(feed, head.oid());
+        }
+    }
+    remote.disconnect()?;
+
+    let mut results = Vec::new();
+    let mut specs = Vec::new();
+    for (feed, &ours) in &local {
+        let outcome = match theirs.get(feed) {
+            None => PushOutcome::Created,
+            Some(&t) if t == ours => PushOutcome::UpToDate,
+            Some(&t) if repo.odb()?.exists(t) && repo.graph_descendant_of(ours, t)? => {
+                PushOutcome::FastForward {
+                    from: t.to_string(),
+                }
+            }
+            Some(&t) if repo.odb()?.exists(t) && repo.graph_descendant_of(t, ours)? => {
+                PushOutcome::RemoteAhead
+            }
+            Some(&t) if repo.odb()?.exists(t) => PushOutcome::Refused {
+                reason: format!(
+                    "not a fast-forward: the destination's tip {t} forks from ours (run `tig feed pull` then `tig feed forks`)"
+                ),
+            },
+            Some(&t) => PushOutcome::Refused {
+                reason: format!(
+                    "the destination has {t}, which this store does not know (pull first)"
+                ),
+            },
+        };
+        if matches!(
+            outcome,
+            PushOutcome::Created | PushOutcome::FastForward { .. }
+        ) {
+            // No leading '+': libgit2 re-checks that the update is a fast-forward.
+            specs.push(format!("refs/heads/{feed}:refs/heads/{feed}"));
+        }
+        results.push((feed.clone(), ours, outcome));
+    }
+    let mut rejected: BTreeMap<String, String> = BTreeMap::new();
+    if !specs.is_empty() {
+        let mut cbs = git2::RemoteCallbacks::new();
+        cbs.push_update_reference(|refname, status| {
+            if let Some(s) = status {
+                rejected.insert(refname.to_string(), s.to_string());
+            }
+            Ok(())
+        });
+        let mut po = git2::PushOptions::new();
+        po.remote_callbacks(cbs);
+        remote.push(&specs, Some(&mut po))?;
+    }
+    let msg = format!("tig feed push {name}");
+    let mut feeds = Vec::new();
+    for (feed, ours, mut outcome) in results {
+        let refname = format!("refs/heads/{feed}");
+        if let Some(reason) = rejected.get(&refname) {
+            outcome = PushOutcome::Refused {
+                reason: format!("the destination refused: {reason}"),
+            };
+        }
+        if matches!(
+            outcome,
+            PushOutcome::Created | PushOutcome::FastForward { .. } | PushOutcome::UpToDate
+        ) {
+            repo.reference(&format!("refs/remotes/{name}/{feed}"), ours, true, &msg)?;
+        }
+        feeds.push((feed, ours.to_string(), outcome));
+    }
+    Ok(PushReport {
+        dest: dest.to_string(),
+        name,
+        feeds,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::source_name;
+
+    #[test]
+    fn source_names_come_from_the_last_path_component() {
+        assert_eq!(source_name("../bob-store"), "bob-store");
+        assert_eq!(source_name("/srv/hub.git/"), "hub");
+        assert_eq!(source_name("file:///tmp/x/alice-store"), "alice-store");
+        assert_eq!(source_name("bob.bundle"), "bob");
+        assert_eq!(source_name("bob.updates"), "bob.updates");
+        assert_eq!(source_name("ssh://host:22/a b"), "a-b");
+        assert_eq!(source_name("/"), "source");
+        assert_eq!(source_name("x.lock"), "x");
+    }
+}

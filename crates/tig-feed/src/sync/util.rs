@@ -1,0 +1,118 @@
+//! Small helpers shared by the sync submodules: the tips a store holds for a
+//! feed, sequence numbers, a self-removing temporary directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use git2::{Oid, Repository};
+
+use super::SyncError;
+
+/// Namespace that holds fetched tips until they are validated.
+pub(crate) const INCOMING: &str = "refs/tig/incoming";
+
+/// Every ref that holds a tip of `feed` (given as its hex id): `refs/heads/<feed>`,
+/// `refs/remotes/<anything>/<feed>`, in that order, each peeled to a commit id.
+pub(crate) fn feed_tips(repo: &Repository, feed: &str) -> Result<Vec<(String, Oid)>, SyncError> {
+    let mut tips = Vec::new();
+    let head = format!("refs/heads/{feed}");
+    if let Ok(r) = repo.find_reference(&head)
+        && let Ok(c) = r.peel_to_commit()
+    {
+        tips.push((head, c.id()));
+    }
+    let suffix = format!("/{feed}");
+    for r in repo.references_glob("refs/remotes/*")? {
+        let r = r?;
+        let Ok(name) = r.name() else { continue };
+        if !name.ends_with(&suffix) {
+            continue;
+        }
+        if let Ok(c) = r.peel_to_commit() {
+            tips.push((name.to_string(), c.id()));
+        }
+    }
+    Ok(tips)
+}
+
+/// Sequence number of `commit` in its log: 1 for a first message.
+pub(crate) fn sequence(repo: &Repository, commit: Oid) -> Result<u64, SyncError> {
+    let mut walk = repo.revwalk()?;
+    walk.simplify_first_parent()?;
+    walk.push(commit)?;
+    let mut n = 0u64;
+    for oid in walk {
+        oid?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// First line of a message's content, shortened for one-line displays.
+pub(crate) fn summary(content: &str, max: usize) -> String {
+    let line = content.lines().next().unwrap_or("");
+    if line.chars().count() <= max {
+        line.to_string()
+    } else {
+        let mut s: String = line.chars().take(max.saturating_sub(1)).collect();
+        s.push('…');
+        s
+    }
+}
+
+/// A unique-enough token for temporary names (pid, time, counter).
+pub(crate) fn nonce() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{:x}-{}",
+        std::process::id(),
+        t,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A temporary directory removed (with its contents) when dropped.
+pub(crate) struct TempDir(PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(prefix: &str) -> Result<TempDir, SyncError> {
+        let path = std::env::temp_dir().join(format!("{prefix}-{}", nonce()));
+        std::fs::create_dir(&path).map_err(|e| SyncError::io(&path, e))?;
+        Ok(TempDir(path))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Files currently in `objects/pack` of `repo` (used to undo a failed indexing).
+pub(crate) fn pack_dir_listing(repo: &Repository) -> Vec<PathBuf> {
+    let dir = repo.path().join("objects").join("pack");
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// Remove files that appeared in `objects/pack` since `before` was taken.
+pub(crate) fn remove_new_pack_files(repo: &Repository, before: &[PathBuf]) {
+    for p in pack_dir_listing(repo) {
+        if !before.contains(&p) {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+}
