@@ -172,3 +172,90 @@ fn startup_failures_exit_1_with_one_line() {
         "{err}"
     );
 }
+
+#[test]
+fn ctrl_c_exits_zero() {
+    let mut s = TigServer::start();
+    put_and_find(&s, &s.root.clone(), b"before ctrl-c");
+    let status = s
+        .signal("INT", Duration::from_secs(30))
+        .expect("exits on SIGINT");
+    assert_eq!(status.code(), Some(0), "{}", s.stderr());
+}
+
+/// A body sent in pieces over about a second.
+struct Trickle {
+    left: usize,
+    sent_some: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::io::Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let n = buf.len().min(16 * 1024).min(self.left);
+        buf[..n].fill(b't');
+        self.left -= n;
+        self.sent_some
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(n)
+    }
+}
+
+#[test]
+fn sigterm_lets_an_upload_in_flight_finish() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut s = TigServer::start();
+    let size = 20 * 16 * 1024;
+    let sent_some = Arc::new(AtomicBool::new(false));
+    let body = Trickle {
+        left: size,
+        sent_some: Arc::clone(&sent_some),
+    };
+    let url = format!("{}/", s.url);
+    let upload = std::thread::spawn(move || {
+        let r = http()
+            .put(url)
+            .body(reqwest::blocking::Body::sized(body, size as u64))
+            .send()
+            .expect("put");
+        (r.status().as_u16(), r.text().expect("t"))
+    });
+    assert!(wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(5),
+        || sent_some.load(Ordering::SeqCst)
+    ));
+    s.send_signal("TERM");
+    let (status, path) = upload.join().expect("upload");
+    assert_eq!(status, 200, "the request in flight is answered");
+    let want = vec![b't'; size];
+    assert_eq!(path, obj_path(&want));
+    assert_eq!(
+        std::fs::read(s.root.join(&path[1..])).expect("stored"),
+        want
+    );
+    let exit = s.wait_exit(Duration::from_secs(30)).expect("exits");
+    assert_eq!(exit.code(), Some(0));
+}
+
+/// The readiness line promises a server that is fully up, signal handling
+/// included: a supervisor may stop it at once.
+#[test]
+fn signals_right_after_the_readiness_line_are_graceful() {
+    // Several rounds: the window between the line and the handlers is small.
+    for sig in ["TERM", "INT", "TERM", "INT", "TERM", "INT", "TERM", "INT"] {
+        let mut s = TigServer::start();
+        let status = s
+            .signal(sig, Duration::from_secs(30))
+            .expect("exits on the signal");
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "SIG{sig} right after readiness: {status:?}"
+        );
+    }
+}

@@ -36,6 +36,8 @@ fn self_signed(kind: &str) -> Option<Cert> {
         ])
         .args(newkey)
         .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        // A leaf, not a CA: webpki refuses a CA certificate used by a server.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")

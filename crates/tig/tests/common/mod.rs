@@ -229,14 +229,24 @@ impl TigServer {
     /// and waits up to `timeout` for the exit. `None` if it did not exit in time
     /// (the child is then still owned and killed on drop).
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.signal("TERM", timeout)
+    }
+
+    /// Sends signal `sig` (`"TERM"`, `"INT"`, …) and waits up to `timeout`.
+    pub fn signal(&mut self, sig: &str, timeout: Duration) -> Option<ExitStatus> {
+        self.send_signal(sig);
+        self.wait_exit(timeout)
+    }
+
+    /// Sends signal `sig` without waiting.
+    pub fn send_signal(&self, sig: &str) {
         let pid = self.pid();
         let ok = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+            .args([&format!("-{sig}"), &pid.to_string()])
             .status()
             .expect("run kill")
             .success();
-        assert!(ok, "kill -TERM {pid} failed");
-        self.wait_exit(timeout)
+        assert!(ok, "kill -{sig} {pid} failed");
     }
 
     /// Waits up to `timeout` for the server to exit on its own.
