@@ -13,6 +13,7 @@
 //! - [`store`]: [`FeedStore`]: init/open, feeds, aliases, append (compare-and-swap,
 //!   batch), reading logs.
 //! - [`verify`]: the feed rules, [`verify_range`] and [`verify_feed`].
+//! - [`pack`]: one delta-free pack for a batch of new commits.
 //! - [`gpg`]: GPG feeds through the `gpg` program, as git does.
 //! - [`sync`]: replication between stores, bundles, forks and deletion.
 
@@ -21,6 +22,7 @@ pub mod error;
 pub mod gpg;
 pub mod id;
 pub mod identity;
+pub mod pack;
 pub mod store;
 pub mod sync;
 pub mod verify;

@@ -135,7 +135,20 @@ impl FeedStore {
     /// Opens an existing store: any git repository, bare (what `init` makes) or not
     /// (what the seed's `git init` makes). Honours the repository's `gpg.program`.
     pub fn open(path: &Path) -> Result<FeedStore, FeedError> {
-        let repo = Repository::open(path).map_err(|e| FeedError::Store {
+        FeedStore::from_repo(path, Repository::open(path))
+    }
+
+    /// Opens the store at `path` or the first repository above it, as `git` finds
+    /// its repository from a subdirectory.
+    pub fn discover(path: &Path) -> Result<FeedStore, FeedError> {
+        FeedStore::from_repo(path, Repository::discover(path))
+    }
+
+    fn from_repo(
+        path: &Path,
+        repo: Result<Repository, git2::Error>,
+    ) -> Result<FeedStore, FeedError> {
+        let repo = repo.map_err(|e| FeedError::Store {
             path: path.to_path_buf(),
             reason: if e.code() == ErrorCode::NotFound {
                 "not a git repository (create one with `tig feed init`)".into()
@@ -452,7 +465,7 @@ impl FeedStore {
     }
 
     /// Appends many messages in order with one ref update: all commits are built in
-    /// memory, written as one pack, then the ref moves once (compare-and-swap, retried
+    /// memory, written as one pack (see [`crate::pack`]), then the ref moves once (compare-and-swap, retried
     /// like [`FeedStore::append`]). Every content is checked before anything is written.
     pub fn append_batch<C: AsRef<[u8]>>(
         &self,
@@ -471,27 +484,27 @@ impl FeedStore {
         }
         self.ensure_empty_tree()?;
         let feed = signer.feed_id();
-        // A second handle whose object database writes into memory first.
-        let staging = Repository::open(self.repo.path())?;
-        let sodb = staging.odb()?;
-        let mempack = sodb.add_new_mempack_backend(1000)?;
         let mut attempt = 0u32;
         loop {
             let tip = self.tip(&feed)?;
             let time = opts.time.unwrap_or_else(Time::now);
             let mut parent = tip;
             let mut ids = Vec::with_capacity(contents.len());
+            let mut raws = Vec::with_capacity(contents.len());
             for c in contents {
-                let oid = self.build(&sodb, signer, &feed, parent, time, c.as_ref())?;
+                let payload = commit::payload(feed.as_str(), parent, time, c.as_ref());
+                let sig = signer.sign(&self.gpg, &payload)?;
+                let raw = commit::with_signature(&payload, &sig);
+                let oid = Oid::hash_object(ObjectType::Commit, &raw)?;
                 ids.push(oid);
+                raws.push(raw);
                 parent = Some(oid);
             }
-            let mut buf = git2::Buf::new();
-            mempack.dump(&staging, &mut buf)?;
-            mempack.reset()?;
+            let pack = crate::pack::commits_pack(&raws);
+            drop(raws);
             let odb = self.repo.odb()?;
             let mut pw = odb.packwriter()?;
-            pw.write_all(&buf)
+            pw.write_all(&pack)
                 .map_err(|e| FeedError::io("write pack", e))?;
             pw.commit()?;
             odb.refresh()?;

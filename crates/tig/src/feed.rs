@@ -168,7 +168,7 @@ fn run_id(cmd: IdCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn open_store() -> anyhow::Result<FeedStore> {
-    Ok(FeedStore::open(Path::new("."))?)
+    Ok(FeedStore::discover(Path::new("."))?)
 }
 
 fn run_feed(cmd: FeedCommand) -> anyhow::Result<ExitCode> {
