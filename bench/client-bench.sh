@@ -4,14 +4,16 @@
 #     large generated file; bytes uploaded by the first snapshot and by a second one
 #     after a small edit (one line of README.md, one byte of the large file);
 #  2. put and get of a 1 GiB file, in MB/s, next to `sha256sum` of the same file.
-# Usage: bench/client-bench.sh [BIG_MIB=256] [PUTGET_MIB=1024]
+# Usage: [TIG=path/to/tig] bench/client-bench.sh [BIG_MIB=256] [PUTGET_MIB=1024]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIG_MIB=${1:-256}
 PUTGET_MIB=${2:-1024}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --release -q -p tig
-TIG=$CARGO_TARGET_DIR/release/tig
+if [ -z "${TIG:-}" ]; then   # TIG=/path/to/tig skips the build
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+  cargo build --release -q -p tig
+  TIG=$CARGO_TARGET_DIR/release/tig
+fi
 
 work=$(mktemp -d /tmp/tig-client-bench.XXXXXX)
 server_pid=

@@ -38,8 +38,10 @@ pub struct BackupResult {
 }
 
 impl Client {
-    /// Mirrors the server into `dest` (created if absent).
-    pub fn backup(&self, dest: &Path) -> Result<BackupResult> {
+    /// Mirrors the server into `dest` (created if absent). Objects already there are
+    /// skipped, except that with `refresh_slots` local files whose bytes do not hash
+    /// to their name (key-value slots, which change) are fetched again.
+    pub fn backup(&self, dest: &Path, refresh_slots: bool) -> Result<BackupResult> {
         std::fs::create_dir_all(dest)
             .map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
         let listed = self.list()?;
@@ -49,7 +51,13 @@ impl Client {
         };
         let missing: Vec<ObjectId> = listed
             .into_iter()
-            .filter(|id| !dest.join(id.file_name()).exists())
+            .filter(|id| {
+                let local = dest.join(id.file_name());
+                !local.exists()
+                    || (refresh_slots
+                        && crate::upload::hash_file(&local, &ProgressBar::hidden())
+                            .is_ok_and(|h| h != *id))
+            })
             .collect();
         res.present = res.listed - missing.len() as u64;
         let pb = progress::bar(self.cfg.progress, None, "backup");

@@ -112,6 +112,9 @@ pub enum Command {
         /// Print a JSON object of the counts.
         #[arg(long)]
         json: bool,
+        /// Fetch key-value slots again even if present (they change; content never does).
+        #[arg(long)]
+        refresh_slots: bool,
         #[command(flatten)]
         conn: Conn,
     },
@@ -280,10 +283,15 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             ));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Backup { dest, json, conn } => {
+        Command::Backup {
+            dest,
+            json,
+            refresh_slots,
+            conn,
+        } => {
             let client = connect(&conn)?;
             let res = client
-                .backup(&dest)
+                .backup(&dest, refresh_slots)
                 .with_context(|| format!("backup into {}", dest.display()))?;
             if json {
                 println!("{}", serde_json::to_value(res)?);

@@ -635,6 +635,30 @@ fn backup_twice_fetches_only_new_objects_and_can_be_served() {
     );
     let v = backup();
     assert_eq!(v["fetched"], 0);
+    // a changed slot is fetched again only when asked
+    ok(tig_with(
+        &s.url,
+        &["kv", "set", "k", "new value"],
+        &key,
+        None,
+    ));
+    assert_eq!(backup()["fetched"], 0);
+    let v = json(tig_with(
+        &s.url,
+        &[
+            "backup",
+            dest.to_str().unwrap(),
+            "--json",
+            "--refresh-slots",
+        ],
+        &key,
+        None,
+    ));
+    assert_eq!(
+        (v["fetched"].as_u64(), v["unverifiable"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
     // only object files, each named by its hash (the slot by its key's)
     let files = common::tig_files(&dest);
     assert_eq!(files.len(), 6);
@@ -647,7 +671,7 @@ fn backup_twice_fetches_only_new_objects_and_can_be_served() {
     // the backup is a data directory: serve it and read through the verifying client
     let mirror = TigServer::start_with(Some(&dest), &[], &[]);
     assert_eq!(ok(tig(&mirror, &["get", &a])), "alpha\n");
-    assert_eq!(ok(tig(&mirror, &["kv", "get", "k"])), "slot value");
+    assert_eq!(ok(tig(&mirror, &["kv", "get", "k"])), "new value");
 }
 
 #[test]
