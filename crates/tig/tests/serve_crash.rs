@@ -245,3 +245,77 @@ fn sigkill_mid_uploads_leaves_only_whole_objects() {
         .expect("put");
     assert_eq!(r.status(), 200);
 }
+
+/// Sends a request head and part of its body, then drops the connection.
+fn send_partial(addr: &str, head: &str, partial: &[u8]) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.write_all(head.as_bytes()).expect("head");
+    stream.write_all(partial).expect("body");
+    stream.flush().expect("flush");
+    // Let the server read it before the connection goes away.
+    thread::sleep(Duration::from_millis(200));
+    drop(stream);
+}
+
+#[test]
+fn dropped_connections_leave_nothing_partial() {
+    let s = TigServer::start();
+    let c = http();
+    let addr = s.addr();
+    let slot = sha256_hex(b"dropped writes slot");
+    let r = c
+        .put(s.obj_url(&slot))
+        .body("old value\n")
+        .send()
+        .expect("kv");
+    assert_eq!(r.status(), 200);
+    let half = pseudo_random(77, 512 * 1024);
+    let sized = |target: &str| {
+        format!(
+            "PUT {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n",
+            2 * half.len()
+        )
+    };
+    let chunked = |target: &str| {
+        format!("PUT {target} HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\n\r\n")
+    };
+    let mut chunk = format!("{:x}\r\n", half.len()).into_bytes();
+    chunk.extend_from_slice(&half);
+    chunk.extend_from_slice(b"\r\n");
+    let slot_path = format!("/{slot}.tig");
+    for target in [
+        "/".to_string(),
+        slot_path.clone(),
+        format!("{slot_path}?append=1"),
+        format!("/{}.tig?setifnot=1", sha256_hex(b"never set")),
+    ] {
+        send_partial(&addr, &sized(&target), &half);
+        send_partial(&addr, &chunked(&target), &chunk);
+    }
+    // Only the slot remains, unchanged, and no temp file stays behind.
+    assert!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            std::fs::read_dir(&s.root).expect("dir").count() == 1
+        }),
+        "files left by dropped uploads: {:?}",
+        std::fs::read_dir(&s.root)
+            .expect("dir")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect::<Vec<_>>()
+    );
+    let r = c.get(s.obj_url(&slot)).send().expect("get");
+    assert_eq!(
+        r.text().expect("t"),
+        "old value\n",
+        "no partial write or append"
+    );
+    assert_eq!(
+        c.get(s.obj_url(&sha256_hex(b"never set")))
+            .send()
+            .expect("get")
+            .status(),
+        404
+    );
+}

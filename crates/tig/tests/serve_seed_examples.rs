@@ -213,6 +213,31 @@ fn seed_examples_block() {
     }
 }
 
+/// The seed's block in its own order: the server already runs on /tmp when
+/// `echo abc > /tmp/apikey` creates the key, and the next commands rely on it.
+#[test]
+fn seed_examples_key_file_written_while_the_server_runs() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let s = TigServer::start_with(Some(dir), &[], &[]);
+    let run = |line: &str| seed(&s, dir, dir, line);
+    assert!(run("echo test > /tmp/test").0);
+    assert!(run("echo abc > /tmp/apikey").0);
+    assert_eq!(
+        run("curl 'http://127.0.0.1:7777/?apikey=abc'"),
+        (true, String::new())
+    );
+    assert_eq!(
+        run("curl -X PUT 'http://127.0.0.1:7777/?apikey=abc' -T /tmp/test"),
+        (true, format!("/{TEST_HASH}.tig"))
+    );
+    assert_eq!(
+        run("curl 'http://127.0.0.1:7777?apikey=abc'"),
+        (true, format!("/{TEST_HASH}.tig\n")),
+        "the key written after startup must enable the listing"
+    );
+}
+
 #[test]
 fn seed_key_value_example_and_the_hash_of_hash_resolution() {
     let tmp = tempfile::tempdir().expect("tmp");
