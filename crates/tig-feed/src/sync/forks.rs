@@ -191,7 +191,7 @@ fn forks_of(store: &FeedStore, feed: &str, tips: &[(String, Oid)]) -> Result<Vec
                 commit: c.to_string(),
                 sequence: base_seq + 1,
                 timestamp: commit.author().when().seconds(),
-                content: String::from_utf8_lossy(commit.message_raw_bytes()).into_owned(),
+                content: util::content(&commit),
                 signature,
                 valid,
                 tips: on,
@@ -344,10 +344,10 @@ pub fn verify_proof(path: &Path) -> Result<ProofReport, SyncError> {
             let parent = commit.parent_id(0).ok();
             let known: Vec<Oid> = parent.into_iter().collect();
             match crate::verify_range(&store, &fid, c, &known) {
-                Ok(v) if v.is_empty() => by_parent.entry(parent).or_default().push((
-                    c,
-                    String::from_utf8_lossy(commit.message_raw_bytes()).into_owned(),
-                )),
+                Ok(v) if v.is_empty() => by_parent
+                    .entry(parent)
+                    .or_default()
+                    .push((c, util::content(&commit))),
                 Ok(v) => problems.push(format!("{c}: {}", v[0].rule)),
                 Err(e) => problems.push(format!("{c}: {e}")),
             }

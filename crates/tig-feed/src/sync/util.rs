@@ -48,6 +48,14 @@ pub(crate) fn sequence(repo: &Repository, commit: Oid) -> Result<u64, SyncError>
     Ok(n)
 }
 
+/// A message's content: the commit message minus the one newline stored after
+/// it (the feed layer's convention, and what `echo … | git commit-tree` writes).
+pub(crate) fn content(commit: &git2::Commit<'_>) -> String {
+    let raw = commit.message_raw_bytes();
+    let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+    String::from_utf8_lossy(raw).into_owned()
+}
+
 /// First line of a message's content, shortened for one-line displays.
 pub(crate) fn summary(content: &str, max: usize) -> String {
     let line = content.lines().next().unwrap_or("");
