@@ -2,6 +2,8 @@
 //! `cargo test -p tig --test feed_sync_bench -- --ignored --nocapture`.
 //! Nothing here asserts a duration; it prints them.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;

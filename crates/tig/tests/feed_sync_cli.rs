@@ -1,6 +1,8 @@
 //! `tig feed pull/push/bundle/forks/graph/delete/verify-proof` end to end: real
 //! stores made by the `tig` binary, checked with the real `git`.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
