@@ -4,6 +4,7 @@
 #   bench/serve-load.sh            # 10 s per wrk run
 #   DUR=5 bench/serve-load.sh      # shorter runs
 #   NGINX=0 bench/serve-load.sh    # skip the nginx comparison
+#   TIG_BIN=path/to/release/tig bench/serve-load.sh   # skip the build
 #
 # Needs: cargo, curl, wrk (`apt-get install -y wrk`); nginx is optional
 # (`apt-get install -y nginx-light`). Builds `tig` in release, starts it with a
@@ -30,9 +31,13 @@ trap cleanup EXIT
 
 command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk" >&2; exit 1; }
 
-echo "building tig (release)..." >&2
-(cd "$here" && cargo build --release -p tig --quiet)
-bin="${CARGO_TARGET_DIR:-$here/target}/release/tig"
+if [ -n "${TIG_BIN:-}" ]; then
+    bin=$TIG_BIN # a release binary built already
+else
+    echo "building tig (release)..." >&2
+    (cd "$here" && cargo build --release -p tig --quiet)
+    bin="${CARGO_TARGET_DIR:-$here/target}/release/tig"
+fi
 
 mkdir -p "$work/root" "$work/www"
 "$bin" serve --listen 127.0.0.1:0 --root "$work/root" --retention 0 \
@@ -106,6 +111,10 @@ done
 if [ "$NGINX" = 1 ] && command -v nginx >/dev/null; then
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     mkdir -p "$work/nginx" "$work/www/dav"
+    # nginx workers run unprivileged: let them read the files and write the DAV dir.
+    chmod 755 "$work" "$work/www"
+    chmod 644 "$work/www/1k"
+    chmod 777 "$work/www/dav" "$work/nginx"
     cat >"$work/nginx/nginx.conf" <<EOF
 worker_processes auto;
 pid $work/nginx/nginx.pid;
