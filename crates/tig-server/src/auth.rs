@@ -8,12 +8,13 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::Path;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::config::Config;
+use crate::config::{ApiKey, Config};
 use crate::error::ApiError;
 
 /// Failure counts per address.
@@ -58,21 +59,91 @@ impl Throttle {
     }
 }
 
-/// Checks `given` against the configured key for a request from `ip`.
+/// The key in force right now.
+#[derive(Debug, Clone)]
+pub enum KeyState {
+    /// No key configured: writes are open, listing is disabled.
+    Open,
+    /// This key is required.
+    Key(ApiKey),
+    /// The key file exists but cannot be read: refuse everything that needs a key.
+    Locked,
+}
+
+/// What identifies one version of the key file.
+type Stamp = (Option<SystemTime>, u64);
+
+/// The key from `Config::api_key`, else from `Config::api_key_file`, re-read
+/// only when the file's mtime or size changes (one `stat` per check; only
+/// requests that need the key check it).
+#[derive(Debug, Default)]
+pub struct Keys {
+    cache: Mutex<Option<(Stamp, KeyState)>>,
+}
+
+impl Keys {
+    /// The key state for `config` now.
+    pub fn current(&self, config: &Config) -> KeyState {
+        if let Some(k) = &config.api_key {
+            return KeyState::Key(k.clone());
+        }
+        match &config.api_key_file {
+            Some(path) => self.read_file(path),
+            None => KeyState::Open,
+        }
+    }
+
+    fn read_file(&self, path: &Path) -> KeyState {
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return KeyState::Open,
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot stat the key file");
+                return KeyState::Locked;
+            }
+        };
+        let stamp = (meta.modified().ok(), meta.len());
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((s, state)) = &*cache
+            && *s == stamp
+        {
+            return state.clone();
+        }
+        let state = match std::fs::read_to_string(path) {
+            Ok(text) => match ApiKey::new(text.trim_end_matches(['\n', '\r'])) {
+                Some(k) => KeyState::Key(k),
+                None => KeyState::Open,
+            },
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot read the key file");
+                KeyState::Locked
+            }
+        };
+        *cache = Some((stamp, state.clone()));
+        state
+    }
+}
+
+/// Checks `given` against the key in force for a request from `ip`.
 /// Without a configured key everything is allowed and `given` is ignored.
 pub async fn authorize(
     config: &Config,
+    keys: &Keys,
     throttle: &Throttle,
     ip: IpAddr,
     given: Option<&str>,
 ) -> Result<(), ApiError> {
-    let Some(key) = &config.api_key else {
-        return Ok(());
+    let key = match keys.current(config) {
+        KeyState::Open => return Ok(()),
+        KeyState::Key(k) => Some(k),
+        KeyState::Locked => None,
     };
     if throttle.blocked(ip, config.auth_max_failures, config.auth_window) {
         return Err(ApiError::Throttled);
     }
-    if given.is_some_and(|g| key.matches(g)) {
+    if let (Some(key), Some(g)) = (&key, given)
+        && key.matches(g)
+    {
         return Ok(());
     }
     throttle.record_failure(ip, config.auth_window);
@@ -102,19 +173,33 @@ mod tests {
         let t = Throttle::default();
         let ip: IpAddr = [10, 0, 0, 1].into();
         let other: IpAddr = [10, 0, 0, 2].into();
-        assert!(authorize(&c, &t, ip, Some("k")).await.is_ok());
+        assert!(
+            authorize(&c, &Keys::default(), &t, ip, Some("k"))
+                .await
+                .is_ok()
+        );
         for _ in 0..3 {
-            let e = authorize(&c, &t, ip, Some("bad")).await.unwrap_err();
+            let e = authorize(&c, &Keys::default(), &t, ip, Some("bad"))
+                .await
+                .unwrap_err();
             assert!(matches!(e, ApiError::Unauthorized));
         }
         // Locked out, even with the right key; other addresses are not.
         assert!(matches!(
-            authorize(&c, &t, ip, Some("k")).await,
+            authorize(&c, &Keys::default(), &t, ip, Some("k")).await,
             Err(ApiError::Throttled)
         ));
-        assert!(authorize(&c, &t, other, Some("k")).await.is_ok());
+        assert!(
+            authorize(&c, &Keys::default(), &t, other, Some("k"))
+                .await
+                .is_ok()
+        );
         tokio::time::advance(Duration::from_secs(61)).await;
-        assert!(authorize(&c, &t, ip, Some("k")).await.is_ok());
+        assert!(
+            authorize(&c, &Keys::default(), &t, ip, Some("k"))
+                .await
+                .is_ok()
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -123,12 +208,13 @@ mod tests {
         let t = std::sync::Arc::new(Throttle::default());
         let start = Instant::now();
         let (c2, t2) = (c.clone(), t.clone());
-        let bad =
-            tokio::spawn(async move { authorize(&c2, &t2, [10, 0, 0, 3].into(), None).await });
+        let bad = tokio::spawn(async move {
+            authorize(&c2, &Keys::default(), &t2, [10, 0, 0, 3].into(), None).await
+        });
         tokio::task::yield_now().await;
         // A good request is answered at once while the bad one sleeps.
         assert!(
-            authorize(&c, &t, [10, 0, 0, 4].into(), Some("k"))
+            authorize(&c, &Keys::default(), &t, [10, 0, 0, 4].into(), Some("k"))
                 .await
                 .is_ok()
         );
@@ -137,15 +223,43 @@ mod tests {
         assert!(Instant::now() - start >= Duration::from_secs(1));
     }
 
+    #[test]
+    fn key_file_is_reread_when_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("apikey");
+        let c = Config {
+            api_key_file: Some(path.clone()),
+            ..Config::default()
+        };
+        let keys = Keys::default();
+        assert!(matches!(keys.current(&c), KeyState::Open));
+        std::fs::write(&path, "abc\n").unwrap();
+        assert!(matches!(keys.current(&c), KeyState::Key(k) if k.matches("abc")));
+        std::fs::write(&path, "longer\n").unwrap();
+        assert!(matches!(keys.current(&c), KeyState::Key(k) if k.matches("longer")));
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(keys.current(&c), KeyState::Open));
+    }
+
     #[tokio::test]
     async fn no_key_configured_allows_everything() {
         let c = Config::default();
         let t = Throttle::default();
         assert!(
-            authorize(&c, &t, [1, 1, 1, 1].into(), Some("anything"))
+            authorize(
+                &c,
+                &Keys::default(),
+                &t,
+                [1, 1, 1, 1].into(),
+                Some("anything")
+            )
+            .await
+            .is_ok()
+        );
+        assert!(
+            authorize(&c, &Keys::default(), &t, [1, 1, 1, 1].into(), None)
                 .await
                 .is_ok()
         );
-        assert!(authorize(&c, &t, [1, 1, 1, 1].into(), None).await.is_ok());
     }
 }

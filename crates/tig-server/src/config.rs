@@ -72,8 +72,12 @@ pub struct Config {
     pub max_size: u64,
     /// Unused objects are deleted after this long; zero keeps forever.
     pub retention: Duration,
-    /// The admin key, if any.
+    /// The admin key, if fixed at startup (e.g. from `APIKEY`).
     pub api_key: Option<ApiKey>,
+    /// Without a fixed key: a file holding the key (`<root>/apikey`), re-read
+    /// whenever it changes, so a key written while the server runs takes effect
+    /// at once (as in the seed's examples).
+    pub api_key_file: Option<std::path::PathBuf>,
     /// The other instances.
     pub peers: Peers,
     /// TLS; `None` serves plain HTTP.
@@ -96,6 +100,7 @@ impl Default for Config {
             max_size: DEFAULT_MAX_SIZE,
             retention: Duration::from_secs(600),
             api_key: None,
+            api_key_file: None,
             peers: Peers::None,
             tls: None,
             auth_fail_delay: Duration::from_millis(500),
@@ -113,6 +118,7 @@ impl fmt::Debug for Config {
             .field("max_size", &self.max_size)
             .field("retention", &self.retention)
             .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .field("api_key_file", &self.api_key_file)
             .field("peers", &self.peers)
             .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()

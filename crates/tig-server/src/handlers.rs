@@ -18,7 +18,7 @@ use tig_core::{Hasher, ObjectId, format_path};
 use tig_store::{BodyStream, ObjectBody, SlotOutcome, Store};
 
 use crate::AppState;
-use crate::auth::authorize;
+use crate::auth::{KeyState, authorize};
 use crate::cluster::FORWARDED_HEADER;
 use crate::endpoint::{Endpoint, Params, parse};
 use crate::error::ApiError;
@@ -92,13 +92,14 @@ async fn dispatch<S: Store>(state: &AppState<S>, req: Request) -> Result<Respons
     let (endpoint, params) = parse(&req.method, req.uri.path(), req.uri.query())?;
     let forwarded = req.headers.contains_key(FORWARDED_HEADER);
     let cfg = &state.config;
-    if endpoint == Endpoint::List && cfg.api_key.is_none() {
+    if endpoint == Endpoint::List && matches!(state.keys.current(cfg), KeyState::Open) {
         // Listing is disabled without a key (seed behaviour).
         return Ok(text(StatusCode::OK, String::new()));
     }
     if endpoint.needs_key() {
         authorize(
             cfg,
+            &state.keys,
             &state.throttle,
             client_ip(req),
             params.apikey.as_deref(),

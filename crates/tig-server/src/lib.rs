@@ -47,6 +47,8 @@ pub struct AppState<S> {
     pub config: Arc<Config>,
     /// Failed-key bookkeeping.
     pub throttle: Arc<auth::Throttle>,
+    /// The key in force (fixed or from the key file).
+    pub keys: Arc<auth::Keys>,
     /// Peers and forwarding.
     pub cluster: Arc<Cluster>,
 }
@@ -57,6 +59,7 @@ impl<S> Clone for AppState<S> {
             store: self.store.clone(),
             config: self.config.clone(),
             throttle: self.throttle.clone(),
+            keys: self.keys.clone(),
             cluster: self.cluster.clone(),
         }
     }
@@ -70,14 +73,23 @@ impl<S: Store> AppState<S> {
             store: Arc::new(store),
             config: Arc::new(config),
             throttle: Arc::default(),
+            keys: Arc::default(),
             cluster,
         }
     }
 
     /// Hands every object to the peers (see [`cluster::offload`]).
     pub async fn offload(&self) -> OffloadReport {
-        let key = self.config.api_key.as_ref().map(ApiKey::expose);
-        cluster::offload(&*self.store, &self.cluster, key).await
+        let key = match self.keys.current(&self.config) {
+            auth::KeyState::Key(k) => Some(k),
+            _ => None,
+        };
+        cluster::offload(
+            &*self.store,
+            &self.cluster,
+            key.as_ref().map(ApiKey::expose),
+        )
+        .await
     }
 }
 

@@ -132,14 +132,9 @@ impl FsStore {
         let root: PathBuf = root.into();
         let dir = root.clone();
         let removed = blocking(move || {
-            let meta = fs::metadata(&dir)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+            let meta = fs::metadata(&dir)?;
             if !meta.is_dir() {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotADirectory,
-                    format!("{} is not a directory", dir.display()),
-                )
-                .into());
+                return Err(io::Error::new(io::ErrorKind::NotADirectory, "not a directory").into());
             }
             Ok(remove_stale_temps(&dir)?)
         })

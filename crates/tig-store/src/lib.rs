@@ -133,7 +133,13 @@ pub enum StoreError {
     Body(io::Error),
     /// The storage itself failed.
     #[error("storage I/O failed: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
+}
+
+impl From<io::Error> for StoreError {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
 }
 
 /// The storage behind `tig serve`.

@@ -92,19 +92,21 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(mult).ok_or_else(bad)
 }
 
-/// The key from `APIKEY`, else `<root>/apikey` (trailing newlines trimmed).
-fn load_api_key(root: &Path) -> anyhow::Result<Option<ApiKey>> {
+/// The key from `APIKEY` (fixed), else the file `<root>/apikey`, which the server
+/// re-reads when it changes. An existing but unreadable file is a startup error.
+fn api_key_source(root: &Path) -> anyhow::Result<(Option<ApiKey>, Option<PathBuf>)> {
     if let Ok(k) = std::env::var("APIKEY")
         && !k.is_empty()
     {
-        return Ok(ApiKey::new(k));
+        return Ok((ApiKey::new(k), None));
     }
     let path = root.join("apikey");
     match std::fs::read_to_string(&path) {
-        Ok(s) => Ok(ApiKey::new(s.trim_end_matches(['\n', '\r']))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
+    Ok((None, Some(path)))
 }
 
 fn parse_cluster(s: &str) -> anyhow::Result<Peers> {
@@ -143,35 +145,49 @@ enum Stop {
     Lifetime,
 }
 
-async fn wait_for_stop(lifetime: Option<Duration>) -> Stop {
-    let lifetime = async {
-        match lifetime {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
-        }
-    };
+/// Signal handlers, installed before the readiness line so that a signal
+/// arriving right after it is handled gracefully.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = term.recv() => Stop::Terminate,
-                _ = tokio::signal::ctrl_c() => Stop::Interrupt,
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+                int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    async fn wait(mut self, lifetime: Option<Duration>) -> Stop {
+        let lifetime = async {
+            match lifetime {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => Stop::Terminate,
+                _ = self.int.recv() => Stop::Interrupt,
                 () = lifetime => Stop::Lifetime,
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => Stop::Interrupt,
-                    () = lifetime => Stop::Lifetime,
-                }
             }
         }
-    }
-    #[cfg(not(unix))]
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => Stop::Interrupt,
-        () = lifetime => Stop::Lifetime,
+        #[cfg(not(unix))]
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => Stop::Interrupt,
+            () = lifetime => Stop::Lifetime,
+        }
     }
 }
 
@@ -213,7 +229,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store = FsStore::open(&root, FsOptions::default())
         .await
         .with_context(|| format!("cannot use data directory {}", root.display()))?;
-    let api_key = load_api_key(&root)?;
+    let (api_key, api_key_file) = api_key_source(&root)?;
     let peers = if let Some(c) = &args.cluster {
         parse_cluster(c)?
     } else {
@@ -233,6 +249,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_size: args.max_size,
         retention: args.retention,
         api_key,
+        api_key_file,
         peers,
         tls,
         ..Config::default()
@@ -247,7 +264,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         root = %root.display(),
         retention = ?config.retention,
         max_size = config.max_size,
-        apikey = config.api_key.is_some(),
+        apikey_env = config.api_key.is_some(),
         peers = ?config.peers,
         "tig serve starting"
     );
@@ -256,8 +273,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let lifetime = args.lifetime;
+    let signals = Signals::install()?;
     let shutdown = async move {
-        let why = wait_for_stop(lifetime).await;
+        let why = signals.wait(lifetime).await;
         tracing::info!(?why, "stopping");
         let _ = stop_tx.send(why);
     };
