@@ -10,7 +10,8 @@ use reqwest::blocking::Client;
 
 fn store(c: &Client, s: &TigServer, body: &[u8]) -> String {
     let r = c
-        .put(format!("{}/", s.url))
+        // The key only matters in the test that writes `<root>/apikey`.
+        .put(format!("{}/?apikey=topsecret", s.url))
         .body(body.to_vec())
         .send()
         .expect("put");

@@ -467,7 +467,7 @@ fn dot_segments_are_400_even_raw() {
     std::fs::write(s.root.join("apikey"), "secret\n").expect("write apikey");
     let h = sha256_hex(b"dots");
     http()
-        .put(format!("{}/", s.url))
+        .put(format!("{}/?apikey=secret", s.url))
         .body("dots")
         .send()
         .expect("put");
