@@ -19,7 +19,6 @@ pub mod bundle;
 pub mod delete;
 pub mod forks;
 pub mod graph;
-mod pack;
 pub mod replicate;
 mod util;
 

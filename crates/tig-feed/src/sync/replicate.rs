@@ -431,8 +431,12 @@ fn pull_local(
             let mut w = odb.packwriter()?;
             {
                 let mut buf = std::io::BufWriter::with_capacity(1 << 20, &mut w);
-                super::pack::write_pack(&objects, &mut buf)
-                    .map_err(|e| SyncError::Git(git2::Error::from_str(&e.to_string())))?;
+                crate::pack::write_pack(
+                    objects.len(),
+                    objects.iter().map(|(kind, data)| (*kind, data.as_slice())),
+                    &mut buf,
+                )
+                .map_err(|e| SyncError::Git(git2::Error::from_str(&e.to_string())))?;
             }
             w.commit()?;
             Ok(())
