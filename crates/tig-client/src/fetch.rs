@@ -4,7 +4,7 @@
 //! (verified) in order. On any mismatch the temp file is deleted and nothing appears.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
 use indicatif::ProgressBar;
@@ -238,30 +238,18 @@ impl Client {
         if resp.content_length().is_some_and(|n| n > limit) {
             return Err(Error::invalid(id.path(), TOO_BIG));
         }
-        let what = format!("GET {}", id.path());
         let mut hasher = Hasher::new();
-        let mut buf = vec![0u8; 256 << 10];
-        let mut n = 0u64;
-        loop {
-            let k = match resp.read(&mut buf) {
-                Ok(0) => break,
-                Ok(k) => k,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(Error::Transport {
-                        what,
-                        reason: crate::http::error_chain(&e),
-                    });
-                }
-            };
-            n += k as u64;
-            if n > limit {
+        let mut seen = 0u64;
+        let n = crate::http::read_body(&mut resp, &format!("GET {}", id.path()), |bytes| {
+            seen += bytes.len() as u64;
+            if seen > limit {
                 return Err(Error::invalid(id.path(), TOO_BIG));
             }
-            hasher.update(&buf[..k]);
-            sink(&buf[..k]).map_err(|e| Error::io("writing the downloaded bytes", e))?;
-            pb.inc(k as u64);
-        }
+            hasher.update(bytes);
+            sink(bytes).map_err(|e| Error::io("writing the downloaded bytes", e))?;
+            pb.inc(bytes.len() as u64);
+            Ok(())
+        })?;
         Ok((n, hasher.finish()))
     }
 }

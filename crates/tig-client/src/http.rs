@@ -336,6 +336,32 @@ fn redact(s: &str) -> String {
     }
 }
 
+/// Reads `resp` to its end in 256 KiB pieces, handing each to `each`; returns the
+/// byte count. A transport failure names `what` (e.g. `GET /<h>.tig`).
+pub(crate) fn read_body(
+    resp: &mut Response,
+    what: &str,
+    mut each: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<u64> {
+    let mut buf = vec![0u8; 256 << 10];
+    let mut n = 0u64;
+    loop {
+        let k = match resp.read(&mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(Error::Transport {
+                    what: what.to_string(),
+                    reason: error_chain(&e),
+                });
+            }
+        };
+        n += k as u64;
+        each(&buf[..k])?;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

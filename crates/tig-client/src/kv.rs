@@ -5,7 +5,7 @@
 //! digits with no newline. From a shell:
 //! `printf %s "$KEY" | sha256sum | head -c 64 | sha256sum | head -c 64`.
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 use bytes::Bytes;
 use tig_core::ObjectId;
@@ -43,24 +43,10 @@ impl Client {
     pub fn kv_get(&self, key: &[u8], w: &mut dyn Write) -> Result<u64> {
         let slot = slot_id(key);
         let mut resp = self.get(&slot, true)?;
-        let mut buf = vec![0u8; 256 << 10];
-        let mut n = 0u64;
-        loop {
-            let k = match resp.read(&mut buf) {
-                Ok(0) => break,
-                Ok(k) => k,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(Error::Transport {
-                        what: format!("GET {}", slot.path()),
-                        reason: crate::http::error_chain(&e),
-                    });
-                }
-            };
-            w.write_all(&buf[..k])
-                .map_err(|e| Error::io("writing output", e))?;
-            n += k as u64;
-        }
+        let n = crate::http::read_body(&mut resp, &format!("GET {}", slot.path()), |bytes| {
+            w.write_all(bytes)
+                .map_err(|e| Error::io("writing output", e))
+        })?;
         w.flush().map_err(|e| Error::io("writing output", e))?;
         Ok(n)
     }
