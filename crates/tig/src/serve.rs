@@ -226,6 +226,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .and_then(|mut a| a.next())
             .with_context(|| format!("bad --listen address {listen:?}"))?,
     };
+    if args.root.is_some() && !root.exists() {
+        // An explicit data directory is created like `mkdir -p`, so the README's
+        // one-line start works on a fresh machine; the seed defaults are only used
+        // when they exist.
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("cannot create data directory {}", root.display()))?;
+    }
     let store = FsStore::open(&root, FsOptions::default())
         .await
         .with_context(|| format!("cannot use data directory {}", root.display()))?;

@@ -55,6 +55,15 @@ fn listen_and_root_from_env() {
 }
 
 #[test]
+fn a_missing_root_given_by_flag_is_created() {
+    let parent = tempfile::tempdir().expect("tmp");
+    let root = parent.path().join("tig-data").join("nested");
+    let s = TigServer::start_with(None, &["--root", root.to_str().expect("utf8")], &[]);
+    assert!(root.is_dir(), "{}", s.stderr());
+    put_and_find(&s, &root, b"created root");
+}
+
+#[test]
 fn root_flag_wins_over_env() {
     let flag_root = tempfile::tempdir().expect("tmp");
     let env_root = tempfile::tempdir().expect("tmp");
