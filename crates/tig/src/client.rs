@@ -195,10 +195,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             conn,
         } => {
             let target = parse_target(&name)?;
-            let mut client = connect(&conn)?;
-            if let Some(server) = &target.server {
-                client = client.with_server(server)?;
-            }
+            let client = connect_for(&conn, &target)?;
             let burst = burst || target.burst;
             match output {
                 Some(path) => {
@@ -263,10 +260,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             conn,
         } => {
             let target = parse_target(&root)?;
-            let mut client = connect(&conn)?;
-            if let Some(server) = &target.server {
-                client = client.with_server(server)?;
-            }
+            let client = connect_for(&conn, &target)?;
             let res = client
                 .restore(&target.id, &dir)
                 .with_context(|| format!("restore {} into {}", target.id.path(), dir.display()))?;
@@ -368,6 +362,15 @@ mod bytes_value {
         );
         Ok(buf)
     }
+}
+
+/// A client for `target`: the server a full URL names wins over `--server`.
+fn connect_for(conn: &Conn, target: &tig_client::Target) -> anyhow::Result<Client> {
+    let client = connect(conn)?;
+    Ok(match &target.server {
+        Some(server) => client.with_server(server)?,
+        None => client,
+    })
 }
 
 fn connect(conn: &Conn) -> anyhow::Result<Client> {
