@@ -179,12 +179,9 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 "one object".into()
             };
             summary(&format!(
-                "put {}: {shape}; uploaded {} object(s) ({}), skipped {} already present ({})",
+                "put {}: {shape}; {}",
                 human(res.size),
-                res.counts.uploaded,
-                human(res.counts.uploaded_bytes),
-                res.counts.skipped,
-                human(res.counts.skipped_bytes)
+                upload_counts(&res.counts)
             ));
             Ok(ExitCode::SUCCESS)
         }
@@ -241,15 +238,12 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 println!("{name}");
             }
             summary(&format!(
-                "snapshot: {} file(s), {} dir(s), {} link(s), {}; uploaded {} object(s) ({}), skipped {} already present ({})",
+                "snapshot: {} file(s), {} dir(s), {} link(s), {}; {}",
                 res.files,
                 res.dirs,
                 res.symlinks,
                 human(res.bytes),
-                res.counts.uploaded,
-                human(res.counts.uploaded_bytes),
-                res.counts.skipped,
-                human(res.counts.skipped_bytes)
+                upload_counts(&res.counts)
             ));
             Ok(ExitCode::SUCCESS)
         }
@@ -362,6 +356,17 @@ mod bytes_value {
         );
         Ok(buf)
     }
+}
+
+/// The upload half of a summary line, shared by `put` and `snapshot`.
+fn upload_counts(c: &tig_client::Counts) -> String {
+    format!(
+        "uploaded {} object(s) ({}), skipped {} already present ({})",
+        c.uploaded,
+        human(c.uploaded_bytes),
+        c.skipped,
+        human(c.skipped_bytes)
+    )
 }
 
 /// A client for `target`: the server a full URL names wins over `--server`.
