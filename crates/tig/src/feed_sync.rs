@@ -117,7 +117,24 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             name,
             strict,
             json,
+        } if crate::feed_relay::is_relay(&source) => {
+            crate::feed_relay::pull(Path::new("."), &source, feeds, name, strict, json)
+        }
+        Command::Pull {
+            source,
+            feeds,
+            name,
+            strict,
+            json,
         } => pull(Path::new("."), &source, feeds, name, strict, json),
+        Command::Push {
+            dest,
+            feeds,
+            name,
+            json,
+        } if crate::feed_relay::is_relay(&dest) => {
+            crate::feed_relay::push(Path::new("."), &dest, feeds, name, json)
+        }
         Command::Push {
             dest,
             feeds,
@@ -145,12 +162,12 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn open(dir: &Path) -> anyhow::Result<FeedStore> {
+pub(crate) fn open(dir: &Path) -> anyhow::Result<FeedStore> {
     FeedStore::open(dir).with_context(|| format!("opening store {}", dir.display()))
 }
 
 /// A feed given on the command line: a feed id, or an alias in this store.
-fn resolve(store: &FeedStore, s: &str) -> anyhow::Result<String> {
+pub(crate) fn resolve(store: &FeedStore, s: &str) -> anyhow::Result<String> {
     if let Ok(id) = FeedId::parse(s) {
         return Ok(id.to_string());
     }
@@ -160,12 +177,12 @@ fn resolve(store: &FeedStore, s: &str) -> anyhow::Result<String> {
     Ok(id.to_string())
 }
 
-fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
-fn short(oid: &str) -> &str {
+pub(crate) fn short(oid: &str) -> &str {
     &oid[..oid.len().min(12)]
 }
 
@@ -184,8 +201,18 @@ fn pull(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let report = sync::pull(&store, source, &sync::PullOptions { name, feeds })
         .with_context(|| format!("pull from {source}"))?;
+    print_pull_report(&report, strict, json)
+}
+
+/// Print a pull report (human or JSON) and pick the exit code: failure when a
+/// feed was rejected, or with `strict` when a fork was received.
+pub(crate) fn print_pull_report(
+    report: &sync::PullReport,
+    strict: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     if json {
-        print_json(&report)?;
+        print_json(report)?;
     } else {
         if report.feeds.is_empty() {
             println!("{}: no feeds", report.source);

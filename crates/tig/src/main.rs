@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod client;
 mod feed;
+mod feed_relay;
 mod feed_sync;
 mod serve;
 

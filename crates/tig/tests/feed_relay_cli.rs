@@ -1,0 +1,518 @@
+//! `tig feed push/pull tig+http://HOST:PORT/NAME` end to end: real stores made
+//! by the `tig` binary, a real `tig serve` on a loopback port as the relay, and
+//! the real `git` to check what arrived. The relay is treated as hostile: its
+//! objects and its head list are tampered with directly on disk and over HTTP.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{TigServer, http, sha256_hex};
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn ok(&self) -> bool {
+        self.code == 0
+    }
+}
+
+impl std::fmt::Debug for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+fn output(mut cmd: Command) -> Out {
+    let o = cmd.output().expect("spawn");
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// Run `tig ARGS` in `dir` (no API key, default body limit unless `envs` say so).
+fn tig_env(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Out {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tig"));
+    cmd.current_dir(dir)
+        .args(args)
+        .env("TIG_LOG", "warn")
+        .env_remove("TIG_APIKEY")
+        .env_remove("TIG_MAX_SIZE");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    output(cmd)
+}
+
+fn tig(dir: &Path, args: &[&str]) -> Out {
+    tig_env(dir, args, &[])
+}
+
+fn tig_ok(dir: &Path, args: &[&str]) -> String {
+    let o = tig(dir, args);
+    assert!(o.ok(), "tig {args:?} failed: {o:?}");
+    o.stdout
+}
+
+fn git(dir: &Path, args: &[&str]) -> Out {
+    let mut cmd = Command::new("git");
+    cmd.current_dir(dir)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir);
+    output(cmd)
+}
+
+fn git_ok(dir: &Path, args: &[&str]) -> String {
+    let o = git(dir, args);
+    assert!(o.ok(), "git {args:?} failed: {o:?}");
+    o.stdout
+}
+
+struct Ident {
+    key: PathBuf,
+    id: String,
+}
+
+fn new_ident(tmp: &Path, name: &str) -> Ident {
+    let key = tmp.join(format!("{name}.key"));
+    let out = tig_ok(tmp, &["id", "new", "--out", key.to_str().unwrap()]);
+    let id = out.trim().to_string();
+    assert_eq!(id.len(), 64, "feed id: {out}");
+    Ident { key, id }
+}
+
+fn new_store(tmp: &Path, name: &str) -> PathBuf {
+    let dir = tmp.join(name);
+    tig_ok(tmp, &["feed", "init", dir.to_str().unwrap()]);
+    dir
+}
+
+fn append(store: &Path, who: &Ident, content: &str) -> String {
+    tig_ok(
+        store,
+        &[
+            "feed",
+            "append",
+            "--key",
+            who.key.to_str().unwrap(),
+            content,
+        ],
+    )
+    .trim()
+    .to_string()
+}
+
+fn rev(store: &Path, r: &str) -> String {
+    git_ok(store, &["rev-parse", "--verify", "--quiet", r])
+        .trim()
+        .to_string()
+}
+
+fn has_ref(store: &Path, r: &str) -> bool {
+    git(store, &["rev-parse", "--verify", "--quiet", r]).ok()
+}
+
+fn all_refs(store: &Path) -> String {
+    git_ok(
+        store,
+        &["for-each-ref", "--format=%(refname) %(objectname)"],
+    )
+}
+
+fn count(store: &Path, r: &str) -> usize {
+    git_ok(store, &["rev-list", "--count", r])
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The slot of a `tig kv` key: sha256(hex(sha256(KEY))).
+fn slot(key: &str) -> String {
+    sha256_hex(sha256_hex(key.as_bytes()).as_bytes())
+}
+
+/// The channel's head list as the relay holds it.
+fn head_list(server: &TigServer, channel: &str) -> Vec<String> {
+    let path = server.obj_file(&slot(&format!("tig-feed/{channel}")));
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Append raw text to a channel's head list (what a hostile writer can do).
+fn append_slot(server: &TigServer, channel: &str, text: &str) {
+    let url = format!(
+        "{}/{}.tig?append=1",
+        server.url,
+        slot(&format!("tig-feed/{channel}"))
+    );
+    let r = http().put(url).body(text.to_string()).send().unwrap();
+    assert!(r.status().is_success(), "{:?}", r.status());
+}
+
+/// The object hash a head-list line's bundle target names.
+fn target_hash(line: &str) -> String {
+    let target = line.split(' ').nth(2).unwrap();
+    target
+        .trim_start_matches('/')
+        .split('.')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Objects in the pack inside a bundle file.
+fn bundle_pack_objects(path: &Path) -> u32 {
+    let data = std::fs::read(path).unwrap();
+    let at = data
+        .windows(6)
+        .position(|w| w == b"\n\nPACK")
+        .expect("pack in bundle")
+        + 2;
+    u32::from_be_bytes(data[at + 8..at + 12].try_into().unwrap())
+}
+
+fn relay(server: &TigServer, channel: &str) -> String {
+    format!("tig+{}/{channel}", server.url)
+}
+
+/// Publish, pull, publish more (incrementally), pull again; a fresh store gets
+/// everything; a bundle the relay forgot makes the next push a full one.
+#[test]
+fn publish_and_pull_through_a_relay() {
+    let server = TigServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let alice = new_ident(t, "alice");
+    let alice_store = new_store(t, "alice-store");
+    let bob_store = new_store(t, "bob-store");
+    let url = relay(&server, "alice-news");
+    let head = format!("refs/heads/{}", alice.id);
+    for i in 1..=3 {
+        append(&alice_store, &alice, &format!("alice {i}"));
+    }
+    let out = tig_ok(&alice_store, &["feed", "push", &url]);
+    assert!(out.contains("full bundle"), "{out}");
+    let lines = head_list(&server, "alice-news");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("tig-feed-v1 full /"), "{lines:?}");
+    let tip3 = rev(&alice_store, &head);
+    assert!(
+        lines[0].ends_with(&format!(" {}={tip3}", alice.id)),
+        "{lines:?}"
+    );
+
+    // Nothing new: nothing sent, the list is untouched.
+    let out = tig_ok(&alice_store, &["feed", "push", &url]);
+    assert!(out.contains("nothing to push"), "{out}");
+    assert_eq!(head_list(&server, "alice-news").len(), 1);
+
+    let out = tig_ok(&bob_store, &["feed", "pull", &url]);
+    assert!(out.contains("new feed, 3 messages"), "{out}");
+    assert_eq!(rev(&bob_store, &head), tip3);
+    assert_eq!(
+        rev(&bob_store, &format!("refs/remotes/alice-news/{}", alice.id)),
+        tip3
+    );
+    tig_ok(&bob_store, &["feed", "verify"]);
+    git_ok(&bob_store, &["fsck", "--strict", "--no-dangling"]);
+
+    // Two more: the second line is incremental and carries only those.
+    for i in 4..=5 {
+        append(&alice_store, &alice, &format!("alice {i}"));
+    }
+    let out = tig_ok(&alice_store, &["feed", "push", &url]);
+    assert!(out.contains("incr bundle"), "{out}");
+    let lines = head_list(&server, "alice-news");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[1].starts_with("tig-feed-v1 incr /"), "{lines:?}");
+    let first = server.obj_file(&target_hash(&lines[0]));
+    let second = server.obj_file(&target_hash(&lines[1]));
+    let tip5 = rev(&alice_store, &head);
+    let heads = git_ok(
+        &bob_store,
+        &["bundle", "list-heads", second.to_str().unwrap()],
+    );
+    assert_eq!(heads.trim(), format!("{tip5} {head}"));
+    let header = std::fs::read(&second).unwrap();
+    let header = String::from_utf8_lossy(&header[..200]);
+    assert!(header.contains(&format!("\n-{tip3} ")), "{header}");
+    assert_eq!(bundle_pack_objects(&second), 2, "only the 2 new commits");
+    assert!(std::fs::metadata(&second).unwrap().len() < std::fs::metadata(&first).unwrap().len());
+
+    let out = tig_ok(&bob_store, &["feed", "pull", &url]);
+    assert!(out.contains("2 new messages"), "{out}");
+    assert_eq!(rev(&bob_store, &head), tip5);
+    let out = tig_ok(&bob_store, &["feed", "pull", &url]);
+    assert!(out.contains("up to date"), "{out}");
+
+    let carol_store = new_store(t, "carol-store");
+    let out = tig_ok(
+        &carol_store,
+        &["feed", "pull", &url, "--as", "from-relay", "--json"],
+    );
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["feeds"][0]["new_messages"], 5, "{out}");
+    assert_eq!(report["feeds"][0]["outcome"]["result"], "created", "{out}");
+    assert_eq!(count(&carol_store, &head), 5);
+    assert!(has_ref(
+        &carol_store,
+        &format!("refs/remotes/from-relay/{}", alice.id)
+    ));
+    git_ok(&carol_store, &["fsck", "--strict", "--no-dangling"]);
+
+    // Retention expired the first bundle: the next push is a full one, and a
+    // fresh store pulls everything from it alone.
+    std::fs::remove_file(&first).unwrap();
+    append(&alice_store, &alice, "alice 6");
+    let o = tig(&alice_store, &["feed", "push", &url]);
+    assert!(o.ok() && o.stdout.contains("full bundle"), "{o:?}");
+    assert!(o.stderr.contains("no longer has bundle"), "{o:?}");
+    let lines = head_list(&server, "alice-news");
+    assert!(lines[2].starts_with("tig-feed-v1 full /"), "{lines:?}");
+    let dave_store = new_store(t, "dave-store");
+    tig_ok(&dave_store, &["feed", "pull", &url]);
+    assert_eq!(count(&dave_store, &head), 6);
+    let out = tig_ok(&bob_store, &["feed", "pull", &url]);
+    assert!(out.contains("1 new messages"), "{out}");
+}
+
+/// A bundle over the relay's body limit goes up in chunks (a burst) and comes
+/// back verified chunk by chunk.
+#[test]
+fn big_bundles_go_as_bursts() {
+    let server = TigServer::start_with(None, &["--max-size", "1KiB"], &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let alice = new_ident(t, "alice");
+    let alice_store = new_store(t, "alice-store");
+    for i in 0..4 {
+        let text: String = (0..200)
+            .map(|j| format!("{:x}", (i * 7919 + j * 104729) % 4099))
+            .collect();
+        append(&alice_store, &alice, &text);
+    }
+    let url = relay(&server, "big");
+    let o = tig_env(
+        &alice_store,
+        &["feed", "push", &url],
+        &[("TIG_MAX_SIZE", "1KiB")],
+    );
+    assert!(o.ok(), "{o:?}");
+    assert!(o.stdout.contains("chunks"), "{o:?}");
+    let lines = head_list(&server, "big");
+    assert!(lines[0].contains(".tig?burst=1 "), "{lines:?}");
+    let bob_store = new_store(t, "bob-store");
+    let out = tig_ok(&bob_store, &["feed", "pull", &url]);
+    assert!(out.contains("new feed, 4 messages"), "{out}");
+    let head = format!("refs/heads/{}", alice.id);
+    assert_eq!(rev(&bob_store, &head), rev(&alice_store, &head));
+}
+
+/// The relay is untrusted: swapped bytes, a line naming another bundle, a
+/// forged message and a garbage line each fail with one line and move no ref.
+#[test]
+fn a_hostile_relay_moves_no_ref() {
+    let server = TigServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let alice = new_ident(t, "alice");
+    let mallory = new_ident(t, "mallory");
+    let alice_store = new_store(t, "alice-store");
+    let mallory_store = new_store(t, "mallory-store");
+    let bob_store = new_store(t, "bob-store");
+    append(&alice_store, &alice, "alice 1");
+    append(&alice_store, &alice, "alice 2");
+    append(&mallory_store, &mallory, "mallory 1");
+    let head = format!("refs/heads/{}", alice.id);
+
+    // 1. The bundle object's bytes are replaced on the server's disk.
+    let url = relay(&server, "swapped");
+    tig_ok(&alice_store, &["feed", "push", &url]);
+    let line = head_list(&server, "swapped")[0].clone();
+    let file = server.obj_file(&target_hash(&line));
+    let good_bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, b"# v2 git bundle\nnot what was published\n").unwrap();
+    let before = all_refs(&bob_store);
+    let p = tig(&bob_store, &["feed", "pull", &url]);
+    assert_eq!(p.code, 1, "{p:?}");
+    assert_eq!(p.stderr.lines().count(), 1, "one line: {p:?}");
+    assert!(p.stderr.contains("hash mismatch"), "{p:?}");
+    assert_eq!(all_refs(&bob_store), before, "no ref moved");
+    std::fs::write(&file, &good_bytes).unwrap();
+
+    // 2. A line names alice's tip but points at mallory's (valid) bundle.
+    let murl = relay(&server, "mallory");
+    tig_ok(&mallory_store, &["feed", "push", &murl]);
+    let mline = head_list(&server, "mallory")[0].clone();
+    let alice_tip = rev(&alice_store, &head);
+    let lie = format!(
+        "tig-feed-v1 full /{}.tig {}={alice_tip}\n",
+        target_hash(&mline),
+        alice.id
+    );
+    append_slot(&server, "lies", &lie);
+    let p = tig(&bob_store, &["feed", "pull", &relay(&server, "lies")]);
+    assert_eq!(p.code, 1, "{p:?}");
+    assert_eq!(p.stderr.lines().count(), 1, "one line: {p:?}");
+    assert!(p.stderr.contains("does not carry"), "{p:?}");
+    assert_eq!(all_refs(&bob_store), before, "no ref moved");
+
+    // 3. A bundle carrying a message on alice's feed signed by mallory's key.
+    tig_ok(&bob_store, &["feed", "pull", &url]);
+    let before = all_refs(&bob_store);
+    let evil = t.join("evil");
+    git_ok(
+        t,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            alice_store.to_str().unwrap(),
+            evil.to_str().unwrap(),
+        ],
+    );
+    let forged = {
+        let mut cmd = Command::new("git");
+        cmd.current_dir(&evil)
+            .args([
+                "-c",
+                "gpg.format=ssh",
+                "-c",
+                &format!("user.signingkey={}", mallory.key.display()),
+                "commit-tree",
+                "-S",
+                "-p",
+                &alice_tip,
+                "-m",
+                "forged by mallory",
+                "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+            ])
+            .env("GIT_AUTHOR_NAME", &alice.id)
+            .env("GIT_AUTHOR_EMAIL", "")
+            .env("GIT_COMMITTER_NAME", &alice.id)
+            .env("GIT_COMMITTER_EMAIL", "")
+            .env("HOME", t);
+        let o = output(cmd);
+        assert!(o.ok(), "{o:?}");
+        o.stdout.trim().to_string()
+    };
+    git_ok(&evil, &["update-ref", &head, &forged]);
+    let eurl = relay(&server, "swapped");
+    tig_ok(&evil, &["feed", "push", &eurl]);
+    let p = tig(&bob_store, &["feed", "pull", &eurl]);
+    assert_eq!(p.code, 1, "{p:?}");
+    assert!(
+        p.stderr.contains(&forged) && p.stderr.contains("rejected"),
+        "{p:?}"
+    );
+    assert_eq!(all_refs(&bob_store), before, "no ref moved");
+    assert_eq!(rev(&bob_store, &head), alice_tip);
+
+    // 4. Garbage in the head list is named by its line.
+    append_slot(&server, "garbage", "tig-feed-v1 full /nope.tig x=y\n");
+    let p = tig(&bob_store, &["feed", "pull", &relay(&server, "garbage")]);
+    assert_eq!(p.code, 1, "{p:?}");
+    assert_eq!(p.stderr.lines().count(), 1, "one line: {p:?}");
+    assert!(p.stderr.contains("line 1"), "{p:?}");
+    assert_eq!(all_refs(&bob_store), before, "no ref moved");
+}
+
+/// Eve publishes two branches of her feed from two stores to one channel: a
+/// puller keeps both and `tig feed forks` proves the fork.
+#[test]
+fn forks_published_through_a_relay_are_kept() {
+    let server = TigServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let eve = new_ident(t, "eve");
+    let eve1 = new_store(t, "eve-1");
+    let eve2 = new_store(t, "eve-2");
+    append(&eve1, &eve, "First Message");
+    tig_ok(&eve2, &["feed", "pull", "../eve-1"]);
+    let for_bob = append(&eve1, &eve, "Message for Bob");
+    let for_alice = append(&eve2, &eve, "Message for Alice");
+    let url = relay(&server, "eve");
+    tig_ok(&eve1, &["feed", "push", &url]);
+    let out = tig_ok(&eve2, &["feed", "push", &url]);
+    assert!(out.contains("incr bundle"), "{out}");
+    assert_eq!(head_list(&server, "eve").len(), 2);
+
+    let p = new_store(t, "puller");
+    let o = tig(&p, &["feed", "pull", &url]);
+    assert!(o.ok(), "{o:?}");
+    assert!(o.stdout.contains("FORK"), "{o:?}");
+    let refs = all_refs(&p);
+    assert!(
+        refs.contains(&for_bob) && refs.contains(&for_alice),
+        "both branches kept: {refs}"
+    );
+    let f = tig(&p, &["feed", "forks"]);
+    assert_eq!(f.code, 1, "{f:?}");
+    assert!(f.stdout.contains("fork in feed"), "{f:?}");
+    assert!(
+        f.stdout.contains(&for_bob) && f.stdout.contains(&for_alice),
+        "{f:?}"
+    );
+    // --strict turns the fork into a failure.
+    let strict = new_store(t, "strict");
+    let s = tig(&strict, &["feed", "pull", "--strict", &url]);
+    assert_eq!(s.code, 1, "{s:?}");
+}
+
+/// Bad relay URLs and empty channels: one line, or "nothing to pull".
+#[test]
+fn bad_urls_and_empty_channels() {
+    let server = TigServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let store = new_store(t, "store");
+    for bad in [
+        format!("tig+{}/", server.url),
+        format!("tig+{}/bad name", server.url),
+        format!("tig+{}/x?y=1", server.url),
+        "tig+ftp://127.0.0.1:1/x".to_string(),
+        format!("tig+{}/{}", server.url, "n".repeat(101)),
+    ] {
+        for verb in ["pull", "push"] {
+            let o = tig(&store, &["feed", verb, &bad]);
+            assert_eq!(o.code, 1, "{bad}: {o:?}");
+            assert_eq!(o.stderr.lines().count(), 1, "one line: {o:?}");
+            assert!(o.stderr.contains("tig+http://HOST:PORT/NAME"), "{o:?}");
+        }
+    }
+    let url = relay(&server, "nobody-here");
+    let o = tig(&store, &["feed", "pull", &url]);
+    assert!(o.ok(), "{o:?}");
+    assert!(o.stdout.contains("nothing to pull"), "{o:?}");
+    assert!(all_refs(&store).is_empty());
+    // a store with no feeds has nothing to publish
+    let o = tig(&store, &["feed", "push", &url]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("no feeds"), "{o:?}");
+    // a feed the channel does not carry
+    let id = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29";
+    let o = tig(&store, &["feed", "pull", &url, id]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("not on relay channel"), "{o:?}");
+    // a relay that is not there
+    let o = tig(&store, &["feed", "pull", "tig+http://127.0.0.1:1/x"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert_eq!(o.stderr.lines().count(), 1, "one line: {o:?}");
+}
