@@ -617,18 +617,27 @@ pub fn pull(
     }
 
     // Every feed the channel offers (and we want) starts as up to date at the
-    // relay's newest tip; each applied bundle's outcome is folded in.
+    // relay's newest tip (or "this store is ahead" of it); each applied
+    // bundle's outcome is folded in.
     let mut merged: BTreeMap<String, FeedOutcome> = BTreeMap::new();
     for line in relay {
         for (feed, tip) in &line.tips {
             if wanted(feed) {
+                let ours = FeedId::parse(feed)
+                    .ok()
+                    .and_then(|id| store.tip(&id).ok().flatten());
+                let ahead = ours.is_some_and(|o| o != *tip && reaches(&store, o, *tip));
                 merged.insert(
                     feed.clone(),
                     FeedOutcome {
                         feed: feed.clone(),
                         tip: tip.to_string(),
                         new_messages: 0,
-                        outcome: Outcome::UpToDate,
+                        outcome: if ahead {
+                            Outcome::LocalAhead
+                        } else {
+                            Outcome::UpToDate
+                        },
                         forks_with: Vec::new(),
                         preserved: None,
                     },
@@ -657,12 +666,14 @@ pub fn pull(
         }
     }
     for f in &fetched {
+        // Only the feeds this bundle still brings something for: a feed whose
+        // tip here we already hold (perhaps from a later line) stays as it is.
         let line_feeds: Vec<String> = f
             .line
             .tips
             .iter()
+            .filter(|(feed, tip)| wanted(feed) && !have(&store, feed, *tip))
             .map(|(feed, _)| feed.clone())
-            .filter(|feed| wanted(feed))
             .collect();
         let context = || {
             format!(
@@ -672,7 +683,7 @@ pub fn pull(
             )
         };
         if line_feeds.is_empty() {
-            // Only feeds we did not ask for: keep the objects for later
+            // Nothing we asked for is new: keep the objects for later
             // incremental bundles, move no ref.
             sync::bundle::unbundle(store.repo(), f.file.path()).with_context(context)?;
             continue;
@@ -680,11 +691,7 @@ pub fn pull(
         let path = f.file.path().to_string_lossy().into_owned();
         let opts = sync::PullOptions {
             name: Some(name.clone()),
-            feeds: if want.is_empty() {
-                Vec::new()
-            } else {
-                line_feeds
-            },
+            feeds: line_feeds,
         };
         let report = sync::pull(&store, &path, &opts).with_context(context)?;
         for outcome in report.feeds {
@@ -774,6 +781,50 @@ mod tests {
         let list = format!("{VERSION} full /{H}.tig {FEED}={TIP}\n\nnope\n");
         let e = parse_list(&url, list.as_bytes()).unwrap_err().to_string();
         assert!(e.contains("line 3") && e.contains("nope"), "{e}");
+    }
+
+    fn outcome(outcome: Outcome, n: usize, tip: &str) -> FeedOutcome {
+        FeedOutcome {
+            feed: FEED.into(),
+            tip: tip.into(),
+            new_messages: n,
+            outcome,
+            forks_with: Vec::new(),
+            preserved: None,
+        }
+    }
+
+    #[test]
+    fn reports_of_successive_bundles_fold_into_one() {
+        let ff = || Outcome::FastForward { from: "a".into() };
+        let m = merge(outcome(Outcome::Created, 3, "b"), outcome(ff(), 2, "c"));
+        assert!(matches!(m.outcome, Outcome::Created));
+        assert_eq!((m.new_messages, m.tip.as_str()), (5, "c"));
+        let m = merge(
+            outcome(Outcome::FastForward { from: "x".into() }, 1, "b"),
+            outcome(ff(), 1, "c"),
+        );
+        assert!(matches!(m.outcome, Outcome::FastForward { ref from } if from == "x"));
+        let fork = Outcome::Fork {
+            local: "l".into(),
+            fork_point: None,
+        };
+        let mut f = outcome(fork, 1, "f");
+        f.forks_with.push(("refs/heads/x".into(), "l".into()));
+        let m = merge(outcome(Outcome::UpToDate, 0, "b"), f);
+        assert!(matches!(m.outcome, Outcome::Fork { .. }) && m.forks_with.len() == 1);
+        let m = merge(m, outcome(Outcome::UpToDate, 0, "g"));
+        assert!(matches!(m.outcome, Outcome::Fork { .. }) && m.forks_with.len() == 1);
+        let bad = Outcome::Rejected {
+            violations: vec![("c".into(), "bad signature".into())],
+        };
+        let m = merge(outcome(bad, 0, "c"), outcome(ff(), 1, "d"));
+        assert!(matches!(m.outcome, Outcome::Rejected { ref violations } if violations.len() == 1));
+        let m = merge(
+            outcome(Outcome::LocalAhead, 0, "b"),
+            outcome(Outcome::UpToDate, 0, "b"),
+        );
+        assert!(matches!(m.outcome, Outcome::LocalAhead));
     }
 
     #[test]

@@ -516,3 +516,73 @@ fn bad_urls_and_empty_channels() {
     assert_eq!(o.code, 1, "{o:?}");
     assert_eq!(o.stderr.lines().count(), 1, "one line: {o:?}");
 }
+
+/// A pull of some feeds moves refs for those only, yet keeps what later
+/// incremental bundles build on; a later full pull gets the rest.
+#[test]
+fn pulling_some_feeds_of_a_channel() {
+    let server = TigServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (a, b) = (new_ident(t, "a"), new_ident(t, "b"));
+    let publisher = new_store(t, "publisher");
+    append(&publisher, &a, "a 1");
+    append(&publisher, &b, "b 1");
+    let url = relay(&server, "two");
+    tig_ok(&publisher, &["feed", "push", &url]);
+    append(&publisher, &b, "b 2");
+    tig_ok(&publisher, &["feed", "push", &url]);
+    append(&publisher, &a, "a 2");
+    tig_ok(&publisher, &["feed", "push", &url]);
+    let lines = head_list(&server, "two");
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[1].contains(&b.id) && !lines[1].contains(&a.id),
+        "{lines:?}"
+    );
+
+    let (ha, hb) = (
+        format!("refs/heads/{}", a.id),
+        format!("refs/heads/{}", b.id),
+    );
+    let p = new_store(t, "p");
+    let out = tig_ok(&p, &["feed", "pull", &url, &a.id]);
+    assert!(out.contains("new feed, 2 messages"), "{out}");
+    assert!(!out.contains(&b.id), "{out}");
+    assert_eq!(rev(&p, &ha), rev(&publisher, &ha));
+    assert!(!has_ref(&p, &hb));
+    let out = tig_ok(&p, &["feed", "pull", &url]);
+    assert!(
+        out.contains(&format!("{}: new feed, 2 messages", b.id)),
+        "{out}"
+    );
+    assert!(out.contains(&format!("{}: up to date", a.id)), "{out}");
+    assert_eq!(rev(&p, &hb), rev(&publisher, &hb));
+    tig_ok(&p, &["feed", "verify"]);
+}
+
+/// A relay with an API key: publishing needs it (TIG_APIKEY), pulling does not.
+#[test]
+fn publishing_to_a_relay_with_an_api_key() {
+    let server = TigServer::start_with(None, &[], &[("APIKEY", "relay-secret")]);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let alice = new_ident(t, "alice");
+    let store = new_store(t, "alice-store");
+    append(&store, &alice, "hello");
+    let url = relay(&server, "keyed");
+    let o = tig(&store, &["feed", "push", &url]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert_eq!(o.stderr.lines().count(), 1, "one line: {o:?}");
+    assert!(o.stderr.contains("401"), "{o:?}");
+    assert!(head_list(&server, "keyed").is_empty());
+    let o = tig_env(
+        &store,
+        &["feed", "push", &url],
+        &[("TIG_APIKEY", "relay-secret")],
+    );
+    assert!(o.ok(), "{o:?}");
+    let bob = new_store(t, "bob-store");
+    let out = tig_ok(&bob, &["feed", "pull", &url]);
+    assert!(out.contains("new feed, 1 messages"), "{out}");
+}
