@@ -14,10 +14,12 @@ use tig_feed::{FeedId, FeedStore};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Fetch feeds from another store (path), a git remote URL, or a bundle file;
-    /// validate every new message, then fast-forward (forks are kept and reported).
+    /// Fetch feeds from another store (path), a git remote URL, a bundle file, or a
+    /// tig server relay channel; validate every new message, then fast-forward
+    /// (forks are kept and reported).
     Pull {
-        /// Another store's path, a git URL (file://, ssh://, https://…), or a bundle file.
+        /// Another store's path, a git URL (file://, ssh://, https://…), a bundle file,
+        /// or a relay channel tig+http(s)://HOST:PORT/NAME (see docs/feed-relay.md).
         source: String,
         /// Feeds to pull (ids); default: every feed the source has.
         feeds: Vec<String>,
@@ -31,10 +33,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Send feeds to another store (path or git URL); never overwrites a feed
-    /// there unless it fast-forwards.
+    /// Send feeds to another store (path or git URL), never overwriting a feed
+    /// there unless it fast-forwards; or publish them on a tig server relay channel.
     Push {
-        /// Another store's path or a git URL.
+        /// Another store's path, a git URL, or a relay channel
+        /// tig+http(s)://HOST:PORT/NAME (writes use TIG_APIKEY; TIG_MAX_SIZE = body limit).
         dest: String,
         /// Feeds to push (ids or aliases); default: every feed in this store.
         feeds: Vec<String>,
