@@ -520,6 +520,8 @@ fn merge(prev: FeedOutcome, next: FeedOutcome) -> FeedOutcome {
 struct Fetched<'a> {
     line: &'a Line,
     file: tempfile::NamedTempFile,
+    /// Commits the bundle builds on (its `-<oid>` header lines).
+    prerequisites: Vec<Oid>,
 }
 
 /// Downloads `line`'s bundle into the store's git dir (verified by hash) and
@@ -574,7 +576,91 @@ fn fetch<'a>(
             line.target()
         );
     }
-    Ok(Fetched { line, file })
+    Ok(Fetched {
+        line,
+        file,
+        prerequisites: header.prerequisites,
+    })
+}
+
+/// Bundles from before the chain that the chain's incremental bundles build on.
+///
+/// Normally every prerequisite of a chain bundle is a tip of an earlier line
+/// of the chain. Two publishers racing (one republishing `full` while the
+/// other appends an `incr` computed from the old chain) can leave an `incr`
+/// whose base is only in a line before the last `full` one: those lines are
+/// fetched too (verified like the others), oldest first. A base found nowhere
+/// is left to the bundle pull, which names the missing commit.
+fn fetch_missing_bases<'a>(
+    client: &Client,
+    store: &FeedStore,
+    url: &RelayUrl,
+    before: &'a [Line],
+    chain: &[Line],
+    fetched: &[Fetched<'_>],
+) -> anyhow::Result<Vec<Fetched<'a>>> {
+    let odb = store.repo().odb()?;
+    let mut provided: BTreeSet<Oid> = chain
+        .iter()
+        .flat_map(|l| l.tips.iter().map(|(_, t)| *t))
+        .collect();
+    let mut todo: Vec<Oid> = fetched
+        .iter()
+        .flat_map(|f| f.prerequisites.iter().copied())
+        .collect();
+    let mut out: Vec<Fetched<'a>> = Vec::new();
+    while let Some(p) = todo.pop() {
+        if provided.contains(&p) || odb.exists(p) {
+            continue;
+        }
+        let Some(line) = before
+            .iter()
+            .rev()
+            .find(|l| l.tips.iter().any(|(_, t)| *t == p))
+        else {
+            continue;
+        };
+        provided.extend(line.tips.iter().map(|(_, t)| *t));
+        let f = fetch(client, store, url, line)?;
+        todo.extend(f.prerequisites.iter().copied());
+        out.push(f);
+    }
+    out.sort_by_key(|f| f.line.number);
+    Ok(out)
+}
+
+/// The order to apply downloaded bundles in: by line, except that a bundle
+/// comes only after those carrying its prerequisites (a base fetched from
+/// before the chain may itself build on a chain line). `true` marks chain
+/// bundles. When nothing is ready the earliest goes next, and its pull names
+/// the missing commit.
+fn apply_order<'a>(
+    odb: &git2::Odb<'_>,
+    earlier: Vec<Fetched<'a>>,
+    chain: Vec<Fetched<'a>>,
+) -> Vec<(bool, Fetched<'a>)> {
+    let mut pending: Vec<(bool, Fetched<'a>)> = earlier
+        .into_iter()
+        .map(|f| (false, f))
+        .chain(chain.into_iter().map(|f| (true, f)))
+        .collect();
+    pending.sort_by_key(|(_, f)| f.line.number);
+    let mut carried: BTreeSet<Oid> = BTreeSet::new();
+    let mut out = Vec::with_capacity(pending.len());
+    while !pending.is_empty() {
+        let i = pending
+            .iter()
+            .position(|(_, f)| {
+                f.prerequisites
+                    .iter()
+                    .all(|p| carried.contains(p) || odb.exists(*p))
+            })
+            .unwrap_or(0);
+        let next = pending.remove(i);
+        carried.extend(next.1.line.tips.iter().map(|(_, t)| *t));
+        out.push(next);
+    }
+    out
 }
 
 /// `tig feed pull tig+http://HOST:PORT/NAME [FEED…] [--as N] [--strict] [--json]`.
@@ -665,14 +751,24 @@ pub fn pull(
             fetched.push(fetch(&client, &store, &url, line)?);
         }
     }
-    for f in &fetched {
+    let earlier = fetch_missing_bases(
+        &client,
+        &store,
+        &url,
+        &lines[..lines.len() - relay.len()],
+        relay,
+        &fetched,
+    )?;
+    for (in_chain, f) in apply_order(&odb, earlier, fetched) {
         // Only the feeds this bundle still brings something for: a feed whose
         // tip here we already hold (perhaps from a later line) stays as it is.
+        // Bases from before the last `full` line only bring objects: the
+        // chain's own bundles then validate everything up to their tips.
         let line_feeds: Vec<String> = f
             .line
             .tips
             .iter()
-            .filter(|(feed, tip)| wanted(feed) && !have(&store, feed, *tip))
+            .filter(|(feed, tip)| in_chain && wanted(feed) && !have(&store, feed, *tip))
             .map(|(feed, _)| feed.clone())
             .collect();
         let context = || {
@@ -703,7 +799,6 @@ pub fn pull(
             merged.insert(key, folded);
         }
     }
-    drop(fetched);
     let report = PullReport {
         source: url.to_string(),
         name,

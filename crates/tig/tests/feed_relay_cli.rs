@@ -586,3 +586,35 @@ fn publishing_to_a_relay_with_an_api_key() {
     let out = tig_ok(&bob, &["feed", "pull", &url]);
     assert!(out.contains("new feed, 1 messages"), "{out}");
 }
+
+/// Two publishers raced: one republished `full` while the other appended an
+/// `incr` built on a line from before it. A fresh pull still gets everything,
+/// fetching that older base too.
+#[test]
+fn an_incr_built_on_a_line_before_the_last_full_one() {
+    let server = TigServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let alice = new_ident(t, "alice");
+    let store = new_store(t, "alice-store");
+    let url = relay(&server, "raced");
+    append(&store, &alice, "a 1");
+    tig_ok(&store, &["feed", "push", &url]);
+    append(&store, &alice, "a 2");
+    tig_ok(&store, &["feed", "push", &url]);
+    append(&store, &alice, "a 3");
+    tig_ok(&store, &["feed", "push", &url]);
+    let l = head_list(&server, "raced");
+    assert_eq!(l.len(), 3, "{l:?}");
+    // L1 full, L2 incr, (L1 again as the racer's full), L3 incr on top of L2.
+    let raced = format!("{}\n{}\n{}\n{}\n", l[0], l[1], l[0], l[2]);
+    let slot_url = format!("{}/{}.tig", server.url, slot("tig-feed/raced"));
+    let r = http().put(slot_url).body(raced).send().unwrap();
+    assert!(r.status().is_success(), "{:?}", r.status());
+    let p = new_store(t, "p");
+    let out = tig_ok(&p, &["feed", "pull", &url]);
+    assert!(out.contains("new feed, 3 messages"), "{out}");
+    let head = format!("refs/heads/{}", alice.id);
+    assert_eq!(rev(&p, &head), rev(&store, &head));
+    tig_ok(&p, &["feed", "verify"]);
+}
