@@ -14,6 +14,7 @@
 //!   batch), reading logs.
 //! - [`verify`]: the feed rules, [`verify_range`] and [`verify_feed`].
 //! - [`pack`]: one delta-free pack for a batch of new commits.
+//! - `refupdate`: the ref compare-and-swap (git's lock-file protocol).
 //! - [`gpg`]: GPG feeds through the `gpg` program, as git does.
 //! - [`sync`]: replication between stores, bundles, forks and deletion.
 
@@ -23,6 +24,7 @@ pub mod gpg;
 pub mod id;
 pub mod identity;
 pub mod pack;
+mod refupdate;
 pub mod store;
 pub mod sync;
 pub mod verify;

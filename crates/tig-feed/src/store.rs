@@ -405,33 +405,18 @@ impl FeedStore {
         Ok(odb.write(ObjectType::Commit, &raw)?)
     }
 
-    /// Moves `feed`'s ref from `old` to `new` by compare-and-swap.
+    /// Moves `feed`'s ref from `old` to `new` by compare-and-swap (see
+    /// [`crate::refupdate`]).
     fn swap(&self, feed: &FeedId, old: Option<Oid>, new: Oid, msg: &str) -> Result<(), FeedError> {
-        let name = feed.ref_name();
-        let res = match old {
-            None => self.repo.reference(&name, new, false, msg).map(|_| ()),
-            Some(o) => self
-                .repo
-                .reference_matching(&name, new, true, o, msg)
-                .map(|_| ()),
-        };
-        match res {
+        use crate::refupdate::{SwapError, compare_and_swap};
+        match compare_and_swap(&self.repo, &feed.ref_name(), old, new, msg) {
             Ok(()) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.code(),
-                    ErrorCode::Exists
-                        | ErrorCode::Modified
-                        | ErrorCode::Locked
-                        | ErrorCode::NotFound
-                ) =>
-            {
-                Err(FeedError::Conflict {
-                    feed: feed.to_string(),
-                    expected: old.map_or_else(|| "none".to_string(), |o| o.to_string()),
-                })
-            }
-            Err(e) => Err(e.into()),
+            Err(SwapError::Conflict) => Err(FeedError::Conflict {
+                feed: feed.to_string(),
+                expected: old.map_or_else(|| "none".to_string(), |o| o.to_string()),
+            }),
+            Err(SwapError::Git(e)) => Err(e.into()),
+            Err(SwapError::Io(what, e)) => Err(FeedError::io(what, e)),
         }
     }
 
