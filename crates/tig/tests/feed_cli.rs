@@ -457,3 +457,117 @@ fn bad_input_gets_one_line_errors() {
     let o = env.tig(env.path(), &["feed", "init", "."]);
     assert!(!o.ok() && o.stderr.contains("not empty"), "{o:?}");
 }
+
+/// Runs a coreutils filter (`base64 …`) over `input`.
+fn filter(cmd: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{cmd} {args:?}");
+    o.stdout
+}
+
+/// Anyone can turn a valid ed25519 signature (R, S) into (R, S + ℓ), which OpenSSH
+/// (and so `git verify-commit`) still accepts. That gives a second commit with the
+/// same parent and content: a fake fork. tig must refuse it, so that a fork proof
+/// can only come from the feed's key.
+#[test]
+fn a_malleated_signature_is_refused_so_nobody_can_fake_a_fork() {
+    let env = Env::new();
+    let (key, bob) = env.new_id("bob");
+    let store = env.new_store("bob-store");
+    env.append(&store, &key, "one");
+    let tip = env.append(&store, &key, "two");
+
+    // Rebuild "two" with S + ℓ in its SSHSIG (S is the blob's last 32 bytes, LE).
+    let raw = env.git_ok(&store, &["cat-file", "commit", &tip]);
+    let (head, msg) = raw.split_once("\n\n").unwrap();
+    let mut kept = Vec::new();
+    let mut pem = Vec::new();
+    for line in head.lines() {
+        if let Some(first) = line.strip_prefix("gpgsig ") {
+            pem.push(first.to_string());
+        } else if let Some(cont) = line.strip_prefix(' ') {
+            pem.push(cont.to_string());
+        } else {
+            kept.push(line.to_string());
+        }
+    }
+    let b64: String = pem
+        .iter()
+        .filter(|l| !l.starts_with("-----"))
+        .cloned()
+        .collect();
+    let mut blob = filter("base64", &["-d"], b64.as_bytes());
+    let ell: [u8; 32] = {
+        // ℓ = 2^252 + 27742317777372353535851937790883648493, little-endian
+        let mut l = [0u8; 32];
+        l[..16].copy_from_slice(&0x14def9dea2f79cd65812631a5cf5d3edu128.to_le_bytes());
+        l[31] = 0x10;
+        l
+    };
+    let n = blob.len();
+    let mut carry = 0u16;
+    for (b, l) in blob[n - 32..].iter_mut().zip(ell) {
+        let sum = u16::from(*b) + u16::from(l) + carry;
+        *b = sum as u8;
+        carry = sum >> 8;
+    }
+    assert_eq!(carry, 0);
+    assert_eq!(
+        blob[n - 1] & 0xe0,
+        0,
+        "S + ℓ < 2^253: OpenSSH's only range check"
+    );
+    let b64 = String::from_utf8(filter("base64", &["-w", "70"], &blob)).unwrap();
+    let mut sig = vec!["-----BEGIN SSH SIGNATURE-----".to_string()];
+    sig.extend(b64.lines().map(str::to_string));
+    sig.push("-----END SSH SIGNATURE-----".to_string());
+    let mut forged = String::new();
+    for line in &kept {
+        forged.push_str(line);
+        forged.push('\n');
+        if line.starts_with("committer ") {
+            forged.push_str(&format!("gpgsig {}\n", sig.join("\n ")));
+        }
+    }
+    forged.push('\n');
+    forged.push_str(msg);
+    let c = env.git_stdin(
+        &store,
+        &["hash-object", "-t", "commit", "-w", "--stdin"],
+        forged.as_bytes(),
+    );
+    assert_ne!(c, tip);
+
+    // git accepts the copy: to git this is bob signing two different successors.
+    let signers = allowed_signers(&env, &store);
+    let cfg = format!("gpg.ssh.allowedSignersFile={signers}");
+    env.git_ok(&store, &["-c", &cfg, "verify-commit", &c]);
+    env.git_ok(
+        &store,
+        &["update-ref", &format!("refs/remotes/mallory/{bob}"), &c],
+    );
+
+    // tig does not: the copy is a bad signature, and the "fork" is no proof.
+    let v = env.tig(&store, &["feed", "verify", &bob]);
+    assert_eq!(v.code, 1, "{v:?}");
+    assert!(
+        v.stdout
+            .lines()
+            .any(|l| l.starts_with(&c) && l.contains("bad signature")),
+        "{v:?}"
+    );
+    let f = env.tig(&store, &["feed", "forks", &bob, "--json"]);
+    assert_eq!(f.stdout.matches("\"valid\": true").count(), 1, "{f:?}");
+    assert_eq!(f.stdout.matches("\"valid\": false").count(), 1, "{f:?}");
+    let text = env.tig(&store, &["feed", "forks", &bob]);
+    assert!(text.stdout.contains("not a proof"), "{text:?}");
+}
