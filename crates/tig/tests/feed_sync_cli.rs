@@ -470,6 +470,13 @@ fn hostile_sources_move_no_ref() {
         "{p:?}"
     );
     assert_eq!(all_refs(&mine), before, "no ref moved");
+    // Pulling it again: the forged message is now among this store's objects
+    // (kept from the rejected pull), so the copy finds nothing new to read;
+    // it must still be checked and refused.
+    let again = tig(&mine, &["feed", "pull", "../evil"]);
+    assert!(!again.ok(), "{again:?}");
+    assert!(again.stderr.contains(&forged), "{again:?}");
+    assert_eq!(all_refs(&mine), before, "no ref moved");
 
     // 2. a rewritten, unsigned history that does not descend from ours.
     let rewritten = t.join("rewritten");

@@ -322,8 +322,9 @@ fn local_repo(source: &str) -> Option<Repository> {
 const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
 /// Pull from a repository on this machine: walk the source directly and copy
-/// the missing objects as one pack (see [`super::pack`]), instead of going
-/// through libgit2's transport and its delta search.
+/// the missing objects as one pack (see [`crate::pack`]), instead of going
+/// through libgit2's transport and its delta search. The new messages are
+/// checked from the bytes in hand while the pack is written and indexed.
 fn pull_local(
     store: &FeedStore,
     src: &Repository,
@@ -349,23 +350,39 @@ fn pull_local(
     if advertised.is_empty() {
         return Ok(Vec::new());
     }
+    let started = std::time::Instant::now();
     let odb = repo.odb()?;
+    odb.refresh()?;
+    // `exists` re-reads the pack directory after every miss, and a pull misses
+    // once per new object; the refresh above is enough. (An object that arrives
+    // from elsewhere meanwhile is at worst copied twice.)
+    let has = |oid: Oid| odb.exists_ext(oid, git2::OdbLookupFlags::NO_REFRESH);
     let src_odb = src.odb()?;
-    let mut objects: Vec<(git2::ObjectType, Vec<u8>)> = Vec::new();
-    let mut queued: std::collections::HashSet<Oid> = std::collections::HashSet::new();
-    let mut counts = BTreeMap::new();
+    let mut objects: Vec<(Oid, git2::ObjectType, Vec<u8>)> = Vec::new();
+    // object → index of the feed whose walk queued it
+    let mut queued: std::collections::HashMap<Oid, usize> = std::collections::HashMap::new();
+    let mut walked: Vec<Walked> = Vec::new();
     let mut trees: Vec<Oid> = Vec::new();
     // Follow parent links by reading raw objects (one read per message; no
-    // revwalk): stop at anything this store already has. Objects only ever
-    // arrive in complete packs, so having a commit means having its history.
-    for (feed, &tip) in &advertised {
-        let mut n = 0usize;
+    // revwalk): stop at anything this store already has.
+    for (index, (feed, &tip)) in advertised.iter().enumerate() {
+        let mut w = Walked {
+            feed: FeedId::parse(feed)?,
+            commits: objects.len()..objects.len(),
+            stops: Vec::new(),
+            overlaps: false,
+        };
         let mut stack = vec![tip];
         while let Some(oid) = stack.pop() {
-            if odb.exists(oid) || !queued.insert(oid) {
+            if has(oid) {
+                w.stops.push(oid);
                 continue;
             }
-            n += 1;
+            if let Some(&owner) = queued.get(&oid) {
+                w.overlaps |= owner != index;
+                continue;
+            }
+            queued.insert(oid, index);
             let obj = src_odb.read(oid)?;
             let data = obj.data().to_vec();
             for line in data.split(|b| *b == b'\n') {
@@ -391,9 +408,10 @@ fn pull_local(
                     stack.push(id);
                 }
             }
-            objects.push((obj.kind(), data));
+            objects.push((oid, obj.kind(), data));
         }
-        counts.insert(feed.clone(), n);
+        w.commits.end = objects.len();
+        walked.push(w);
     }
     // Trees: the empty tree for well-formed messages; anything else (a broken
     // message) is copied too, so the store never holds a dangling link.
@@ -401,17 +419,17 @@ fn pull_local(
     trees.dedup();
     let empty = Oid::from_str(EMPTY_TREE)?;
     for tree in trees {
-        if odb.exists(tree) || queued.contains(&tree) {
+        if has(tree) || queued.contains_key(&tree) {
             continue;
         }
         if tree == empty {
-            queued.insert(tree);
-            objects.push((git2::ObjectType::Tree, Vec::new()));
+            queued.insert(tree, usize::MAX);
+            objects.push((tree, git2::ObjectType::Tree, Vec::new()));
             continue;
         }
         let mut stack = vec![tree];
         while let Some(t) = stack.pop() {
-            if odb.exists(t) || !queued.insert(t) {
+            if has(t) || queued.insert(t, usize::MAX).is_some() {
                 continue;
             }
             let obj = src_odb.read(t)?;
@@ -422,32 +440,49 @@ fn pull_local(
                     stack.push(e.id());
                 }
             }
-            objects.push((obj.kind(), obj.data().to_vec()));
+            objects.push((t, obj.kind(), obj.data().to_vec()));
         }
     }
-    if !objects.is_empty() {
-        let before = util::pack_dir_listing(repo);
-        let written = (|| -> Result<(), SyncError> {
-            let mut w = odb.packwriter()?;
-            {
-                let mut buf = std::io::BufWriter::with_capacity(1 << 20, &mut w);
-                crate::pack::write_pack(
-                    objects.len(),
-                    objects.iter().map(|(kind, data)| (*kind, data.as_slice())),
-                    &mut buf,
-                )
-                .map_err(|e| SyncError::Git(git2::Error::from_str(&e.to_string())))?;
-            }
-            w.commit()?;
-            Ok(())
-        })();
-        if let Err(e) = written {
-            util::remove_new_pack_files(repo, &before);
-            return Err(e);
-        }
-        odb.refresh()?;
-    }
+    drop(queued);
+    let read = started.elapsed();
+    // The signature checks (most of a pull's work) run on the rayon pool while
+    // this thread writes and indexes the pack.
+    let gpg = store.gpg();
+    let (written, checked) = std::thread::scope(|scope| {
+        let checking = scope.spawn(|| {
+            walked
+                .iter()
+                .map(|w| crate::verify::check_raw(gpg, &w.feed, &objects[w.commits.clone()]))
+                .collect::<Vec<_>>()
+        });
+        let written = write_objects(repo, &odb, &objects);
+        let checked = checking
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (written, checked)
+    });
+    written?;
+    tracing::debug!(
+        objects = objects.len(),
+        read_ms = read.as_millis() as u64,
+        ms = started.elapsed().as_millis() as u64,
+        "copied the missing objects as one pack and checked the new messages"
+    );
     drop(objects);
+    let mut prechecked = BTreeMap::new();
+    for (w, violations) in walked.into_iter().zip(checked) {
+        let feed = w.feed.to_string();
+        let count = w.commits.len();
+        prechecked.insert(
+            feed,
+            Prechecked {
+                count,
+                stops: w.stops,
+                overlaps: w.overlaps,
+                violations,
+            },
+        );
+    }
     let quarantine = Quarantine::new(repo);
     for (feed, oid) in &advertised {
         repo.reference(
@@ -457,9 +492,62 @@ fn pull_local(
             "tig feed pull: quarantine",
         )?;
     }
-    let out = apply_incoming_counted(store, name, &advertised, Some(&counts));
+    let out = apply_incoming_checked(store, name, &advertised, &prechecked);
     drop(quarantine);
     out
+}
+
+/// What walking one feed in the source found.
+struct Walked {
+    feed: FeedId,
+    /// Its new commits: a range of the copied objects.
+    commits: std::ops::Range<usize>,
+    /// Commits where the walk stopped because this store already has them.
+    stops: Vec<Oid>,
+    /// Whether the walk ran into commits queued for another feed.
+    overlaps: bool,
+}
+
+/// A feed's new messages, already checked by [`pull_local`].
+struct Prechecked {
+    count: usize,
+    stops: Vec<Oid>,
+    overlaps: bool,
+    violations: Vec<crate::Violation>,
+}
+
+/// Writes `objects` as one pack into `odb`; on failure removes what it wrote.
+fn write_objects(
+    repo: &Repository,
+    odb: &git2::Odb<'_>,
+    objects: &[(Oid, git2::ObjectType, Vec<u8>)],
+) -> Result<(), SyncError> {
+    if objects.is_empty() {
+        return Ok(());
+    }
+    let before = util::pack_dir_listing(repo);
+    let written = (|| -> Result<(), SyncError> {
+        let mut w = odb.packwriter()?;
+        {
+            let mut buf = std::io::BufWriter::with_capacity(1 << 20, &mut w);
+            crate::pack::write_pack(
+                objects.len(),
+                objects
+                    .iter()
+                    .map(|(_, kind, data)| (*kind, data.as_slice())),
+                &mut buf,
+            )
+            .map_err(|e| SyncError::Git(git2::Error::from_str(&e.to_string())))?;
+        }
+        w.commit()?;
+        Ok(())
+    })();
+    if let Err(e) = written {
+        util::remove_new_pack_files(repo, &before);
+        return Err(e);
+    }
+    odb.refresh()?;
+    Ok(())
 }
 
 fn pull_remote(
@@ -531,15 +619,37 @@ fn apply_incoming(
     name: &str,
     incoming: &BTreeMap<String, Oid>,
 ) -> Result<Vec<FeedOutcome>, SyncError> {
-    apply_incoming_counted(store, name, incoming, None)
+    apply_incoming_checked(store, name, incoming, &BTreeMap::new())
 }
 
-/// [`apply_incoming`] with the number of new messages per feed already known.
-fn apply_incoming_counted(
+/// Whether every commit where a walk stopped is already validated: a tip this
+/// store holds for the feed, or an ancestor of one.
+fn covered(repo: &Repository, check: &Prechecked, known: &[Oid]) -> Result<bool, SyncError> {
+    if check.overlaps {
+        return Ok(false);
+    }
+    for stop in &check.stops {
+        let mut ok = known.contains(stop);
+        for k in known {
+            if ok {
+                break;
+            }
+            ok = repo.graph_descendant_of(*k, *stop)?;
+        }
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// [`apply_incoming`], using the checks already made for some feeds when they
+/// cover everything `verify_range` would check (else it checks again).
+fn apply_incoming_checked(
     store: &FeedStore,
     name: &str,
     incoming: &BTreeMap<String, Oid>,
-    counts: Option<&BTreeMap<String, usize>>,
+    prechecked: &BTreeMap<String, Prechecked>,
 ) -> Result<Vec<FeedOutcome>, SyncError> {
     let repo = store.repo();
     let mut out = Vec::new();
@@ -547,11 +657,19 @@ fn apply_incoming_counted(
         let fid = FeedId::parse(feed)?;
         let tips = util::feed_tips(repo, feed)?;
         let known: Vec<Oid> = tips.iter().map(|(_, o)| *o).collect();
-        let new_messages = match counts.and_then(|c| c.get(feed)) {
-            Some(n) => *n,
+        let pre = match prechecked.get(feed) {
+            Some(p) if covered(repo, p, &known)? => Some(p),
+            _ => None,
+        };
+        let new_messages = match pre {
+            Some(p) => p.count,
             None => count_new(repo, tip, &known).unwrap_or(0),
         };
-        let violations = match crate::verify_range(store, &fid, tip, &known) {
+        let violations = match pre {
+            Some(p) => Ok(p.violations.clone()),
+            None => crate::verify_range(store, &fid, tip, &known),
+        };
+        let violations = match violations {
             Ok(v) => v
                 .into_iter()
                 .map(|v| (v.commit.to_string(), v.rule))
