@@ -149,7 +149,7 @@ pub fn verify_feed(store: &FeedStore, feed: &FeedId) -> Result<Vec<Violation>, F
 }
 
 /// How many commits are read and then checked in parallel at a time.
-const CHUNK: usize = 4096;
+pub(crate) const CHUNK: usize = 4096;
 
 /// Checks the given commits (in the given order) against the feed rules.
 ///

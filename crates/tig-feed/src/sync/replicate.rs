@@ -323,8 +323,11 @@ const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
 /// Pull from a repository on this machine: walk the source directly and copy
 /// the missing objects as one pack (see [`crate::pack`]), instead of going
-/// through libgit2's transport and its delta search. The new messages are
-/// checked from the bytes in hand while the pack is written and indexed.
+/// through libgit2's transport and its delta search.
+///
+/// The new messages are checked from the bytes in hand: every chunk the walk
+/// reads goes to a checking thread (signatures on the rayon pool) while this
+/// thread reads on, then writes and indexes the pack.
 fn pull_local(
     store: &FeedStore,
     src: &Repository,
@@ -351,28 +354,143 @@ fn pull_local(
         return Ok(Vec::new());
     }
     let started = std::time::Instant::now();
+    let feeds = advertised
+        .iter()
+        .map(|(feed, tip)| Ok((FeedId::parse(feed)?, *tip)))
+        .collect::<Result<Vec<_>, SyncError>>()?;
     let odb = repo.odb()?;
     odb.refresh()?;
+    let gpg = store.gpg();
+    let (walk, checked) = std::thread::scope(|scope| -> Result<_, SyncError> {
+        let (send, chunks) = std::sync::mpsc::channel::<(usize, Chunk)>();
+        let feeds = &feeds;
+        let checking = scope.spawn(move || {
+            let mut found = vec![Vec::new(); feeds.len()];
+            for (feed, chunk) in chunks {
+                found[feed].extend(crate::verify::check_raw(gpg, &feeds[feed].0, &chunk));
+            }
+            found
+        });
+        let walk = walk_source(src, &odb, feeds, |feed, chunk| {
+            // The checker only stops early by panicking, which join re-raises.
+            let _ = send.send((feed, chunk));
+        });
+        drop(send);
+        let walk = walk?;
+        let read = started.elapsed();
+        write_objects(repo, &odb, &walk)?;
+        let checked = checking
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        tracing::debug!(
+            objects = walk.count(),
+            read_ms = read.as_millis() as u64,
+            ms = started.elapsed().as_millis() as u64,
+            "copied the missing objects as one pack and checked the new messages"
+        );
+        Ok((walk, checked))
+    })?;
+    let mut prechecked = BTreeMap::new();
+    for ((feed, w), violations) in advertised.keys().zip(walk.walked).zip(checked) {
+        prechecked.insert(
+            feed.clone(),
+            Prechecked {
+                count: w.count,
+                stops: w.stops,
+                overlaps: w.overlaps,
+                violations,
+            },
+        );
+    }
+    let quarantine = Quarantine::new(repo);
+    for (feed, oid) in &advertised {
+        repo.reference(
+            &quarantine.refname(feed),
+            *oid,
+            true,
+            "tig feed pull: quarantine",
+        )?;
+    }
+    let out = apply_incoming_checked(store, name, &advertised, &prechecked);
+    drop(quarantine);
+    out
+}
+
+/// Objects read from a source: (id, kind, raw content).
+type Chunk = std::sync::Arc<Vec<(Oid, git2::ObjectType, Vec<u8>)>>;
+
+/// Everything [`walk_source`] read.
+struct SourceWalk {
+    /// The feeds' new commits, in chunks.
+    commits: Vec<Chunk>,
+    /// Trees (and what they hold) the store lacks.
+    others: Vec<(Oid, git2::ObjectType, Vec<u8>)>,
+    /// Per feed, in the order given.
+    walked: Vec<Walked>,
+}
+
+impl SourceWalk {
+    fn count(&self) -> usize {
+        self.commits.iter().map(|c| c.len()).sum::<usize>() + self.others.len()
+    }
+
+    fn objects(&self) -> impl Iterator<Item = (git2::ObjectType, &[u8])> {
+        self.commits
+            .iter()
+            .flat_map(|c| c.iter())
+            .chain(&self.others)
+            .map(|(_, kind, data)| (*kind, data.as_slice()))
+    }
+}
+
+/// What walking one feed in the source found.
+struct Walked {
+    /// How many new commits.
+    count: usize,
+    /// Commits where the walk stopped because this store already has them.
+    stops: Vec<Oid>,
+    /// Whether the walk ran into commits queued for another feed.
+    overlaps: bool,
+}
+
+/// Follows parent links from each feed's tip by reading raw objects from `src`
+/// (one read per message; no revwalk), stopping at anything `odb` already has,
+/// and hands each full chunk of commits to `checked` (feed index, chunk).
+fn walk_source(
+    src: &Repository,
+    odb: &git2::Odb<'_>,
+    feeds: &[(FeedId, Oid)],
+    mut checked: impl FnMut(usize, Chunk),
+) -> Result<SourceWalk, SyncError> {
     // `exists` re-reads the pack directory after every miss, and a pull misses
-    // once per new object; the refresh above is enough. (An object that arrives
+    // once per new object; the caller refreshed once. (An object that arrives
     // from elsewhere meanwhile is at worst copied twice.)
     let has = |oid: Oid| odb.exists_ext(oid, git2::OdbLookupFlags::NO_REFRESH);
     let src_odb = src.odb()?;
-    let mut objects: Vec<(Oid, git2::ObjectType, Vec<u8>)> = Vec::new();
+    let mut out = SourceWalk {
+        commits: Vec::new(),
+        others: Vec::new(),
+        walked: Vec::new(),
+    };
     // object → index of the feed whose walk queued it
     let mut queued: std::collections::HashMap<Oid, usize> = std::collections::HashMap::new();
-    let mut walked: Vec<Walked> = Vec::new();
     let mut trees: Vec<Oid> = Vec::new();
-    // Follow parent links by reading raw objects (one read per message; no
-    // revwalk): stop at anything this store already has.
-    for (index, (feed, &tip)) in advertised.iter().enumerate() {
+    for (index, (_, tip)) in feeds.iter().enumerate() {
         let mut w = Walked {
-            feed: FeedId::parse(feed)?,
-            commits: objects.len()..objects.len(),
+            count: 0,
             stops: Vec::new(),
             overlaps: false,
         };
-        let mut stack = vec![tip];
+        let mut pending = Vec::with_capacity(crate::verify::CHUNK);
+        let mut flush = |pending: &mut Vec<_>, out: &mut SourceWalk| {
+            let chunk: Chunk = std::sync::Arc::new(std::mem::replace(
+                pending,
+                Vec::with_capacity(crate::verify::CHUNK),
+            ));
+            checked(index, chunk.clone());
+            out.commits.push(chunk);
+        };
+        let mut stack = vec![*tip];
         while let Some(oid) = stack.pop() {
             if has(oid) {
                 w.stops.push(oid);
@@ -408,10 +526,16 @@ fn pull_local(
                     stack.push(id);
                 }
             }
-            objects.push((oid, obj.kind(), data));
+            pending.push((oid, obj.kind(), data));
+            w.count += 1;
+            if pending.len() == crate::verify::CHUNK {
+                flush(&mut pending, &mut out);
+            }
         }
-        w.commits.end = objects.len();
-        walked.push(w);
+        if !pending.is_empty() {
+            flush(&mut pending, &mut out);
+        }
+        out.walked.push(w);
     }
     // Trees: the empty tree for well-formed messages; anything else (a broken
     // message) is copied too, so the store never holds a dangling link.
@@ -424,7 +548,7 @@ fn pull_local(
         }
         if tree == empty {
             queued.insert(tree, usize::MAX);
-            objects.push((tree, git2::ObjectType::Tree, Vec::new()));
+            out.others.push((tree, git2::ObjectType::Tree, Vec::new()));
             continue;
         }
         let mut stack = vec![tree];
@@ -440,72 +564,10 @@ fn pull_local(
                     stack.push(e.id());
                 }
             }
-            objects.push((t, obj.kind(), obj.data().to_vec()));
+            out.others.push((t, obj.kind(), obj.data().to_vec()));
         }
     }
-    drop(queued);
-    let read = started.elapsed();
-    // The signature checks (most of a pull's work) run on the rayon pool while
-    // this thread writes and indexes the pack.
-    let gpg = store.gpg();
-    let (written, checked) = std::thread::scope(|scope| {
-        let checking = scope.spawn(|| {
-            walked
-                .iter()
-                .map(|w| crate::verify::check_raw(gpg, &w.feed, &objects[w.commits.clone()]))
-                .collect::<Vec<_>>()
-        });
-        let written = write_objects(repo, &odb, &objects);
-        let checked = checking
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (written, checked)
-    });
-    written?;
-    tracing::debug!(
-        objects = objects.len(),
-        read_ms = read.as_millis() as u64,
-        ms = started.elapsed().as_millis() as u64,
-        "copied the missing objects as one pack and checked the new messages"
-    );
-    drop(objects);
-    let mut prechecked = BTreeMap::new();
-    for (w, violations) in walked.into_iter().zip(checked) {
-        let feed = w.feed.to_string();
-        let count = w.commits.len();
-        prechecked.insert(
-            feed,
-            Prechecked {
-                count,
-                stops: w.stops,
-                overlaps: w.overlaps,
-                violations,
-            },
-        );
-    }
-    let quarantine = Quarantine::new(repo);
-    for (feed, oid) in &advertised {
-        repo.reference(
-            &quarantine.refname(feed),
-            *oid,
-            true,
-            "tig feed pull: quarantine",
-        )?;
-    }
-    let out = apply_incoming_checked(store, name, &advertised, &prechecked);
-    drop(quarantine);
-    out
-}
-
-/// What walking one feed in the source found.
-struct Walked {
-    feed: FeedId,
-    /// Its new commits: a range of the copied objects.
-    commits: std::ops::Range<usize>,
-    /// Commits where the walk stopped because this store already has them.
-    stops: Vec<Oid>,
-    /// Whether the walk ran into commits queued for another feed.
-    overlaps: bool,
+    Ok(out)
 }
 
 /// A feed's new messages, already checked by [`pull_local`].
@@ -516,13 +578,14 @@ struct Prechecked {
     violations: Vec<crate::Violation>,
 }
 
-/// Writes `objects` as one pack into `odb`; on failure removes what it wrote.
+/// Writes what `walk` read as one pack into `odb`; on failure removes what it wrote.
 fn write_objects(
     repo: &Repository,
     odb: &git2::Odb<'_>,
-    objects: &[(Oid, git2::ObjectType, Vec<u8>)],
+    walk: &SourceWalk,
 ) -> Result<(), SyncError> {
-    if objects.is_empty() {
+    let count = walk.count();
+    if count == 0 {
         return Ok(());
     }
     let before = util::pack_dir_listing(repo);
@@ -530,14 +593,8 @@ fn write_objects(
         let mut w = odb.packwriter()?;
         {
             let mut buf = std::io::BufWriter::with_capacity(1 << 20, &mut w);
-            crate::pack::write_pack(
-                objects.len(),
-                objects
-                    .iter()
-                    .map(|(_, kind, data)| (*kind, data.as_slice())),
-                &mut buf,
-            )
-            .map_err(|e| SyncError::Git(git2::Error::from_str(&e.to_string())))?;
+            crate::pack::write_pack(count, walk.objects(), &mut buf)
+                .map_err(|e| SyncError::Git(git2::Error::from_str(&e.to_string())))?;
         }
         w.commit()?;
         Ok(())
