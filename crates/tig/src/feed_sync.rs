@@ -54,7 +54,8 @@ pub enum Command {
         command: BundleCommand,
     },
     /// Find forks: two validly signed messages of one feed with the same parent.
-    /// Exit status 1 when there is at least one fork, 0 when there is none.
+    /// Exit status 1 when there is at least one fork, 0 when there is none, 2 when
+    /// the check itself failed (like grep), so scripts can tell them apart.
     Forks {
         /// Feeds to check (ids or aliases); default: every feed.
         feeds: Vec<String>,
@@ -158,7 +159,10 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             feeds,
             json,
             export,
-        } => forks(Path::new("."), feeds, json, export),
+        } => forks(Path::new("."), feeds, json, export).or_else(|err| {
+            eprintln!("tig: {err:#}");
+            Ok(ExitCode::from(2))
+        }),
         Command::VerifyProof { file, json } => verify_proof(&file, json),
         Command::Graph { feed, dot, full } => graph(Path::new("."), &feed, dot, full),
         Command::Delete { feed } => delete(Path::new("."), &feed),
@@ -452,7 +456,8 @@ fn forks(
     }
     if let Some(path) = export {
         if found.is_empty() {
-            bail!("no forks to export");
+            eprintln!("tig: no forks, so no proof written to {}", path.display());
+            return Ok(ExitCode::SUCCESS);
         }
         let s = sync::export_proof(&store, &found, &path)?;
         if !json {

@@ -247,6 +247,18 @@ fn seed_story_eve_forks_bob_and_alice() {
     git_ok(t, &["init", "-q", "--bare", empty.to_str().unwrap()]);
     git_ok(&empty, &["bundle", "verify", proof.to_str().unwrap()]);
 
+    // Exit status: 0 = no fork (and no proof file), 2 = the check itself failed.
+    let none = t.join("none.proof");
+    let f = tig(
+        &alice_store,
+        &["feed", "forks", &bob.id, "--export", none.to_str().unwrap()],
+    );
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(!none.exists(), "no proof file without a fork");
+    let f = tig(&alice_store, &["feed", "forks", "no-such-feed"]);
+    assert_eq!(f.code, 2, "{f:?}");
+    assert_eq!(f.stderr.lines().count(), 1, "{f:?}");
+
     // The graph shows both branches and marks the fork point.
     let g = tig_ok(&alice_store, &["feed", "graph", &eve.id]);
     assert!(g.contains("fork point"), "{g}");
