@@ -63,15 +63,30 @@ impl std::fmt::Display for RelayUrl {
     }
 }
 
+/// Whether `name` can be a channel: 1-100 characters `[A-Za-z0-9._-]` that are
+/// also a valid git remote name (no leading `.`, no `..`, no trailing `.lock`
+/// or `.`), since a pull's default `--as` name is the channel: push and pull
+/// must agree on what they accept.
 fn valid_channel(name: &str) -> bool {
     (1..=100).contains(&name.len())
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && valid_source_name(name)
+}
+
+/// Whether `name` works as a pull's `--as NAME` (`refs/remotes/NAME/<feed>`),
+/// by the same rule as the bundle pull, checked before anything is downloaded.
+fn valid_source_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.contains('/')
+        && !name.ends_with('.')
+        && git2::Reference::is_valid_name(&format!("refs/remotes/{name}/x"))
 }
 
 fn parse_url(s: &str) -> anyhow::Result<RelayUrl> {
-    let usage = "expected tig+http://HOST:PORT/NAME with NAME of 1-100 characters [A-Za-z0-9._-]";
+    let usage = "expected tig+http://HOST:PORT/NAME with NAME of 1-100 characters [A-Za-z0-9._-], \
+                 not starting with '.' or ending in '.' or '.lock', without '..'";
     let rest = s
         .strip_prefix("tig+")
         .filter(|r| r.starts_with("http://") || r.starts_with("https://"))
@@ -519,7 +534,9 @@ fn merge(prev: FeedOutcome, next: FeedOutcome) -> FeedOutcome {
 /// A bundle downloaded and checked against its line, waiting to be applied.
 struct Fetched<'a> {
     line: &'a Line,
-    file: tempfile::NamedTempFile,
+    /// A path, not an open file: a long channel fetches many bundles before
+    /// applying any, and an open descriptor each would hit `ulimit -n`.
+    file: tempfile::TempPath,
     /// Commits the bundle builds on (its `-<oid>` header lines).
     prerequisites: Vec<Oid>,
 }
@@ -536,8 +553,9 @@ fn fetch<'a>(
         .prefix(".tig-relay-")
         .suffix(".bundle")
         .tempfile_in(store.repo().path())
-        .context("creating a temp file in the store")?;
-    match client.fetch_to_path(&line.id, line.burst, file.path()) {
+        .context("creating a temp file in the store")?
+        .into_temp_path();
+    match client.fetch_to_path(&line.id, line.burst, &file) {
         Ok(_) => {}
         Err(tig_client::Error::NotFound { .. }) => bail!(
             "relay no longer has bundle {} (line {} of channel {url}); ask the publisher to push again",
@@ -554,15 +572,14 @@ fn fetch<'a>(
             });
         }
     }
-    let f = std::fs::File::open(file.path()).context("reopening the downloaded bundle")?;
-    let header =
-        sync::bundle::read_header(file.path(), &mut BufReader::new(f)).with_context(|| {
-            format!(
-                "bundle {} (line {} of channel {url}); nothing applied",
-                line.target(),
-                line.number
-            )
-        })?;
+    let f = std::fs::File::open(&file).context("reopening the downloaded bundle")?;
+    let header = sync::bundle::read_header(&file, &mut BufReader::new(f)).with_context(|| {
+        format!(
+            "bundle {} (line {} of channel {url}); nothing applied",
+            line.target(),
+            line.number
+        )
+    })?;
     let carried: BTreeSet<(String, Oid)> = header
         .refs
         .iter()
@@ -679,6 +696,11 @@ pub fn pull(
         .map(|f| resolve(&store, f))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let name = name.unwrap_or_else(|| url.channel.clone());
+    if !valid_source_name(&name) {
+        bail!(
+            "bad --as name {name:?}: it must work as a git remote name (no '/', no leading '.', no '..', not ending in '.' or '.lock')"
+        );
+    }
     let wanted = |feed: &str| want.is_empty() || want.iter().any(|w| w == feed);
 
     let client = connect(&url)?;
@@ -781,10 +803,10 @@ pub fn pull(
         if line_feeds.is_empty() {
             // Nothing we asked for is new: keep the objects for later
             // incremental bundles, move no ref.
-            sync::bundle::unbundle(store.repo(), f.file.path()).with_context(context)?;
+            sync::bundle::unbundle(store.repo(), &f.file).with_context(context)?;
             continue;
         }
-        let path = f.file.path().to_string_lossy().into_owned();
+        let path = f.file.to_string_lossy().into_owned();
         let opts = sync::PullOptions {
             name: Some(name.clone()),
             feeds: line_feeds,
@@ -835,6 +857,12 @@ mod tests {
             "tig+http://h/alice#x",
             "tig+http://h/a/",
             "http://h/alice",
+            "tig+http://h/.hidden",
+            "tig+http://h/a..b",
+            "tig+http://h/x.lock",
+            "tig+http://h/x.",
+            "tig+http://h/.",
+            "tig+http://h/..",
         ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }

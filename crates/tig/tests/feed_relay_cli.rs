@@ -489,6 +489,12 @@ fn bad_urls_and_empty_channels() {
         format!("tig+{}/x?y=1", server.url),
         "tig+ftp://127.0.0.1:1/x".to_string(),
         format!("tig+{}/{}", server.url, "n".repeat(101)),
+        // not usable as the pull's default `--as` name (a git remote name)
+        format!("tig+{}/.hidden", server.url),
+        format!("tig+{}/a..b", server.url),
+        format!("tig+{}/x.lock", server.url),
+        format!("tig+{}/.", server.url),
+        format!("tig+{}/..", server.url),
     ] {
         for verb in ["pull", "push"] {
             let o = tig(&store, &["feed", verb, &bad]);
@@ -498,6 +504,13 @@ fn bad_urls_and_empty_channels() {
         }
     }
     let url = relay(&server, "nobody-here");
+    // a bad `--as` is refused before anything is read or downloaded
+    for bad in [".x", "a..b", "x.lock", "a/b"] {
+        let o = tig(&store, &["feed", "pull", &url, "--as", bad]);
+        assert_eq!(o.code, 1, "{bad}: {o:?}");
+        assert_eq!(o.stderr.lines().count(), 1, "one line: {o:?}");
+        assert!(o.stderr.contains("bad --as name"), "{o:?}");
+    }
     let o = tig(&store, &["feed", "pull", &url]);
     assert!(o.ok(), "{o:?}");
     assert!(o.stdout.contains("nothing to pull"), "{o:?}");
@@ -617,4 +630,44 @@ fn an_incr_built_on_a_line_before_the_last_full_one() {
     let head = format!("refs/heads/{}", alice.id);
     assert_eq!(rev(&p, &head), rev(&store, &head));
     tig_ok(&p, &["feed", "verify"]);
+}
+
+/// A long channel pulls into a fresh store under a low open-file limit: the
+/// bundles downloaded before applying are kept as paths, not open files.
+/// (Each applied bundle becomes a pack that libgit2 keeps open, about 12
+/// descriptors are used otherwise: 20 lines fit in 40 only if the 20 downloaded
+/// bundles are not held open while the packs are read.)
+#[test]
+fn a_long_channel_pulls_under_a_low_fd_limit() {
+    let server = TigServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let a = new_ident(t, "a");
+    let publisher = new_store(t, "publisher");
+    let url = relay(&server, "long");
+    let pushes = 20;
+    for i in 0..pushes {
+        append(&publisher, &a, &format!("message {i}"));
+        tig_ok(&publisher, &["feed", "push", &url]);
+    }
+    assert_eq!(head_list(&server, "long").len(), pushes);
+    let p = new_store(t, "p");
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(&p)
+        .arg("-c")
+        .arg("ulimit -n 40 && exec \"$0\" feed pull \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_tig"))
+        .arg(&url)
+        .env("TIG_LOG", "warn")
+        .env_remove("TIG_APIKEY")
+        .env_remove("TIG_MAX_SIZE");
+    let o = output(cmd);
+    assert!(o.ok(), "{o:?}");
+    assert!(
+        o.stdout.contains(&format!("new feed, {pushes} messages")),
+        "{o:?}"
+    );
+    let head = format!("refs/heads/{}", a.id);
+    assert_eq!(rev(&p, &head), rev(&publisher, &head));
+    assert_eq!(count(&p, &head), pushes);
 }
