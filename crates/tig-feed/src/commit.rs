@@ -164,6 +164,10 @@ pub fn parse(raw: &[u8]) -> Result<ParsedCommit, String> {
     let mut signature: Option<String> = None;
     let mut payload = Vec::with_capacity(raw.len());
     let mut in_sig = false;
+    // git reads `tree`, `parent`…, `author`, `committer` in this order and ignores a
+    // repeat later on; so does nothing here, so that no second `tree` or `author` can
+    // make tig see another commit than git does: anything out of order is malformed.
+    let mut stage = Stage::Tree;
     for line in headers.split_inclusive(|&b| b == b'\n') {
         if let Some(cont) = line.strip_prefix(b" ") {
             if in_sig {
@@ -183,6 +187,9 @@ pub fn parse(raw: &[u8]) -> Result<ParsedCommit, String> {
         };
         match key {
             b"gpgsig" => {
+                if stage != Stage::Rest {
+                    return Err("gpgsig header before the committer header".into());
+                }
                 if signature.is_some() {
                     return Err("two signature headers".into());
                 }
@@ -190,13 +197,34 @@ pub fn parse(raw: &[u8]) -> Result<ParsedCommit, String> {
                 signature = Some(String::from_utf8_lossy(value).into_owned());
                 continue;
             }
-            b"tree" => tree = Some(String::from_utf8_lossy(value).into_owned()),
-            b"parent" => {
+            b"tree" if stage == Stage::Tree => {
+                tree = Some(String::from_utf8_lossy(value).into_owned());
+                stage = Stage::Parents;
+            }
+            b"parent" if stage == Stage::Parents => {
                 let s = std::str::from_utf8(value).map_err(|_| "bad parent header")?;
                 parents.push(Oid::from_str(s).map_err(|_| format!("bad parent {s:?}"))?);
             }
-            b"author" => author = Some(value.to_vec()),
-            b"committer" => committer = Some(value.to_vec()),
+            b"author" if stage == Stage::Parents => {
+                author = Some(value.to_vec());
+                stage = Stage::Committer;
+            }
+            b"committer" if stage == Stage::Committer => {
+                committer = Some(value.to_vec());
+                stage = Stage::Rest;
+            }
+            b"tree" | b"parent" | b"author" | b"committer" => {
+                return Err(format!(
+                    "{} header out of place (git's order: tree, parent…, author, committer, once each)",
+                    String::from_utf8_lossy(key)
+                ));
+            }
+            _ if stage != Stage::Rest => {
+                return Err(format!(
+                    "{} header before the committer header",
+                    String::from_utf8_lossy(key)
+                ));
+            }
             _ => {}
         }
         payload.extend_from_slice(line);
@@ -227,6 +255,15 @@ pub fn parse(raw: &[u8]) -> Result<ParsedCommit, String> {
         payload,
         message_start,
     })
+}
+
+/// Where [`parse`] is in git's fixed header order.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Tree,
+    Parents,
+    Committer,
+    Rest,
 }
 
 fn strip_nl(line: &[u8]) -> &[u8] {
@@ -293,6 +330,34 @@ mod tests {
         assert_eq!(content_of(parsed.message()), b"x\n");
         assert_eq!(parsed.parents, vec![Oid::ZERO_SHA1]);
         assert!(parsed.signature.is_none());
+    }
+
+    #[test]
+    fn headers_must_come_once_and_in_gits_order() {
+        let good = payload("a", Some(Oid::ZERO_SHA1), Time::now(), b"x");
+        assert!(parse(&good).is_ok());
+        let text = String::from_utf8(good).unwrap();
+        let (head, msg) = text.split_once("\n\n").unwrap();
+        let lines: Vec<&str> = head.lines().collect();
+        let build = |lines: &[&str]| format!("{}\n\n{msg}", lines.join("\n")).into_bytes();
+        let smuggled = "tree 1111111111111111111111111111111111111111";
+        // git and libgit2 take the first tree; a second one must not fool tig.
+        for bad in [
+            [&lines[..], &[smuggled]].concat(),
+            [&[smuggled], &lines[..]].concat(),
+            [&lines[..2], &[lines[2]], &lines[2..]].concat(), // author twice
+            [&[lines[0]], &lines[2..], &[lines[1]]].concat(), // parent after committer
+            [&lines[..3], &["gpgsig x"], &lines[3..]].concat(), // gpgsig before committer
+            [&lines[..1], &["encoding x"], &lines[1..]].concat(), // header before author
+        ] {
+            let err = parse(&build(&bad)).unwrap_err();
+            assert!(err.contains("header"), "{err}");
+        }
+        let extra = [&lines[..], &["encoding UTF-8"]].concat();
+        assert!(
+            parse(&build(&extra)).is_ok(),
+            "other headers after committer are fine"
+        );
     }
 
     #[test]
