@@ -336,6 +336,17 @@ fn ssh_state(key: &FeedKey<'_>, pem: &str, payload: &[u8]) -> SignatureState {
         Ok(s) => s,
         Err(e) => return SignatureState::Bad(format!("malformed SSH signature ({e})")),
     };
+    // The armour is not signed: anyone could re-wrap it (a CR, another line
+    // length) and get a second commit with the same signed content, a fake fork.
+    // Only the one encoding ssh-keygen and tig write is accepted.
+    if !sig
+        .to_pem(ssh_key::LineEnding::LF)
+        .is_ok_and(|canonical| canonical == pem)
+    {
+        return SignatureState::Bad(
+            "SSH signature armour is not in canonical form (as ssh-keygen writes it)".into(),
+        );
+    }
     let Some(ed) = sig.public_key().ed25519() else {
         return SignatureState::WrongKey(format!("a {} key", sig.algorithm()));
     };

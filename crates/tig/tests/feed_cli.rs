@@ -556,7 +556,8 @@ fn a_malleated_signature_is_refused_so_nobody_can_fake_a_fork() {
         &["update-ref", &format!("refs/remotes/mallory/{bob}"), &c],
     );
 
-    // tig does not: the copy is a bad signature, and the "fork" is no proof.
+    // tig does not: the copy is a bad signature; and being the same signed
+    // message as the original, it is no fork at all.
     let v = env.tig(&store, &["feed", "verify", &bob]);
     assert_eq!(v.code, 1, "{v:?}");
     assert!(
@@ -565,9 +566,35 @@ fn a_malleated_signature_is_refused_so_nobody_can_fake_a_fork() {
             .any(|l| l.starts_with(&c) && l.contains("bad signature")),
         "{v:?}"
     );
-    let f = env.tig(&store, &["feed", "forks", &bob, "--json"]);
-    assert_eq!(f.stdout.matches("\"valid\": true").count(), 1, "{f:?}");
-    assert_eq!(f.stdout.matches("\"valid\": false").count(), 1, "{f:?}");
-    let text = env.tig(&store, &["feed", "forks", &bob]);
-    assert!(text.stdout.contains("not a proof"), "{text:?}");
+    let f = env.tig(&store, &["feed", "forks", &bob]);
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(f.stdout.contains("no forks"), "{f:?}");
+
+    // The armour is not signed either: a CR before the last line's newline is a
+    // third encoding of the same message. git accepts it; tig does not.
+    let crlf = raw.replacen(
+        " -----END SSH SIGNATURE-----\n",
+        " -----END SSH SIGNATURE-----\r\n",
+        1,
+    );
+    assert_ne!(crlf, raw);
+    let c2 = env.git_stdin(
+        &store,
+        &["hash-object", "-t", "commit", "-w", "--stdin"],
+        crlf.as_bytes(),
+    );
+    env.git_ok(&store, &["-c", &cfg, "verify-commit", &c2]);
+    env.git_ok(
+        &store,
+        &["update-ref", &format!("refs/remotes/rewrap/{bob}"), &c2],
+    );
+    let v = env.tig(&store, &["feed", "verify", &bob]);
+    assert!(
+        v.stdout
+            .lines()
+            .any(|l| l.starts_with(&c2) && l.contains("not in canonical form")),
+        "{v:?}"
+    );
+    let f = env.tig(&store, &["feed", "forks", &bob]);
+    assert_eq!(f.code, 0, "{f:?}");
 }

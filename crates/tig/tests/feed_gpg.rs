@@ -95,6 +95,49 @@ fn tig_reads_verifies_and_extends_a_store_made_by_the_seed_workflow() {
     let ok = env.tig_ok(&store, &["feed", "verify", "bob-frontier"]);
     assert_eq!(ok.trim(), format!("{bob}: ok (4 messages)"));
 
+    // An OpenPGP armour can be changed without the key (a Comment header here):
+    // the copy is a second commit of the same signed message, valid to gpg. It
+    // must not count as bob signing two successors.
+    let raw4 = env.git_ok(&store, &["cat-file", "commit", fourth.trim()]);
+    let copy = raw4.replacen(
+        "gpgsig -----BEGIN PGP SIGNATURE-----\n",
+        "gpgsig -----BEGIN PGP SIGNATURE-----\n Comment: not bob's words\n",
+        1,
+    );
+    assert_ne!(copy, raw4);
+    let copy = env.git_stdin(
+        &store,
+        &["hash-object", "-t", "commit", "-w", "--stdin"],
+        copy.as_bytes(),
+    );
+    env.git_ok(&store, &["verify-commit", &copy]);
+    let remote = format!("refs/remotes/mallory/{bob}");
+    env.git_ok(&store, &["update-ref", &remote, &copy]);
+    let f = env.tig(&store, &["feed", "forks", &bob]);
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(f.stdout.contains("no forks"), "{f:?}");
+    env.git_ok(&store, &["update-ref", "-d", &remote]);
+    // nor as a proof handed over as a bundle
+    let proof = env.path().join("framed.proof");
+    let mut refs = Vec::new();
+    for c in [fourth.trim(), copy.as_str()] {
+        let r = format!("refs/tig/proof/{}/{c}", bob.to_lowercase());
+        env.git_ok(&store, &["update-ref", &r, c]);
+        refs.push(r);
+    }
+    let mut args = vec!["bundle", "create", proof.to_str().unwrap()];
+    args.extend(refs.iter().map(String::as_str));
+    env.git_ok(&store, &args);
+    let v = env.tig(
+        env.path(),
+        &["feed", "verify-proof", proof.to_str().unwrap()],
+    );
+    assert_ne!(v.code, 0, "{v:?}");
+    assert!(v.stderr.contains("no two different"), "{v:?}");
+    for r in &refs {
+        env.git_ok(&store, &["update-ref", "-d", r]);
+    }
+
     // a message on bob's ref signed by another gpg key is caught
     let mut gen_key = std::process::Command::new("gpg");
     gen_key

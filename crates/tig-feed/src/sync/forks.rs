@@ -60,10 +60,15 @@ pub struct ForkMessage {
     pub valid: bool,
     /// Refs whose branch contains this message.
     pub tips: Vec<String>,
+    /// SHA-256 of the signed payload (the commit minus its signature): what the
+    /// key signed. The messages of a fork all differ here.
+    pub signed: String,
 }
 
 impl Fork {
-    /// Whether this fork is a proof: at least two conflicting messages that are validly signed.
+    /// Whether this fork is a proof: at least two conflicting messages that are
+    /// validly signed (and so, being listed once per signed payload, signed
+    /// content that differs).
     pub fn is_proof(&self) -> bool {
         self.messages.iter().filter(|m| m.valid).count() >= 2
     }
@@ -173,7 +178,7 @@ fn forks_of(store: &FeedStore, feed: &str, tips: &[(String, Oid)]) -> Result<Vec
             None => 0,
         };
         let known: Vec<Oid> = base.into_iter().collect();
-        let mut messages = Vec::new();
+        let mut messages: Vec<ForkMessage> = Vec::new();
         for c in children {
             let commit = repo.find_commit(c)?;
             let (valid, signature) = match crate::verify_range(store, &fid, c, &known) {
@@ -187,7 +192,7 @@ fn forks_of(store: &FeedStore, feed: &str, tips: &[(String, Oid)]) -> Result<Vec
                     on.push(name.clone());
                 }
             }
-            messages.push(ForkMessage {
+            let message = ForkMessage {
                 commit: c.to_string(),
                 sequence: base_seq + 1,
                 timestamp: commit.author().when().seconds(),
@@ -195,7 +200,26 @@ fn forks_of(store: &FeedStore, feed: &str, tips: &[(String, Oid)]) -> Result<Vec
                 signature,
                 valid,
                 tips: on,
-            });
+                signed: util::message_digest(repo, c)?,
+            };
+            // Copies of one message (same signed payload, another encoding of
+            // the signature) are one message: keep a valid copy if there is one.
+            if let Some(i) = messages.iter().position(|m| m.signed == message.signed) {
+                let other = if message.valid && !messages[i].valid {
+                    std::mem::replace(&mut messages[i], message)
+                } else {
+                    message
+                };
+                let kept = &mut messages[i];
+                kept.tips.extend(other.tips);
+                kept.tips.sort();
+                kept.tips.dedup();
+            } else {
+                messages.push(message);
+            }
+        }
+        if messages.len() < 2 {
+            continue; // one message, several encodings: no equivocation
         }
         forks.push(Fork {
             feed: feed.to_string(),
@@ -334,7 +358,7 @@ pub fn verify_proof(path: &Path) -> Result<ProofReport, SyncError> {
             }
         };
         // group by parent: a fork is ≥ 2 valid messages with the same parent
-        let mut by_parent: BTreeMap<Option<Oid>, Vec<(Oid, String)>> = BTreeMap::new();
+        let mut by_parent: BTreeMap<Option<Oid>, BTreeMap<String, (Oid, String)>> = BTreeMap::new();
         for c in commits {
             let commit = repo.find_commit(c)?;
             if commit.parent_count() > 1 {
@@ -344,10 +368,14 @@ pub fn verify_proof(path: &Path) -> Result<ProofReport, SyncError> {
             let parent = commit.parent_id(0).ok();
             let known: Vec<Oid> = parent.into_iter().collect();
             match crate::verify_range(&store, &fid, c, &known) {
-                Ok(v) if v.is_empty() => by_parent
-                    .entry(parent)
-                    .or_default()
-                    .push((c, util::content(&commit))),
+                // one entry per signed payload: re-encoded copies prove nothing
+                Ok(v) if v.is_empty() => {
+                    by_parent
+                        .entry(parent)
+                        .or_default()
+                        .entry(util::message_digest(repo, c)?)
+                        .or_insert((c, util::content(&commit)));
+                }
                 Ok(v) => problems.push(format!("{c}: {}", v[0].rule)),
                 Err(e) => problems.push(format!("{c}: {e}")),
             }
@@ -364,13 +392,16 @@ pub fn verify_proof(path: &Path) -> Result<ProofReport, SyncError> {
                 feed: feed.clone(),
                 parent: parent.map(|p| p.to_string()),
                 sequence,
-                messages: msgs.into_iter().map(|(c, t)| (c.to_string(), t)).collect(),
+                messages: msgs
+                    .into_values()
+                    .map(|(c, t)| (c.to_string(), t))
+                    .collect(),
             });
         }
     }
     if forks.is_empty() {
         let why = if problems.is_empty() {
-            "no two validly signed messages of one feed share a parent".to_string()
+            "no two different validly signed messages of one feed share a parent".to_string()
         } else {
             problems.join("; ")
         };

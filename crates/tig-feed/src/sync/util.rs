@@ -35,6 +35,20 @@ pub(crate) fn feed_tips(repo: &Repository, feed: &str) -> Result<Vec<(String, Oi
     Ok(tips)
 }
 
+/// What makes a message itself: SHA-256 (hex) of its signed payload, the commit
+/// minus its signature. Two commits with the same value are the same message in
+/// two encodings (a re-wrapped or re-armoured signature, which anyone can make),
+/// never an equivocation. An unparsable commit stands for itself (its id).
+pub(crate) fn message_digest(repo: &Repository, commit: Oid) -> Result<String, SyncError> {
+    use sha2::{Digest, Sha256};
+    let odb = repo.odb()?;
+    let obj = odb.read(commit)?;
+    Ok(match crate::commit::parse(obj.data()) {
+        Ok(parsed) => hex::encode(Sha256::digest(&parsed.payload)),
+        Err(_) => commit.to_string(),
+    })
+}
+
 /// Sequence number of `commit` in its log: 1 for a first message.
 pub(crate) fn sequence(repo: &Repository, commit: Oid) -> Result<u64, SyncError> {
     let mut walk = repo.revwalk()?;
