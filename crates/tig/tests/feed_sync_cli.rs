@@ -554,6 +554,85 @@ fn hostile_sources_move_no_ref() {
     git_ok(&mine, &["fsck", "--no-dangling"]);
 }
 
+/// A source with one broken feed (a gitlink in a message's tree; a ref naming an
+/// object the source does not have) still gives its good feeds; the broken ones
+/// are rejected, each with its reason, and move no ref.
+#[test]
+fn one_broken_feed_does_not_block_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (bob, carol, dave) = (
+        new_ident(t, "bob"),
+        new_ident(t, "carol"),
+        new_ident(t, "dave"),
+    );
+    let hub = new_store(t, "hub");
+    append(&hub, &bob, "bob 1");
+    let carol_tip = append(&hub, &carol, "carol 1");
+    // carol's next message has a tree holding a gitlink (a submodule's commit,
+    // which is never in this repository)
+    let tree = {
+        let mut cmd = Command::new("git");
+        cmd.current_dir(&hub)
+            .args(["mktree"])
+            .stdin(std::process::Stdio::piped());
+        let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"160000 commit abcdefabcdefabcdefabcdefabcdefabcdefabcd\tsub\n")
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success());
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    };
+    let mut cmd = Command::new("git");
+    cmd.current_dir(&hub)
+        .args(["commit-tree", &tree, "-p", &carol_tip, "-m", "gitlink"])
+        .env("GIT_AUTHOR_NAME", &carol.id)
+        .env("GIT_AUTHOR_EMAIL", "")
+        .env("GIT_COMMITTER_NAME", &carol.id)
+        .env("GIT_COMMITTER_EMAIL", "")
+        .env("HOME", t);
+    let o = output(cmd);
+    assert!(o.ok(), "{o:?}");
+    let gitlinked = o.stdout.trim().to_string();
+    git_ok(
+        &hub,
+        &[
+            "update-ref",
+            &format!("refs/heads/{}", carol.id),
+            &gitlinked,
+        ],
+    );
+    // dave's ref names a commit the hub does not have
+    let missing = "1234567890123456789012345678901234567890";
+    std::fs::write(
+        hub.join("refs/heads").join(&dave.id),
+        format!("{missing}\n"),
+    )
+    .unwrap();
+
+    let mine = new_store(t, "mine");
+    let p = tig(&mine, &["feed", "pull", "../hub"]);
+    assert_eq!(p.code, 1, "rejections exit 1: {p:?}");
+    assert!(p.stdout.contains(&bob.id), "{p:?}");
+    assert!(
+        p.stderr.contains(&gitlinked) && p.stderr.contains(missing),
+        "each broken feed named with its reason: {p:?}"
+    );
+    assert_eq!(
+        rev(&mine, &format!("refs/heads/{}", bob.id)),
+        rev(&hub, &format!("refs/heads/{}", bob.id)),
+        "the good feed arrived"
+    );
+    assert!(!has_ref(&mine, &format!("refs/heads/{}", carol.id)));
+    assert!(!has_ref(&mine, &format!("refs/heads/{}", dave.id)));
+    git_ok(&mine, &["fsck", "--strict"]);
+}
+
 #[test]
 fn delete_removes_a_feed_for_real() {
     let tmp = tempfile::tempdir().unwrap();

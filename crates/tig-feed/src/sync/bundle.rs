@@ -323,6 +323,7 @@ pub fn unbundle(repo: &Repository, path: &Path) -> Result<BundleHeader, SyncErro
             .and_then(|o| o.peel_to_commit().ok())
             .is_some();
         if !ok {
+            util::remove_new_pack_files(repo, &before);
             return Err(SyncError::CorruptBundle(format!(
                 "{name} points at {oid}, which the bundle does not carry"
             )));

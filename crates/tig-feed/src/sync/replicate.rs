@@ -342,11 +342,13 @@ fn pull_local(
             continue;
         }
         let Ok(refname) = r.name() else { continue };
+        // The ref's own target, not peeled: a tip that is missing or not a
+        // commit is the source's problem and gets that feed rejected below.
         if let Some(feed) = hex_feed_of_head(refname)
             && wanted(&feed, want)
-            && let Ok(c) = r.peel_to_commit()
+            && let Some(tip) = r.target()
         {
-            advertised.insert(feed, c.id());
+            advertised.insert(feed, tip);
         }
     }
     missing_wanted(&advertised, want)?;
@@ -391,17 +393,26 @@ fn pull_local(
         Ok((walk, checked))
     })?;
     let mut prechecked = BTreeMap::new();
+    let mut failed = Vec::new();
     for ((feed, w), violations) in advertised.keys().zip(walk.walked).zip(checked) {
+        if let Some(reason) = w.error {
+            failed.push(rejected(feed, advertised[feed], reason));
+            continue;
+        }
+        let mut stops = w.stops;
+        stops.sort();
+        stops.dedup();
         prechecked.insert(
             feed.clone(),
             Prechecked {
                 count: w.count,
-                stops: w.stops,
+                stops,
                 overlaps: w.overlaps,
                 violations,
             },
         );
     }
+    advertised.retain(|feed, _| prechecked.contains_key(feed));
     let quarantine = Quarantine::new(repo);
     for (feed, oid) in &advertised {
         repo.reference(
@@ -413,7 +424,25 @@ fn pull_local(
     }
     let out = apply_incoming_checked(store, name, &advertised, &prechecked);
     drop(quarantine);
-    out
+    let mut out = out?;
+    out.extend(failed);
+    out.sort_by(|a, b| a.feed.cmp(&b.feed));
+    Ok(out)
+}
+
+/// A feed rejected before any check: its source is broken (say, a missing object).
+fn rejected(feed: &str, tip: Oid, reason: String) -> FeedOutcome {
+    tracing::warn!(%feed, %reason, "rejected");
+    FeedOutcome {
+        feed: feed.to_string(),
+        tip: tip.to_string(),
+        new_messages: 0,
+        outcome: Outcome::Rejected {
+            violations: vec![(tip.to_string(), reason)],
+        },
+        forks_with: Vec::new(),
+        preserved: None,
+    }
 }
 
 /// Objects read from a source: (id, kind, raw content).
@@ -451,6 +480,8 @@ struct Walked {
     stops: Vec<Oid>,
     /// Whether the walk ran into commits queued for another feed.
     overlaps: bool,
+    /// Why the source's objects for this feed could not be read, if so.
+    error: Option<String>,
 }
 
 /// Follows parent links from each feed's tip by reading raw objects from `src`
@@ -480,6 +511,7 @@ fn walk_source(
             count: 0,
             stops: Vec::new(),
             overlaps: false,
+            error: None,
         };
         let mut pending = Vec::with_capacity(crate::verify::CHUNK);
         let mut flush = |pending: &mut Vec<_>, out: &mut SourceWalk| {
@@ -500,30 +532,38 @@ fn walk_source(
                 w.overlaps |= owner != index;
                 continue;
             }
-            queued.insert(oid, index);
-            let obj = src_odb.read(oid)?;
-            let data = obj.data().to_vec();
-            for line in data.split(|b| *b == b'\n') {
-                if line.is_empty() {
-                    break; // end of the commit header
+            let obj = match src_odb.read(oid) {
+                Ok(obj) => obj,
+                Err(e) => {
+                    w.error = Some(format!("the source cannot give {oid}: {}", e.message()));
+                    break;
                 }
-                let (is_tree, hex) = if let Some(h) = line.strip_prefix(b"tree ") {
-                    (true, h)
-                } else if let Some(h) = line.strip_prefix(b"parent ") {
-                    (false, h)
-                } else {
-                    continue;
-                };
-                let Some(id) = std::str::from_utf8(hex)
-                    .ok()
-                    .and_then(|h| Oid::from_str(h).ok())
-                else {
-                    continue;
-                };
-                if is_tree {
-                    trees.push(id);
-                } else {
-                    stack.push(id);
+            };
+            queued.insert(oid, index);
+            let data = obj.data().to_vec();
+            if obj.kind() == git2::ObjectType::Commit {
+                for line in data.split(|b| *b == b'\n') {
+                    if line.is_empty() {
+                        break; // end of the commit header
+                    }
+                    let (is_tree, hex) = if let Some(h) = line.strip_prefix(b"tree ") {
+                        (true, h)
+                    } else if let Some(h) = line.strip_prefix(b"parent ") {
+                        (false, h)
+                    } else {
+                        continue;
+                    };
+                    let Some(id) = std::str::from_utf8(hex)
+                        .ok()
+                        .and_then(|h| Oid::from_str(h).ok())
+                    else {
+                        continue;
+                    };
+                    if is_tree {
+                        trees.push(id);
+                    } else {
+                        stack.push(id);
+                    }
                 }
             }
             pending.push((oid, obj.kind(), data));
@@ -561,7 +601,10 @@ fn walk_source(
                 && let Ok(tr) = src.find_tree(t)
             {
                 for e in tr.iter() {
-                    stack.push(e.id());
+                    // a gitlink names a commit of another repository: nothing to copy
+                    if e.filemode() != 0o160000 {
+                        stack.push(e.id());
+                    }
                 }
             }
             out.others.push((t, obj.kind(), obj.data().to_vec()));
@@ -679,25 +722,15 @@ fn apply_incoming(
     apply_incoming_checked(store, name, incoming, &BTreeMap::new())
 }
 
-/// Whether every commit where a walk stopped is already validated: a tip this
-/// store holds for the feed, or an ancestor of one.
-fn covered(repo: &Repository, check: &Prechecked, known: &[Oid]) -> Result<bool, SyncError> {
-    if check.overlaps {
-        return Ok(false);
-    }
-    for stop in &check.stops {
-        let mut ok = known.contains(stop);
-        for k in known {
-            if ok {
-                break;
-            }
-            ok = repo.graph_descendant_of(*k, *stop)?;
-        }
-        if !ok {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+/// Whether the checks made during the copy stand for `verify_range`'s: they
+/// found a violation (the commits they read were not in this store, so not
+/// validated before either), or every commit where the walk stopped is a tip this
+/// store holds for the feed. Anything else (a stop deeper in the history, objects
+/// left by a rejected pull, commits shared with another feed) is checked again,
+/// with one revwalk.
+fn covered(check: &Prechecked, known: &[Oid]) -> bool {
+    !check.violations.is_empty()
+        || (!check.overlaps && check.stops.iter().all(|s| known.contains(s)))
 }
 
 /// [`apply_incoming`], using the checks already made for some feeds when they
@@ -715,7 +748,7 @@ fn apply_incoming_checked(
         let tips = util::feed_tips(repo, feed)?;
         let known: Vec<Oid> = tips.iter().map(|(_, o)| *o).collect();
         let pre = match prechecked.get(feed) {
-            Some(p) if covered(repo, p, &known)? => Some(p),
+            Some(p) if covered(p, &known) => Some(p),
             _ => None,
         };
         let new_messages = match pre {
