@@ -51,10 +51,16 @@ pub(crate) fn compare_and_swap(
     new: Oid,
     msg: &str,
 ) -> Result<(), SwapError> {
-    if logs_updates(repo, name) {
+    // A symbolic ref (an alias where a feed's ref should be) is libgit2's to
+    // refuse; writing through it here would replace it with a direct ref.
+    let symbolic = repo
+        .find_reference(name)
+        .is_ok_and(|r| r.kind() == Some(git2::ReferenceType::Symbolic));
+    if symbolic || logs_updates(repo, name) {
         return via_libgit2(repo, name, old, new, msg);
     }
-    let path = repo.path().join(name);
+    // refs/ live in the common directory (the main one for a linked worktree)
+    let path = repo.commondir().join(name);
     let lock = LockFile::create(&path)?;
     let current = match repo.refname_to_id(name) {
         Ok(id) => Some(id),
@@ -69,7 +75,7 @@ pub(crate) fn compare_and_swap(
 
 /// Whether libgit2 would append to a reflog for this update.
 fn logs_updates(repo: &Repository, name: &str) -> bool {
-    if repo.path().join("logs").join(name).exists() {
+    if repo.commondir().join("logs").join(name).exists() {
         return true;
     }
     let configured = repo
@@ -240,6 +246,19 @@ mod tests {
         ));
         compare_and_swap(&repo, "refs/heads/feed", Some(a), b, "t").unwrap();
         assert_eq!(repo.refname_to_id("refs/heads/feed").unwrap(), b);
+    }
+
+    #[test]
+    fn a_symbolic_ref_is_not_overwritten() {
+        let (_d, repo) = bare();
+        let a = empty_commit(&repo, None);
+        let b = empty_commit(&repo, Some(a));
+        repo.reference("refs/heads/real", a, false, "t").unwrap();
+        repo.reference_symbolic("refs/heads/feed", "refs/heads/real", false, "t")
+            .unwrap();
+        let _ = compare_and_swap(&repo, "refs/heads/feed", Some(a), b, "t");
+        let r = repo.find_reference("refs/heads/feed").unwrap();
+        assert_eq!(r.kind(), Some(git2::ReferenceType::Symbolic));
     }
 
     #[test]
