@@ -2,6 +2,12 @@
 //! reach the caller's output. Plain objects stream into a temp file next to the
 //! target while being hashed; burst lists are fetched (verified), then each member
 //! (verified) in order. On any mismatch the temp file is deleted and nothing appears.
+//!
+//! A server cannot make a download grow without bound: a plain object may not
+//! be longer than its `HEAD` announced, and callers that know what to expect
+//! (e.g. relay bundles) pass a cap for the whole download
+//! ([`Client::fetch_to_path_max`]). Stalled connections are the HTTP layer's
+//! idle timeout ([`crate::Config::idle_timeout`]).
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
@@ -40,6 +46,18 @@ impl Client {
     /// in `out`'s directory, renamed over `out` only when everything matched.
     /// Returns the number of bytes written.
     pub fn fetch_to_path(&self, id: &ObjectId, burst: bool, out: &Path) -> Result<u64> {
+        self.fetch_to_path_max(id, burst, out, u64::MAX)
+    }
+
+    /// Like [`Client::fetch_to_path`], but refuses (deleting the temp file) a
+    /// download over `max` bytes in all, as soon as the excess arrives.
+    pub fn fetch_to_path_max(
+        &self,
+        id: &ObjectId,
+        burst: bool,
+        out: &Path,
+        max: u64,
+    ) -> Result<u64> {
         let dir = match out.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -48,7 +66,7 @@ impl Client {
             .prefix(".tig-get-")
             .tempfile_in(dir)
             .map_err(|e| Error::io(format!("creating a temp file in {}", dir.display()), e))?;
-        let n = self.fetch_into(id, burst, tmp.as_file_mut())?;
+        let n = self.fetch_into(id, burst, tmp.as_file_mut(), max)?;
         tmp.as_file()
             .sync_all()
             .map_err(|e| Error::io(format!("writing {}", out.display()), e))?;
@@ -62,7 +80,7 @@ impl Client {
     /// anonymous temp file, and only copied to `w` once all of them were verified.
     pub fn fetch_to_writer(&self, id: &ObjectId, burst: bool, w: &mut dyn Write) -> Result<u64> {
         let mut tmp = tempfile::tempfile().map_err(|e| Error::io("creating a temp file", e))?;
-        let n = self.fetch_into(id, burst, &mut tmp)?;
+        let n = self.fetch_into(id, burst, &mut tmp, u64::MAX)?;
         tmp.seek(SeekFrom::Start(0))
             .map_err(|e| Error::io("rewinding the temp file", e))?;
         std::io::copy(&mut tmp, w).map_err(|e| Error::io("writing output", e))?;
@@ -70,18 +88,34 @@ impl Client {
         Ok(n)
     }
 
-    /// Appends the verified bytes of `id` (or its burst) to `file`.
-    pub(crate) fn fetch_into(&self, id: &ObjectId, burst: bool, file: &mut File) -> Result<u64> {
+    /// Appends the verified bytes of `id` (or its burst) to `file`, at most
+    /// `max` bytes in all; a plain object no longer than its `HEAD` announced.
+    pub(crate) fn fetch_into(
+        &self,
+        id: &ObjectId,
+        burst: bool,
+        file: &mut File,
+        max: u64,
+    ) -> Result<u64> {
         if !burst {
-            let total = self.head(id)?;
-            let pb = progress::bar(self.cfg.progress, total, "get");
-            let n = self.fetch_object_into(id, true, file, &pb)?;
+            // Not there (`None`): the GET says so with the usual error.
+            let announced = self.head_len(id)?.flatten();
+            let limit = announced.map_or(max, |n| n.min(max));
+            let pb = progress::bar(self.cfg.progress, announced, "get");
+            let n = self.fetch_object_into(id, true, file, &pb, limit).map_err(
+                |e| match announced {
+                    Some(n) if n < max => over_limit(e, || {
+                        format!("the server sent more than the {n} bytes its HEAD announced")
+                    }),
+                    _ => over_limit(e, || download_limit(max)),
+                },
+            )?;
             pb.finish_and_clear();
             return Ok(n);
         }
         let list = self.fetch_bytes(id, LIST_MAX)?;
         let members = decode_burst(&list)?;
-        self.fetch_members_into(&members, file)
+        self.fetch_members_into(&members, file, max)
     }
 
     /// Downloads one object at the end of `file`, retrying from the same offset.
@@ -91,6 +125,7 @@ impl Client {
         touch: bool,
         file: &mut File,
         pb: &ProgressBar,
+        limit: u64,
     ) -> Result<u64> {
         let start = file
             .seek(SeekFrom::End(0))
@@ -101,7 +136,7 @@ impl Client {
             file.seek(SeekFrom::Start(start))
                 .map_err(|e| Error::io("seeking the temp file", e))?;
             let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut *file);
-            let n = c.stream_verified(id, touch, u64::MAX, pb, &mut |b| w.write_all(b))?;
+            let n = c.stream_verified(id, touch, limit, pb, &mut |b| w.write_all(b))?;
             w.flush()
                 .map_err(|e| Error::io("writing the temp file", e))?;
             Ok(n)
@@ -109,8 +144,8 @@ impl Client {
     }
 
     /// Fetches the members of a burst in parallel (bounded), each verified, and
-    /// appends them to `file` in order.
-    fn fetch_members_into(&self, members: &[ObjectId], file: &mut File) -> Result<u64> {
+    /// appends them to `file` in order; more than `max` bytes in all is an error.
+    fn fetch_members_into(&self, members: &[ObjectId], file: &mut File, max: u64) -> Result<u64> {
         let pb = progress::bar(self.cfg.progress, None, "get (burst)");
         let mut total = 0u64;
         for batch in members.chunks(self.cfg.jobs * 2) {
@@ -141,12 +176,17 @@ impl Client {
             for (i, slot) in slots.into_iter().enumerate() {
                 match slot {
                     Some(Ok(Some(bytes))) => {
+                        if total + bytes.len() as u64 > max {
+                            return Err(Error::invalid(batch[i].path(), download_limit(max)));
+                        }
                         file.write_all(&bytes)
                             .map_err(|e| Error::io("writing the temp file", e))?;
                         total += bytes.len() as u64;
                     }
                     Some(Ok(None)) => {
-                        total += self.fetch_object_into(&batch[i], true, file, &pb)?
+                        total += self
+                            .fetch_object_into(&batch[i], true, file, &pb, max - total)
+                            .map_err(|e| over_limit(e, || download_limit(max)))?
                     }
                     Some(Err(e)) => return Err(e),
                     None => {
@@ -255,6 +295,24 @@ impl Client {
 }
 
 const TOO_BIG: &str = "larger than expected";
+
+/// Gives a [`TOO_BIG`] error the reason `why`; other errors pass unchanged.
+fn over_limit(e: Error, why: impl FnOnce() -> String) -> Error {
+    match e {
+        Error::Invalid { what, reason } if reason == TOO_BIG => Error::Invalid {
+            what,
+            reason: format!("{}; nothing written", why()),
+        },
+        e => e,
+    }
+}
+
+fn download_limit(max: u64) -> String {
+    format!(
+        "the download is over its limit of {} ({max} bytes)",
+        crate::size::human(max)
+    )
+}
 
 /// Sets permission bits (Unix), ignoring the umask as git does for its two modes.
 pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<()> {

@@ -1,6 +1,13 @@
 //! The HTTP layer: one request per call, retried on transient failures, with a
 //! one-line error naming the request for everything else. No hash checking here:
 //! that is `fetch`'s job.
+//!
+//! Timeouts: connecting is bounded (10 s), and so is every wait on the server
+//! without a body being sent ([`Config::idle_timeout`]): the answer to a
+//! bodiless request, and each read of a response body (reqwest's blocking
+//! `timeout` applies per read there, so a long download that keeps moving is
+//! never cut). Requests that send a body use a second client without that
+//! timeout, since reqwest would count the whole upload against it.
 
 use std::io::Read;
 use std::time::Duration;
@@ -28,10 +35,14 @@ pub struct Config {
     pub max_size: u64,
     /// Draw progress bars on stderr (the caller decides whether it is a terminal).
     pub progress: bool,
+    /// How long a download may wait for the server (for its answer, or for
+    /// the next bytes of a body) before the request fails; `None` waits forever.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Config {
-    /// Defaults: 4 jobs, 4 attempts, 128 MiB limit, no progress bars.
+    /// Defaults: 4 jobs, 4 attempts, 128 MiB limit, no progress bars, 60 s idle
+    /// timeout.
     pub fn new(server: &str) -> Result<Self> {
         Ok(Self {
             server: normalize_server(server)?,
@@ -40,6 +51,7 @@ impl Config {
             attempts: 4,
             max_size: 128 << 20,
             progress: false,
+            idle_timeout: Some(Duration::from_secs(60)),
         })
     }
 }
@@ -77,7 +89,10 @@ pub enum SlotWrite {
 #[derive(Debug, Clone)]
 pub struct Client {
     pub(crate) cfg: Config,
+    /// For requests without a body: answers and body reads bounded by the idle timeout.
     http: reqwest::blocking::Client,
+    /// For requests with a body (uploads): no overall timeout.
+    upload: reqwest::blocking::Client,
 }
 
 impl Client {
@@ -86,14 +101,18 @@ impl Client {
         cfg.server = normalize_server(&cfg.server)?;
         cfg.jobs = cfg.jobs.max(1);
         cfg.attempts = cfg.attempts.max(1);
-        let http = reqwest::blocking::Client::builder()
-            .timeout(Option::<Duration>::None)
-            .connect_timeout(Duration::from_secs(10))
-            .pool_max_idle_per_host(cfg.jobs * 2)
-            .user_agent(concat!("tig/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Usage(format!("cannot set up HTTP: {e}")))?;
-        Ok(Self { cfg, http })
+        let build = |timeout: Option<Duration>| {
+            reqwest::blocking::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(Duration::from_secs(10))
+                .pool_max_idle_per_host(cfg.jobs * 2)
+                .user_agent(concat!("tig/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| Error::Usage(format!("cannot set up HTTP: {e}")))
+        };
+        let http = build(cfg.idle_timeout)?;
+        let upload = build(None)?;
+        Ok(Self { cfg, http, upload })
     }
 
     /// The configuration in use.
@@ -189,8 +208,15 @@ impl Client {
         })
     }
 
-    /// `HEAD /<h>.tig`: the object's size if the server has it.
+    /// `HEAD /<h>.tig`: the object's size if the server has it (0 when the
+    /// server did not say).
     pub fn head(&self, id: &ObjectId) -> Result<Option<u64>> {
+        Ok(self.head_len(id)?.map(|n| n.unwrap_or(0)))
+    }
+
+    /// `HEAD /<h>.tig`: `None` when the server lacks it, else its
+    /// `Content-Length` if it sent a valid one.
+    pub(crate) fn head_len(&self, id: &ObjectId) -> Result<Option<Option<u64>>> {
         let what = format!("HEAD {}", id.path());
         let url = self.url(&id.path(), &[], false)?;
         let resp = self.send(&what, true, || Ok(self.http.head(url.clone())))?;
@@ -198,7 +224,13 @@ impl Client {
             return Ok(None);
         }
         let resp = Self::check(&what, resp)?;
-        Ok(Some(resp.content_length().unwrap_or(0)))
+        // The header itself: reqwest's `content_length()` is the (empty) body's.
+        let len = resp
+            .headers()
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        Ok(Some(len))
     }
 
     /// `PUT /`: stores `body` as content and returns the id the server named. The
@@ -207,7 +239,7 @@ impl Client {
         let what = "PUT /".to_string();
         let url = self.url("/", &[], true)?;
         let resp = self.send(&what, true, || {
-            Ok(self.http.put(url.clone()).body(to_body(body)?))
+            Ok(self.upload.put(url.clone()).body(to_body(body)?))
         })?;
         let resp = Self::check(&what, resp)?;
         parse_path_reply(&what, resp)
@@ -226,7 +258,7 @@ impl Client {
         // An append or set-if-not that reached the server must not be sent twice.
         let idempotent = how == SlotWrite::Set;
         let resp = self.send(&what, idempotent, || {
-            Ok(self.http.put(url.clone()).body(body.clone()))
+            Ok(self.upload.put(url.clone()).body(body.clone()))
         })?;
         let resp = Self::check(&what, resp)?;
         let created = resp

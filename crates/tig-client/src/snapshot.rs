@@ -291,11 +291,11 @@ impl Client {
                 let members = decode_burst(&self.fetch_bytes(&e.id, LIST_MAX)?)?;
                 let mut total = 0;
                 for m in members {
-                    total += self.fetch_object_into(&m, true, tmp.as_file_mut(), pb)?;
+                    total += self.fetch_object_into(&m, true, tmp.as_file_mut(), pb, u64::MAX)?;
                 }
                 total
             }
-            _ => self.fetch_object_into(&e.id, true, tmp.as_file_mut(), pb)?,
+            _ => self.fetch_object_into(&e.id, true, tmp.as_file_mut(), pb, u64::MAX)?,
         };
         if n != e.size {
             return Err(Error::invalid(

@@ -34,6 +34,11 @@ const VERSION: &str = "tig-feed-v1";
 const LIST_MAX: u64 = 16 << 20;
 /// Largest burst list read while checking that a chunked bundle is still whole.
 const BURST_LIST_MAX: u64 = 16 << 20;
+/// Largest bundle a pull downloads unless `TIG_MAX_BUNDLE` says otherwise.
+const BUNDLE_MAX: u64 = 4 << 30;
+/// How long a relay may keep us waiting (for an answer or the next bytes of a
+/// download) unless `TIG_IDLE_TIMEOUT` says otherwise, in seconds.
+const IDLE_TIMEOUT_SECS: u64 = 60;
 
 /// Whether `s` is meant as a relay channel (`tig+http://…`, `tig+https://…`;
 /// any other `tig+` scheme is claimed too, to be refused with a clear error).
@@ -241,15 +246,32 @@ fn chain(lines: &[Line]) -> &[Line] {
 }
 
 /// A client for the relay: API key from `TIG_APIKEY`, body limit from
-/// `TIG_MAX_SIZE` (as the other client commands read them).
+/// `TIG_MAX_SIZE` (as the other client commands read them), idle timeout from
+/// `TIG_IDLE_TIMEOUT` (seconds, `0` for none; default 60).
 fn connect(url: &RelayUrl) -> anyhow::Result<Client> {
     let mut cfg = Config::new(&url.server)?;
     cfg.apikey = std::env::var("TIG_APIKEY").ok().filter(|k| !k.is_empty());
     if let Ok(s) = std::env::var("TIG_MAX_SIZE") {
         cfg.max_size = tig_client::parse_size(&s).context("TIG_MAX_SIZE")?;
     }
+    let idle = match std::env::var("TIG_IDLE_TIMEOUT") {
+        Ok(s) => s.trim().parse::<u64>().map_err(|_| {
+            anyhow::anyhow!("TIG_IDLE_TIMEOUT={s:?}: expected whole seconds (0 for none)")
+        })?,
+        Err(_) => IDLE_TIMEOUT_SECS,
+    };
+    cfg.idle_timeout = (idle > 0).then(|| std::time::Duration::from_secs(idle));
     cfg.progress = std::io::stderr().is_terminal();
     Ok(Client::new(cfg)?)
+}
+
+/// The largest bundle a pull downloads: `TIG_MAX_BUNDLE` (a size such as
+/// `512M`), 4 GiB by default.
+fn bundle_max() -> anyhow::Result<u64> {
+    match std::env::var("TIG_MAX_BUNDLE") {
+        Ok(s) => Ok(tig_client::parse_size(&s).context("TIG_MAX_BUNDLE")?),
+        Err(_) => Ok(BUNDLE_MAX),
+    }
 }
 
 /// Reads the channel's head list (a missing slot is an empty list).
@@ -548,6 +570,7 @@ fn fetch<'a>(
     store: &FeedStore,
     url: &RelayUrl,
     line: &'a Line,
+    max: u64,
 ) -> anyhow::Result<Fetched<'a>> {
     let file = tempfile::Builder::new()
         .prefix(".tig-relay-")
@@ -555,7 +578,7 @@ fn fetch<'a>(
         .tempfile_in(store.repo().path())
         .context("creating a temp file in the store")?
         .into_temp_path();
-    match client.fetch_to_path(&line.id, line.burst, &file) {
+    match client.fetch_to_path_max(&line.id, line.burst, &file, max) {
         Ok(_) => {}
         Err(tig_client::Error::NotFound { .. }) => bail!(
             "relay no longer has bundle {} (line {} of channel {url}); ask the publisher to push again",
@@ -563,9 +586,15 @@ fn fetch<'a>(
             line.number
         ),
         Err(e) => {
+            let hint = match &e {
+                tig_client::Error::Invalid { reason, .. } if reason.contains("limit") => {
+                    " (TIG_MAX_BUNDLE sets the limit)"
+                }
+                _ => "",
+            };
             return Err(e).with_context(|| {
                 format!(
-                    "bundle {} (line {} of channel {url}); nothing applied",
+                    "bundle {} (line {} of channel {url}){hint}; nothing applied",
                     line.target(),
                     line.number
                 )
@@ -615,6 +644,7 @@ fn fetch_missing_bases<'a>(
     before: &'a [Line],
     chain: &[Line],
     fetched: &[Fetched<'_>],
+    max: u64,
 ) -> anyhow::Result<Vec<Fetched<'a>>> {
     let odb = store.repo().odb()?;
     let mut provided: BTreeSet<Oid> = chain
@@ -638,7 +668,7 @@ fn fetch_missing_bases<'a>(
             continue;
         };
         provided.extend(line.tips.iter().map(|(_, t)| *t));
-        let f = fetch(client, store, url, line)?;
+        let f = fetch(client, store, url, line, max)?;
         todo.extend(f.prerequisites.iter().copied());
         out.push(f);
     }
@@ -702,6 +732,7 @@ pub fn pull(
         );
     }
     let wanted = |feed: &str| want.is_empty() || want.iter().any(|w| w == feed);
+    let max = bundle_max()?;
 
     let client = connect(&url)?;
     let lines = read_list(&client, &url)?;
@@ -770,7 +801,7 @@ pub fn pull(
     let mut seen = BTreeSet::new();
     for line in needed {
         if seen.insert(line.target()) {
-            fetched.push(fetch(&client, &store, &url, line)?);
+            fetched.push(fetch(&client, &store, &url, line, max)?);
         }
     }
     let earlier = fetch_missing_bases(
@@ -780,6 +811,7 @@ pub fn pull(
         &lines[..lines.len() - relay.len()],
         relay,
         &fetched,
+        max,
     )?;
     for (in_chain, f) in apply_order(&odb, earlier, fetched) {
         // Only the feeds this bundle still brings something for: a feed whose

@@ -671,3 +671,156 @@ fn a_long_channel_pulls_under_a_low_fd_limit() {
     assert_eq!(rev(&p, &head), rev(&publisher, &head));
     assert_eq!(count(&p, &head), pushes);
 }
+
+/// How a fake relay answers for its one bundle.
+#[derive(Clone, Copy)]
+enum Liar {
+    /// HEAD says 10 bytes, GET streams far more (no Content-Length).
+    LongerThanHead,
+    /// HEAD says 1 GiB, GET streams on (no Content-Length): only the cap stops it.
+    Endless,
+    /// GET sends its headers and a few bytes, then nothing.
+    Stalls,
+}
+
+/// A fake relay on 127.0.0.1:0: a channel `lies` whose one line names bundle
+/// `h`, answered as `how` says. Serves at most `conns` connections (one request
+/// each, `Connection: close`) in a background thread, each bounded in time.
+fn fake_relay(how: Liar, conns: usize) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let h = sha256_hex(b"not what will be sent");
+    let feed = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29";
+    let list =
+        format!("tig-feed-v1 full /{h}.tig {feed}=0123456789abcdef0123456789abcdef01234567\n");
+    let list_path = format!("/{}.tig", slot("tig-feed/lies"));
+    let bundle_path = format!("/{h}.tig");
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(conns) {
+            let Ok(mut s) = conn else { continue };
+            let bound = std::time::Duration::from_secs(60);
+            s.set_read_timeout(Some(bound)).unwrap();
+            s.set_write_timeout(Some(bound)).unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut first = String::new();
+            if r.read_line(&mut first).is_err() {
+                continue;
+            }
+            loop {
+                let mut l = String::new();
+                match r.read_line(&mut l) {
+                    Ok(n) if n > 0 && l != "\r\n" => {}
+                    _ => break,
+                }
+            }
+            let mut words = first.split(' ');
+            let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+            let path = path.split('?').next().unwrap_or("");
+            let head = |len: &str| format!("HTTP/1.1 200 OK\r\n{len}Connection: close\r\n\r\n");
+            if path == list_path {
+                let _ = write!(
+                    s,
+                    "{}{list}",
+                    head(&format!("Content-Length: {}\r\n", list.len()))
+                );
+            } else if path != bundle_path {
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            } else if method == "HEAD" {
+                let len = match how {
+                    Liar::LongerThanHead => 10u64,
+                    Liar::Endless => 1 << 30,
+                    Liar::Stalls => 1000,
+                };
+                let _ = write!(s, "{}", head(&format!("Content-Length: {len}\r\n")));
+            } else {
+                let _ = write!(s, "{}", head(""));
+                match how {
+                    // At most 400 MiB, until the client hangs up.
+                    Liar::LongerThanHead | Liar::Endless => {
+                        let chunk = vec![b'x'; 1 << 20];
+                        for _ in 0..400 {
+                            if s.write_all(&chunk).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    // A few bytes, then wait (bounded) for the client to give up.
+                    Liar::Stalls => {
+                        let _ = s.write_all(b"PACK");
+                        let _ = s.flush();
+                        let _ = r.read(&mut [0u8; 1]);
+                    }
+                }
+            }
+        }
+    });
+    format!("tig+{base}/lies")
+}
+
+/// Every `.tig-*` temp file left anywhere under `dir`.
+fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".tig-")
+            {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// A hostile relay cannot fill the disk or hang a pull: a body longer than its
+/// HEAD announced, or over TIG_MAX_BUNDLE, stops the download at once; a
+/// stalled one fails after TIG_IDLE_TIMEOUT. One line each, no file left.
+#[test]
+fn a_lying_or_stalling_relay_is_cut_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let store = new_store(t, "store");
+    let cases = [
+        (
+            Liar::LongerThanHead,
+            5,
+            "",
+            "more than the 10 bytes its HEAD announced",
+        ),
+        (Liar::Endless, 5, "1M", "over its limit of 1.0 MiB"),
+        (Liar::Stalls, 10, "", "cannot talk to the server"),
+    ];
+    for (how, conns, max, expect) in cases {
+        let url = fake_relay(how, conns);
+        let mut envs = vec![("TIG_IDLE_TIMEOUT", "1")];
+        if !max.is_empty() {
+            envs.push(("TIG_MAX_BUNDLE", max));
+        }
+        let o = tig_env(&store, &["feed", "pull", &url], &envs);
+        assert_eq!(o.code, 1, "{o:?}");
+        assert_eq!(o.stderr.lines().count(), 1, "one line: {o:?}");
+        assert!(o.stderr.contains(expect), "{o:?}");
+        assert!(o.stderr.contains("nothing applied"), "{o:?}");
+        assert!(temp_files(&store).is_empty(), "{:?}", temp_files(&store));
+        assert!(all_refs(&store).is_empty());
+    }
+    // A bad limit is one line too.
+    let o = tig_env(
+        &store,
+        &["feed", "pull", &fake_relay(Liar::Stalls, 0)],
+        &[("TIG_MAX_BUNDLE", "lots")],
+    );
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("TIG_MAX_BUNDLE"), "{o:?}");
+}
