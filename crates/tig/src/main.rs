@@ -38,8 +38,8 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
-        Command::Feed(cmd) => feed::run(cmd),
-        Command::Client(cmd) => client::run(cmd),
+        Command::Feed(cmd) => quiet_on_closed_stdout(|| feed::run(cmd)),
+        Command::Client(cmd) => quiet_on_closed_stdout(|| client::run(cmd)),
     };
     match result {
         Ok(code) => code,
@@ -66,6 +66,45 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+/// Set by the panic hook when `print!`/`println!` found stdout closed.
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Runs a command so that `tig … | head` ends quietly (exit 0, like a write
+/// error `BrokenPipe` below) when the reader goes away.
+///
+/// Rust ignores SIGPIPE, so `println!` to a closed pipe panics ("failed
+/// printing to stdout: Broken pipe") with a backtrace. Restoring SIGPIPE's
+/// default action would need `unsafe` (the workspace denies it) and would
+/// also kill tig without a word when a child it feeds (`gpg`) exits early.
+/// Instead that one panic is recognised: the hook stays silent, the stack
+/// unwinds (temp files are still removed by their destructors) and the panic
+/// is turned into success here. Any other panic is reported as before.
+/// `serve` is left alone: it prints nothing to stdout that matters.
+fn quiet_on_closed_stdout(
+    run: impl FnOnce() -> anyhow::Result<ExitCode>,
+) -> anyhow::Result<ExitCode> {
+    use std::sync::atomic::Ordering;
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            STDOUT_CLOSED.store(true, Ordering::SeqCst);
+        } else {
+            report(info);
+        }
+    }));
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        Ok(result) => result,
+        Err(_) if STDOUT_CLOSED.load(Ordering::SeqCst) => Ok(ExitCode::SUCCESS),
+        Err(payload) => std::panic::resume_unwind(payload),
+    }
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

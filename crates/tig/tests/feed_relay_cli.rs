@@ -824,3 +824,47 @@ fn a_lying_or_stalling_relay_is_cut_off() {
     assert_eq!(o.code, 1, "{o:?}");
     assert!(o.stderr.contains("TIG_MAX_BUNDLE"), "{o:?}");
 }
+
+/// `tig … | head` ends quietly: stdout a pipe nobody reads any more makes
+/// `println!` fail with EPIPE, which must not panic with a backtrace.
+#[test]
+fn printing_to_a_closed_pipe_is_quiet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let store = new_store(t, "logged");
+    let a = new_ident(t, "a");
+    append(&store, &a, "first");
+    append(&store, &a, "newest");
+    let store_arg = store.to_str().unwrap();
+    let commands: [&[&str]; 4] = [
+        &["kv", "path", "some-key"],
+        &["feed", "init", "store"],
+        &["id", "new", "--out", "k.key"],
+        &["feed", "-C", store_arg, "log", &a.id],
+    ];
+    for args in commands {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tig"));
+        cmd.current_dir(t)
+            .args(args)
+            .env("TIG_LOG", "warn")
+            .env("RUST_BACKTRACE", "1")
+            .stdout(writer);
+        let o = output(cmd);
+        assert!(!o.stderr.contains("panicked"), "{args:?}: {o:?}");
+        assert!(o.stderr.is_empty(), "{args:?}: {o:?}");
+        assert_eq!(o.code, 0, "{args:?}: {o:?}");
+    }
+    // Through a shell, as a user types it.
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(&store)
+        .arg("-c")
+        .arg("\"$0\" feed log \"$1\" | head -1")
+        .arg(env!("CARGO_BIN_EXE_tig"))
+        .arg(&a.id)
+        .env("TIG_LOG", "warn");
+    let o = output(cmd);
+    assert_eq!(o.stdout, "newest\n", "{o:?}");
+    assert!(!o.stderr.contains("panicked"), "{o:?}");
+}
