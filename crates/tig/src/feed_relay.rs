@@ -629,51 +629,65 @@ fn fetch<'a>(
     })
 }
 
-/// Bundles from before the chain that the chain's incremental bundles build on.
+/// The other bundles the downloaded ones build on: `(earlier, chain)`.
 ///
-/// Normally every prerequisite of a chain bundle is a tip of an earlier line
-/// of the chain. Two publishers racing (one republishing `full` while the
-/// other appends an `incr` computed from the old chain) can leave an `incr`
-/// whose base is only in a line before the last `full` one: those lines are
-/// fetched too (verified like the others), oldest first. A base found nowhere
-/// is left to the bundle pull, which names the missing commit.
+/// A pull first downloads only the lines carrying a wanted tip it lacks; an
+/// incremental bundle among them may need commits (its prerequisites) carried
+/// by other lines of the chain, e.g. another feed's line when one bundle
+/// carried several feeds: those lines are fetched too, and only those, so a
+/// filtered pull neither downloads nor depends on unrelated feeds' lines.
+/// Two publishers racing (one republishing `full` while the other appends an
+/// `incr` computed from the old chain) can also leave an `incr` whose base is
+/// only in a line before the last `full` one: such lines come from `before`.
+/// Every line is verified like the others; newest carrier first. A base
+/// found nowhere is left to the bundle pull, which names the missing commit.
+#[allow(clippy::type_complexity)]
 fn fetch_missing_bases<'a>(
     client: &Client,
     store: &FeedStore,
     url: &RelayUrl,
     before: &'a [Line],
-    chain: &[Line],
-    fetched: &[Fetched<'_>],
+    chain: &'a [Line],
+    fetched: &[Fetched<'a>],
     max: u64,
-) -> anyhow::Result<Vec<Fetched<'a>>> {
+) -> anyhow::Result<(Vec<Fetched<'a>>, Vec<Fetched<'a>>)> {
     let odb = store.repo().odb()?;
-    let mut provided: BTreeSet<Oid> = chain
+    let mut provided: BTreeSet<Oid> = fetched
         .iter()
-        .flat_map(|l| l.tips.iter().map(|(_, t)| *t))
+        .flat_map(|f| f.line.tips.iter().map(|(_, t)| *t))
         .collect();
+    let mut seen: BTreeSet<String> = fetched.iter().map(|f| f.line.target()).collect();
     let mut todo: Vec<Oid> = fetched
         .iter()
         .flat_map(|f| f.prerequisites.iter().copied())
         .collect();
-    let mut out: Vec<Fetched<'a>> = Vec::new();
+    let (mut earlier, mut extra): (Vec<Fetched<'a>>, Vec<Fetched<'a>>) = (Vec::new(), Vec::new());
     while let Some(p) = todo.pop() {
         if provided.contains(&p) || odb.exists(p) {
             continue;
         }
-        let Some(line) = before
-            .iter()
-            .rev()
-            .find(|l| l.tips.iter().any(|(_, t)| *t == p))
-        else {
-            continue;
+        let carries = |l: &&Line| l.tips.iter().any(|(_, t)| *t == p);
+        let (in_chain, line) = match chain.iter().rev().find(carries) {
+            Some(l) => (true, l),
+            None => match before.iter().rev().find(carries) {
+                Some(l) => (false, l),
+                None => continue,
+            },
         };
         provided.extend(line.tips.iter().map(|(_, t)| *t));
+        if !seen.insert(line.target()) {
+            continue;
+        }
         let f = fetch(client, store, url, line, max)?;
         todo.extend(f.prerequisites.iter().copied());
-        out.push(f);
+        if in_chain {
+            extra.push(f);
+        } else {
+            earlier.push(f);
+        }
     }
-    out.sort_by_key(|f| f.line.number);
-    Ok(out)
+    earlier.sort_by_key(|f| f.line.number);
+    Ok((earlier, extra))
 }
 
 /// The order to apply downloaded bundles in: by line, except that a bundle
@@ -785,15 +799,15 @@ pub fn pull(
         }
     }
 
-    // A line is needed when it has a wanted tip no ref of ours holds, or objects
-    // a later incremental bundle may build on.
+    // A line is needed when it has a wanted tip no ref of ours holds; the
+    // lines those bundles build on follow (`fetch_missing_bases`).
     let odb = store.repo().odb()?;
     let needed: Vec<&Line> = relay
         .iter()
         .filter(|l| {
             l.tips
                 .iter()
-                .any(|(f, t)| (wanted(f) && !have(&store, f, *t)) || !odb.exists(*t))
+                .any(|(f, t)| wanted(f) && !have(&store, f, *t))
         })
         .collect();
     // Download and check everything first: a lost or tampered bundle moves no ref.
@@ -804,7 +818,7 @@ pub fn pull(
             fetched.push(fetch(&client, &store, &url, line, max)?);
         }
     }
-    let earlier = fetch_missing_bases(
+    let (earlier, extra) = fetch_missing_bases(
         &client,
         &store,
         &url,
@@ -813,6 +827,7 @@ pub fn pull(
         &fetched,
         max,
     )?;
+    fetched.extend(extra);
     for (in_chain, f) in apply_order(&odb, earlier, fetched) {
         // Only the feeds this bundle still brings something for: a feed whose
         // tip here we already hold (perhaps from a later line) stays as it is.
