@@ -724,6 +724,26 @@ fn apply_order<'a>(
     out
 }
 
+/// Most pack files libgit2 keeps open at once while a pull runs.
+const OPEN_PACKS_MAX: usize = 16;
+
+/// Caps the pack files libgit2 keeps open (by default it never closes one).
+///
+/// Each bundle a relay pull applies becomes a pack of its own, so a fresh
+/// pull of a long channel would otherwise hold one descriptor per line and
+/// fail with "Too many open files" under a low `ulimit -n`. Beyond the cap,
+/// libgit2 closes the least recently used pack (and reopens it when needed).
+#[allow(unsafe_code)]
+fn limit_open_packs() {
+    // SAFETY: the option is a libgit2 global written without synchronization;
+    // git2 asks that it be set before any thread is spawned. It is called at
+    // the start of `pull`, before the HTTP client starts its thread or any
+    // other thread exists: the `tig` binary spawns none before a command runs.
+    if let Err(e) = unsafe { git2::opts::set_mwindow_file_limit(OPEN_PACKS_MAX) } {
+        tracing::debug!(error = %e, "could not cap libgit2's open pack files");
+    }
+}
+
 /// `tig feed pull tig+http://HOST:PORT/NAME [FEED…] [--as N] [--strict] [--json]`.
 pub fn pull(
     dir: &Path,
@@ -734,6 +754,7 @@ pub fn pull(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let url = parse_url(source)?;
+    limit_open_packs();
     let store = open(dir)?;
     let want = feeds
         .iter()

@@ -639,10 +639,8 @@ fn an_incr_built_on_a_line_before_the_last_full_one() {
 }
 
 /// A long channel pulls into a fresh store under a low open-file limit: the
-/// bundles downloaded before applying are kept as paths, not open files.
-/// (Each applied bundle becomes a pack that libgit2 keeps open, about 12
-/// descriptors are used otherwise: 20 lines fit in 40 only if the 20 downloaded
-/// bundles are not held open while the packs are read.)
+/// bundles downloaded before applying are kept as paths, not open files, and
+/// libgit2 keeps only so many of the packs they become open.
 #[test]
 fn a_long_channel_pulls_under_a_low_fd_limit() {
     let server = TigServer::start();
@@ -651,7 +649,7 @@ fn a_long_channel_pulls_under_a_low_fd_limit() {
     let a = new_ident(t, "a");
     let publisher = new_store(t, "publisher");
     let url = relay(&server, "long");
-    let pushes = 20;
+    let pushes = 50;
     for i in 0..pushes {
         append(&publisher, &a, &format!("message {i}"));
         tig_ok(&publisher, &["feed", "push", &url]);
@@ -661,7 +659,7 @@ fn a_long_channel_pulls_under_a_low_fd_limit() {
     let mut cmd = Command::new("sh");
     cmd.current_dir(&p)
         .arg("-c")
-        .arg("ulimit -n 40 && exec \"$0\" feed pull \"$1\"")
+        .arg("ulimit -n 48 && exec \"$0\" feed pull \"$1\"")
         .arg(env!("CARGO_BIN_EXE_tig"))
         .arg(&url)
         .env("TIG_LOG", "warn")
