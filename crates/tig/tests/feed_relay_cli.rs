@@ -12,133 +12,10 @@ use std::process::Command;
 
 use common::{TigServer, http, sha256_hex};
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+#[path = "fixtures/feed/sync_support.rs"]
+mod sync_support;
 
-impl Out {
-    fn ok(&self) -> bool {
-        self.code == 0
-    }
-}
-
-impl std::fmt::Debug for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-fn output(mut cmd: Command) -> Out {
-    let o = cmd.output().expect("spawn");
-    Out {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
-}
-
-/// Run `tig ARGS` in `dir` (no API key, default body limit unless `envs` say so).
-fn tig_env(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Out {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tig"));
-    cmd.current_dir(dir)
-        .args(args)
-        .env("TIG_LOG", "warn")
-        .env_remove("TIG_APIKEY")
-        .env_remove("TIG_MAX_SIZE");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    output(cmd)
-}
-
-fn tig(dir: &Path, args: &[&str]) -> Out {
-    tig_env(dir, args, &[])
-}
-
-fn tig_ok(dir: &Path, args: &[&str]) -> String {
-    let o = tig(dir, args);
-    assert!(o.ok(), "tig {args:?} failed: {o:?}");
-    o.stdout
-}
-
-fn git(dir: &Path, args: &[&str]) -> Out {
-    let mut cmd = Command::new("git");
-    cmd.current_dir(dir)
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir);
-    output(cmd)
-}
-
-fn git_ok(dir: &Path, args: &[&str]) -> String {
-    let o = git(dir, args);
-    assert!(o.ok(), "git {args:?} failed: {o:?}");
-    o.stdout
-}
-
-struct Ident {
-    key: PathBuf,
-    id: String,
-}
-
-fn new_ident(tmp: &Path, name: &str) -> Ident {
-    let key = tmp.join(format!("{name}.key"));
-    let out = tig_ok(tmp, &["id", "new", "--out", key.to_str().unwrap()]);
-    let id = out.trim().to_string();
-    assert_eq!(id.len(), 64, "feed id: {out}");
-    Ident { key, id }
-}
-
-fn new_store(tmp: &Path, name: &str) -> PathBuf {
-    let dir = tmp.join(name);
-    tig_ok(tmp, &["feed", "init", dir.to_str().unwrap()]);
-    dir
-}
-
-fn append(store: &Path, who: &Ident, content: &str) -> String {
-    tig_ok(
-        store,
-        &[
-            "feed",
-            "append",
-            "--key",
-            who.key.to_str().unwrap(),
-            content,
-        ],
-    )
-    .trim()
-    .to_string()
-}
-
-fn rev(store: &Path, r: &str) -> String {
-    git_ok(store, &["rev-parse", "--verify", "--quiet", r])
-        .trim()
-        .to_string()
-}
-
-fn has_ref(store: &Path, r: &str) -> bool {
-    git(store, &["rev-parse", "--verify", "--quiet", r]).ok()
-}
-
-fn all_refs(store: &Path) -> String {
-    git_ok(
-        store,
-        &["for-each-ref", "--format=%(refname) %(objectname)"],
-    )
-}
-
-fn count(store: &Path, r: &str) -> usize {
-    git_ok(store, &["rev-list", "--count", r])
-        .trim()
-        .parse()
-        .unwrap()
-}
+use sync_support::*;
 
 /// The slot of a `tig kv` key: sha256(hex(sha256(KEY))).
 fn slot(key: &str) -> String {
@@ -388,31 +265,7 @@ fn a_hostile_relay_moves_no_ref() {
             evil.to_str().unwrap(),
         ],
     );
-    let forged = {
-        let mut cmd = Command::new("git");
-        cmd.current_dir(&evil)
-            .args([
-                "-c",
-                "gpg.format=ssh",
-                "-c",
-                &format!("user.signingkey={}", mallory.key.display()),
-                "commit-tree",
-                "-S",
-                "-p",
-                &alice_tip,
-                "-m",
-                "forged by mallory",
-                "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
-            ])
-            .env("GIT_AUTHOR_NAME", &alice.id)
-            .env("GIT_AUTHOR_EMAIL", "")
-            .env("GIT_COMMITTER_NAME", &alice.id)
-            .env("GIT_COMMITTER_EMAIL", "")
-            .env("HOME", t);
-        let o = output(cmd);
-        assert!(o.ok(), "{o:?}");
-        o.stdout.trim().to_string()
-    };
+    let forged = forge(&evil, &mallory, &alice.id, &alice_tip, t);
     git_ok(&evil, &["update-ref", &head, &forged]);
     let eurl = relay(&server, "swapped");
     tig_ok(&evil, &["feed", "push", &eurl]);
