@@ -394,23 +394,12 @@ fn pull_local(
     })?;
     let mut prechecked = BTreeMap::new();
     let mut failed = Vec::new();
-    for ((feed, w), violations) in advertised.keys().zip(walk.walked).zip(checked) {
-        if let Some(reason) = w.error {
+    for ((feed, mut walked), violations) in advertised.keys().zip(walk.walked).zip(checked) {
+        if let Some(reason) = walked.error.take() {
             failed.push(rejected(feed, advertised[feed], reason));
             continue;
         }
-        let mut stops = w.stops;
-        stops.sort();
-        stops.dedup();
-        prechecked.insert(
-            feed.clone(),
-            Prechecked {
-                count: w.count,
-                stops,
-                overlaps: w.overlaps,
-                violations,
-            },
-        );
+        prechecked.insert(feed.clone(), Prechecked { walked, violations });
     }
     advertised.retain(|feed, _| prechecked.contains_key(feed));
     let quarantine = Quarantine::new(repo);
@@ -476,7 +465,8 @@ impl SourceWalk {
 struct Walked {
     /// How many new commits.
     count: usize,
-    /// Commits where the walk stopped because this store already has them.
+    /// Commits where the walk stopped because this store already has them (sorted,
+    /// each once).
     stops: Vec<Oid>,
     /// Whether the walk ran into commits queued for another feed.
     overlaps: bool,
@@ -575,6 +565,8 @@ fn walk_source(
         if !pending.is_empty() {
             flush(&mut pending, &mut out);
         }
+        w.stops.sort();
+        w.stops.dedup();
         out.walked.push(w);
     }
     // Trees: the empty tree for well-formed messages; anything else (a broken
@@ -615,9 +607,7 @@ fn walk_source(
 
 /// A feed's new messages, already checked by [`pull_local`].
 struct Prechecked {
-    count: usize,
-    stops: Vec<Oid>,
-    overlaps: bool,
+    walked: Walked,
     violations: Vec<crate::Violation>,
 }
 
@@ -729,8 +719,8 @@ fn apply_incoming(
 /// left by a rejected pull, commits shared with another feed) is checked again,
 /// with one revwalk.
 fn covered(check: &Prechecked, known: &[Oid]) -> bool {
-    !check.violations.is_empty()
-        || (!check.overlaps && check.stops.iter().all(|s| known.contains(s)))
+    let w = &check.walked;
+    !check.violations.is_empty() || (!w.overlaps && w.stops.iter().all(|s| known.contains(s)))
 }
 
 /// [`apply_incoming`], using the checks already made for some feeds when they
@@ -752,7 +742,7 @@ fn apply_incoming_checked(
             _ => None,
         };
         let new_messages = match pre {
-            Some(p) => p.count,
+            Some(p) => p.walked.count,
             None => count_new(repo, tip, &known).unwrap_or(0),
         };
         let violations = match pre {
