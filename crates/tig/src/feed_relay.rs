@@ -26,7 +26,7 @@ use tig_core::ObjectId;
 use tig_feed::sync::{self, FeedOutcome, Outcome, PullReport};
 use tig_feed::{FeedId, FeedStore};
 
-use crate::feed_sync::{open, print_json, print_pull_report, resolve, short};
+use crate::feed_sync::{open, print_json, print_pull_report, resolve_all, short};
 
 /// The first word of every line of a channel's head list.
 const VERSION: &str = "tig-feed-v1";
@@ -364,9 +364,9 @@ pub fn push(
     let selected = if feeds.is_empty() {
         store.feeds()?
     } else {
-        feeds
+        resolve_all(&store, &feeds)?
             .iter()
-            .map(|f| Ok(FeedId::parse(&resolve(&store, f)?)?))
+            .map(|f| Ok(FeedId::parse(f)?))
             .collect::<anyhow::Result<Vec<_>>>()?
     };
     let mut ours: BTreeMap<String, Oid> = BTreeMap::new();
@@ -756,10 +756,7 @@ pub fn pull(
     let url = parse_url(source)?;
     limit_open_packs();
     let store = open(dir)?;
-    let want = feeds
-        .iter()
-        .map(|f| resolve(&store, f))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let want = resolve_all(&store, &feeds)?;
     let name = name.unwrap_or_else(|| url.channel.clone());
     if !valid_source_name(&name) {
         bail!(

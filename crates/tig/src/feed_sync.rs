@@ -174,6 +174,11 @@ pub(crate) fn open(dir: &Path) -> anyhow::Result<FeedStore> {
 }
 
 /// A feed given on the command line: a feed id, or an alias in this store.
+/// [`resolve`] for each of `feeds`.
+pub(crate) fn resolve_all(store: &FeedStore, feeds: &[String]) -> anyhow::Result<Vec<String>> {
+    feeds.iter().map(|f| resolve(store, f)).collect()
+}
+
 pub(crate) fn resolve(store: &FeedStore, s: &str) -> anyhow::Result<String> {
     if let Ok(id) = FeedId::parse(s) {
         return Ok(id.to_string());
@@ -202,10 +207,7 @@ fn pull(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let store = open(dir)?;
-    let feeds = feeds
-        .iter()
-        .map(|f| resolve(&store, f))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let feeds = resolve_all(&store, &feeds)?;
     let report = sync::pull(&store, source, &sync::PullOptions { name, feeds })
         .with_context(|| format!("pull from {source}"))?;
     print_pull_report(&report, strict, json)
@@ -286,10 +288,7 @@ fn push(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let store = open(dir)?;
-    let feeds = feeds
-        .iter()
-        .map(|f| resolve(&store, f))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let feeds = resolve_all(&store, &feeds)?;
     let report = sync::push(&store, dest, &sync::PushOptions { name, feeds })
         .with_context(|| format!("push to {dest}"))?;
     let mut refused = false;
@@ -421,10 +420,7 @@ fn forks(
     export: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let store = open(dir)?;
-    let feeds = feeds
-        .iter()
-        .map(|f| resolve(&store, f))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let feeds = resolve_all(&store, &feeds)?;
     let found = sync::find_forks(&store, &feeds)?;
     if json {
         print_json(&found)?;
