@@ -3,7 +3,8 @@
 use crate::error::{Error, Result};
 
 /// Parses a size: a plain number of bytes, or a number with a unit: `KiB`, `MiB`,
-/// `GiB`, `TiB` (powers of 1024) or `KB`, `MB`, `GB`, `TB` (powers of 1000), `B`.
+/// `GiB`, `TiB` (powers of 1024; also `K`/`Ki`, `M`/`Mi`, …) or `KB`, `MB`, `GB`,
+/// `TB` (powers of 1000), `B`. `tig serve --max-size` reads sizes with it too.
 /// Units are case-insensitive; a space between number and unit is allowed.
 pub fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
@@ -17,10 +18,10 @@ pub fn parse_size(s: &str) -> Result<u64> {
     let n: u64 = num.parse().map_err(|_| bad())?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
-        "kib" | "k" => 1 << 10,
-        "mib" | "m" => 1 << 20,
-        "gib" | "g" => 1 << 30,
-        "tib" | "t" => 1 << 40,
+        "kib" | "ki" | "k" => 1 << 10,
+        "mib" | "mi" | "m" => 1 << 20,
+        "gib" | "gi" | "g" => 1 << 30,
+        "tib" | "ti" | "t" => 1 << 40,
         "kb" => 1_000,
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
@@ -58,6 +59,7 @@ mod tests {
         assert_eq!(parse_size("10KiB").unwrap(), 10 << 10);
         assert_eq!(parse_size("1MB").unwrap(), 1_000_000);
         assert_eq!(parse_size("4 kib").unwrap(), 4096);
+        assert_eq!(parse_size("2Mi").unwrap(), 2 << 20);
         for bad in ["", "MiB", "1.5MiB", "-1", "12XB", "99999999999999999999"] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }

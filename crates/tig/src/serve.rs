@@ -69,27 +69,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("bad duration {s:?}: {e} (try 3s, 10m, 2w or 0)"))
 }
 
-/// Parses a size: a number with an optional unit. `KiB/MiB/GiB/TiB` (and `K/M/G/T`)
-/// are powers of 1024; `KB/MB/GB/TB` powers of 1000; `B` or nothing is bytes.
+/// Parses a size with the client's grammar ([`tig_client::parse_size`]: `KiB`… powers
+/// of 1024, `KB`… powers of 1000, `B` or nothing bytes), in clap's error form.
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let bad = || format!("bad size {s:?} (try 1048576, 128MiB, 1GiB or 1MB)");
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" | "ki" => 1 << 10,
-        "m" | "mib" | "mi" => 1 << 20,
-        "g" | "gib" | "gi" => 1 << 30,
-        "t" | "tib" | "ti" => 1 << 40,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "tb" => 1_000_000_000_000,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(mult).ok_or_else(bad)
+    tig_client::parse_size(s)
+        .map_err(|_| format!("bad size {s:?} (try 1048576, 128MiB, 1GiB or 1MB)"))
 }
 
 /// The key from `APIKEY` (fixed), else the file `<root>/apikey`, which the server
