@@ -1,0 +1,310 @@
+#!/usr/bin/env bash
+# tig serve vs nginx, side by side, in one run on one machine (issue 15).
+#
+#   bench/compare.sh                      # 3 rounds of every scenario, medians
+#   RUNS=1 DUR=2 bench/compare.sh         # a quick look
+#   TIG_BIN=target/release/tig bench/compare.sh   # skip the release build
+#   OUT=BENCHMARKS.md bench/compare.sh    # also append the table there
+#
+# Both servers keep their data on the same tmpfs (a fresh mount when run as root,
+# else /dev/shm), wrk and curl drive them over 127.0.0.1, and the hashing limit is
+# `openssl dgst -sha256` of the big file measured in the same run. Scenarios:
+#   - 1 KiB GET and 1 KiB unique PUT (nginx: WebDAV PUT) at 1/16/64/256 connections,
+#     plain and over TLS (a self-signed P-256 certificate made here): req/s, p50, p99;
+#   - 256 MiB PUT (a fresh server, and again right after the small-request load) and
+#     GET, against `openssl dgst -sha256` and nginx's GET of the same file;
+#   - a burst of 1,000 × 64 KiB members vs nginx serving the same bytes as one file;
+#   - the seed's loop (random body PUT, then GET, 200 times): ms per iteration;
+#   - idle RSS, peak RSS, and peak RSS during 64 concurrent 64 MiB uploads.
+# Installs nginx-light and wrk with apt-get when missing (as root). Everything is
+# stopped and removed at exit.
+set -euo pipefail
+
+RUNS=${RUNS:-3}
+DUR=${DUR:-4}
+BIG_MIB=${BIG_MIB:-256}
+OUT=${OUT:-}
+here=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d /tmp/tig-compare.XXXXXX)
+pids=()
+mounted=""
+
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    [ -n "$mounted" ] && umount "$mounted" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+export NO_PROXY='*' no_proxy='*'
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v openssl >/dev/null || need+=(openssl)
+if ((${#need[@]})); then
+    echo "installing ${need[*]}" >&2
+    apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ -n "${TIG_BIN:-}" ]; then
+    bin=$TIG_BIN
+else
+    echo "building tig (release)..." >&2
+    (cd "$here" && cargo build --release -p tig --quiet)
+    bin="${CARGO_TARGET_DIR:-$here/target}/release/tig"
+fi
+
+# One tmpfs for both servers' data.
+data="$work/data"
+mkdir -p "$data"
+if [ "$(id -u)" = 0 ] && mount -t tmpfs -o size=3g tmpfs "$data" 2>/dev/null; then
+    mounted=$data
+else
+    data=$(mktemp -d /dev/shm/tig-compare.XXXXXX)
+fi
+mkdir -p "$data/tig" "$data/www/dav"
+chmod 755 "$work" "$data" "$data/www"
+chmod 777 "$data/www/dav"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_url() { for _ in $(seq 1 300); do curl -sk -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; exit 1; }
+rss_kib() { awk -v k="$2" '$1==k":" {print $2}' "/proc/$1/status"; }
+
+# Certificate for both TLS servers.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=127.0.0.1 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+
+start_tig() { # port [extra args] → pid on stdout
+    local port=$1
+    shift
+    "$bin" serve --listen "127.0.0.1:$port" --root "$data/tig" --retention 0 \
+        --max-size "$((BIG_MIB + 1))MiB" "$@" >"$work/tig-$port.out" 2>"$work/tig-$port.err" &
+    echo $!
+}
+tig_port=$(free_port)
+tig_pid=$(start_tig "$tig_port")
+pids+=("$tig_pid")
+tig="http://127.0.0.1:$tig_port"
+wait_url "$tig/"
+idle_rss=$(rss_kib "$tig_pid" VmRSS)
+
+ng_port=$(free_port)
+ngs_port=$(free_port)
+mkdir -p "$work/nginx"
+chmod 777 "$work/nginx"
+cat >"$work/nginx/nginx.conf" <<EOF
+worker_processes auto;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+daemon off;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $data/www/dav/.tmp;
+    proxy_temp_path $work/nginx/proxy;
+    fastcgi_temp_path $work/nginx/fastcgi;
+    uwsgi_temp_path $work/nginx/uwsgi;
+    scgi_temp_path $work/nginx/scgi;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$ng_port;
+        listen 127.0.0.1:$ngs_port ssl;
+        ssl_certificate $work/cert.pem;
+        ssl_certificate_key $work/key.pem;
+        root $data/www;
+        location /dav/ { dav_methods PUT; create_full_put_path on; client_max_body_size 2g; }
+    }
+}
+EOF
+nginx -c "$work/nginx/nginx.conf" &
+pids+=($!)
+ng="http://127.0.0.1:$ng_port"
+ngs="https://127.0.0.1:$ngs_port"
+
+# The objects: 1 KiB for the small GETs, the big file for the large transfers.
+head -c 1024 /dev/urandom >"$data/www/1k"
+chmod 644 "$data/www/1k"
+small=$(curl -s --data-binary @"$data/www/1k" "$tig/")
+head -c "$((BIG_MIB << 20))" /dev/urandom >"$work/big"
+head -c "$((BIG_MIB << 20))" /dev/urandom >"$work/big2"
+cp "$work/big" "$data/www/big"
+chmod 644 "$data/www/big"
+big_h=$(sha256sum "$work/big" | head -c 64)
+wait_url "$ng/1k"
+wait_url "$ngs/1k"
+
+tig_tls_port=$(free_port)
+tls_pid=$(start_tig "$tig_tls_port" --tls-cert "$work/cert.pem" --tls-key "$work/key.pem")
+pids+=("$tls_pid")
+tigs="https://127.0.0.1:$tig_tls_port"
+wait_url "$tigs/"
+
+# wrk scripts: PUT of distinct 1 KiB bodies; for nginx to distinct paths.
+cat >"$work/put.lua" <<'EOF'
+local pad = string.rep("x", 1024 - 16)
+local n = 0
+local id = 0
+setup = function(thread) thread:set("tid", math.random(1, 1e9)) end
+init = function() id = tid or math.random(1, 1e9) end
+request = function()
+    n = n + 1
+    return wrk.format("PUT", nil, nil, string.format("%08x%08x", id, n) .. pad)
+end
+EOF
+cat >"$work/dav.lua" <<'EOF'
+local pad = string.rep("x", 1024 - 16)
+local n = 0
+local id = 0
+setup = function(thread) thread:set("tid", math.random(1, 1e9)) end
+init = function() id = tid or math.random(1, 1e9) end
+request = function()
+    n = n + 1
+    local name = string.format("%08x%08x", id, n)
+    return wrk.format("PUT", "/dav/" .. name, nil, name .. pad)
+end
+EOF
+
+median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+ms() { # wrk latency ("1.23ms", "456.00us", "1.2s") → ms
+    awk -v v="$1" 'BEGIN { if (v ~ /us$/) print v/1000; else if (v ~ /ms$/) print v+0; else if (v ~ /s$/) print v*1000; else print v }'
+}
+# One wrk run → "rps p50ms p99ms"
+wrk_once() { # conns url [script]
+    local c=$1 u=$2 s=${3:-} t out
+    t=$([ "$c" = 1 ] && echo 1 || echo 2)
+    if [ -n "$s" ]; then
+        out=$(wrk -t"$t" -c"$c" -d"${DUR}s" --latency -s "$s" "$u")
+    else
+        out=$(wrk -t"$t" -c"$c" -d"${DUR}s" --latency "$u")
+    fi
+    echo "$out" >>"$work/wrk.log"
+    if echo "$out" | grep -q 'Non-2xx'; then
+        echo "  warning: non-2xx replies from $u (c=$c): $(echo "$out" | grep Non-2xx)" >&2
+    fi
+    local rps p50 p99
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p50=$(ms "$(echo "$out" | awk '$1=="50%" {print $2}')")
+    p99=$(ms "$(echo "$out" | awk '$1=="99%" {print $2}')")
+    echo "$rps $p50 $p99"
+}
+# Median of RUNS wrk runs → "rps p50 p99"
+wrk_med() {
+    local i r=() a=() b=()
+    for i in $(seq 1 "$RUNS"); do
+        read -r x y z < <(wrk_once "$@")
+        r+=("$x") a+=("$y") b+=("$z")
+    done
+    echo "$(printf '%s\n' "${r[@]}" | median) $(printf '%s\n' "${a[@]}" | median) $(printf '%s\n' "${b[@]}" | median)"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+table="$work/table.md"
+{
+    echo "### bench/compare.sh — $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    echo "Machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(free -g | awk '/Mem:/ {print $2}') GiB;" \
+        "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo "tig: \`$("$bin" --version 2>/dev/null || echo tig)\` (fsync on, retention off), $(nginx -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2);"
+    echo "both on one tmpfs, ${RUNS} runs of ${DUR} s per cell, medians."
+    echo
+    echo "| scenario | conns | tig req/s | tig p50 ms | tig p99 ms | nginx req/s | nginx p50 ms | nginx p99 ms | tig/nginx req/s |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+} >"$table"
+
+small_row() { # label conns tig_url ng_url [tig_script ng_script]
+    local label=$1 c=$2 tu=$3 nu=$4 ts=${5:-} ns=${6:-}
+    read -r tr tp50 tp99 < <(wrk_med "$c" "$tu" "$ts")
+    read -r nr np50 np99 < <(wrk_med "$c" "$nu" "$ns")
+    printf '| %s | %s | %.0f | %s | %s | %.0f | %s | %s | %s |\n' "$label" "$c" "$tr" "$tp50" "$tp99" \
+        "$nr" "$np50" "$np99" "$(ratio "$tr" "$nr")" | tee -a "$table" >&2
+}
+
+# Large PUT on the fresh server first (the state of a server nobody has used yet).
+sha_rate=$(openssl speed -bytes 16384 -seconds 1 sha256 2>/dev/null | awk '/^sha256/ {print $NF}' | tr -d k)
+TIMEFORMAT=%R
+dgst_s=$( { time openssl dgst -sha256 "$work/big" >/dev/null; } 2>&1 | tail -1)
+dgst_mbs=$(awk -v m="$BIG_MIB" -v s="$dgst_s" 'BEGIN { printf "%.0f", m * 1048576 / s / 1e6 }')
+put_mbs() { # url file → MB/s
+    curl -s -o /dev/null -T "$2" -w '%{speed_upload}' "$1/" | awk '{printf "%.0f", $1 / 1e6}'
+}
+fresh_put=$(put_mbs "$tig" "$work/big")
+fresh_rss=$(rss_kib "$tig_pid" VmHWM)
+
+for c in 1 16 64 256; do small_row "GET 1 KiB" "$c" "$tig$small" "$ng/1k"; done
+for c in 1 16 64 256; do small_row "PUT 1 KiB, unique" "$c" "$tig/" "$ng/" "$work/put.lua" "$work/dav.lua"; done
+for c in 1 16 64 256; do small_row "GET 1 KiB, TLS" "$c" "$tigs$small" "$ngs/1k"; done
+
+# The same large PUT right after all that small-request load, same process.
+busy_put=$(put_mbs "$tig" "$work/big2")
+get_mbs() { curl -sk -o /dev/null -w '%{speed_download}' "$1" | awk '{printf "%.0f", $1 / 1e6}'; }
+tig_get=$(for i in $(seq 1 "$RUNS"); do get_mbs "$tig/$big_h.tig"; done | median)
+ng_get=$(for i in $(seq 1 "$RUNS"); do get_mbs "$ng/big"; done | median)
+
+# A burst of 1,000 × 64 KiB members vs the same bytes as one file from nginx.
+mkdir -p "$work/members"
+: >"$work/list"
+: >"$data/www/burst"
+for i in $(seq 1 1000); do
+    head -c 65536 /dev/urandom >"$work/members/m"
+    curl -s --data-binary @"$work/members/m" "$tig/" >>"$work/list"
+    echo >>"$work/list"
+    cat "$work/members/m" >>"$data/www/burst"
+done
+chmod 644 "$data/www/burst"
+list=$(curl -s --data-binary @"$work/list" "$tig/")
+tig_burst=$(for i in $(seq 1 "$RUNS"); do get_mbs "$tig$list?burst=1"; done | median)
+ng_burst=$(for i in $(seq 1 "$RUNS"); do get_mbs "$ng/burst"; done | median)
+
+# The seed's own loop: PUT a random body, GET it back; 200 times.
+seed_loop() { # tig|nginx → ms per iteration
+    local t0 t1 p i
+    t0=$(date +%s%N)
+    for i in $(seq 1 200); do
+        if [ "$1" = tig ]; then
+            p=$(head -c 16 /dev/urandom | od -An -tx1 | curl -s -X PUT --data-binary @- "$tig/")
+            curl -s -o /dev/null "$tig$p"
+        else
+            head -c 16 /dev/urandom | od -An -tx1 | curl -s -X PUT --data-binary @- -o /dev/null "$ng/dav/seed$i"
+            curl -s -o /dev/null "$ng/dav/seed$i"
+        fi
+    done
+    t1=$(date +%s%N)
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1e6 / 200 }'
+}
+tig_loop=$(seed_loop tig)
+ng_loop=$(seed_loop nginx)
+peak_rss=$(rss_kib "$tig_pid" VmHWM)
+
+# 64 concurrent 64 MiB uploads (the same bytes: stored once, received 64 times).
+head -c $((64 << 20)) /dev/urandom >"$work/m64"
+base_hwm=$(rss_kib "$tig_pid" VmHWM)
+uploads=()
+for i in $(seq 1 64); do
+    curl -s -o /dev/null -T "$work/m64" "$tig/" &
+    uploads+=($!)
+done
+for j in "${uploads[@]}"; do wait "$j" || true; done
+upload_hwm=$(rss_kib "$tig_pid" VmHWM)
+
+{
+    echo
+    echo "| large transfers | tig | peer | tig/peer |"
+    echo "|---|---:|---:|---:|"
+    echo "| ${BIG_MIB} MiB PUT, fresh server (MB/s) | $fresh_put | openssl dgst -sha256: $dgst_mbs | $(ratio "$fresh_put" "$dgst_mbs") |"
+    echo "| ${BIG_MIB} MiB PUT after the small-request load (MB/s) | $busy_put | openssl dgst -sha256: $dgst_mbs | $(ratio "$busy_put" "$dgst_mbs") |"
+    echo "| ${BIG_MIB} MiB GET (MB/s) | $tig_get | nginx: $ng_get | $(ratio "$tig_get" "$ng_get") |"
+    echo "| burst of 1,000 × 64 KiB vs one 64 MB file (MB/s) | $tig_burst | nginx: $ng_burst | $(ratio "$tig_burst" "$ng_burst") |"
+    echo "| seed loop, PUT + GET (ms per iteration, lower is better) | $tig_loop | nginx: $ng_loop | $(ratio "$tig_loop" "$ng_loop") |"
+    echo
+    echo "tig RSS: idle ${idle_rss} KiB; peak after the fresh ${BIG_MIB} MiB PUT ${fresh_rss} KiB; peak after" \
+        "everything above ${peak_rss} KiB; peak during 64 concurrent 64 MiB uploads ${upload_hwm} KiB" \
+        "(${base_hwm} KiB before them). openssl speed sha256 (16 KiB blocks): ${sha_rate} kB/s."
+} | tee -a "$table" >&2
+
+if [ -n "$OUT" ]; then
+    { echo; cat "$table"; } >>"$OUT"
+    echo "appended to $OUT" >&2
+else
+    cat "$table"
+fi
