@@ -65,17 +65,12 @@ pub fn encode_burst(ids: &[ObjectId]) -> Vec<u8> {
     out
 }
 
-/// Parses a burst list as the server does: one `/<h>.tig` or `http(s)://…/<h>.tig`
-/// per line, blank lines and a trailing `\r` ignored; any other line is refused.
+/// Parses a burst list with the one parser the server uses too
+/// ([`tig_core::parse_burst`]): strict UTF-8, one `/<h>.tig` or
+/// `http(s)://…/<h>.tig` per line, blank lines and a trailing `\r` ignored, at
+/// most [`tig_core::MAX_BURST_LIST`] bytes.
 pub fn decode_burst(bytes: &[u8]) -> Result<Vec<ObjectId>> {
-    let text =
-        std::str::from_utf8(bytes).map_err(|_| Error::invalid("burst list", "not UTF-8 text"))?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            ObjectId::from_burst_line(l).map_err(|e| Error::invalid("burst list", e.to_string()))
-        })
-        .collect()
+    Ok(tig_core::parse_burst(bytes)?)
 }
 
 #[cfg(test)]

@@ -64,6 +64,18 @@ pub enum Error {
     },
 }
 
+impl From<tig_core::SizeError> for Error {
+    fn from(e: tig_core::SizeError) -> Self {
+        Self::Usage(e.to_string())
+    }
+}
+
+impl From<tig_core::BurstError> for Error {
+    fn from(e: tig_core::BurstError) -> Self {
+        Self::invalid("burst list", e.to_string())
+    }
+}
+
 impl Error {
     /// An [`Error::Io`] naming what was being done.
     pub fn io(context: impl Into<String>, err: std::io::Error) -> Self {

@@ -113,7 +113,7 @@ impl Client {
             pb.finish_and_clear();
             return Ok(n);
         }
-        let list = self.fetch_bytes(id, LIST_MAX)?;
+        let list = self.fetch_bytes(id, tig_core::MAX_BURST_LIST)?;
         let members = decode_burst(&list)?;
         self.fetch_members_into(&members, file, max)
     }

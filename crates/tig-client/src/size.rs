@@ -1,35 +1,8 @@
 //! Byte sizes on the command line (`1048576`, `128MiB`, `1GiB`, `1MB`) and for humans.
+//! The parser is [`tig_core::parse_size`], re-exported here so the server's
+//! flags and the client's read sizes with one grammar.
 
-use crate::error::{Error, Result};
-
-/// Parses a size: a plain number of bytes, or a number with a unit: `KiB`, `MiB`,
-/// `GiB`, `TiB` (powers of 1024; also `K`/`Ki`, `M`/`Mi`, …) or `KB`, `MB`, `GB`,
-/// `TB` (powers of 1000), `B`. `tig serve --max-size` reads sizes with it too.
-/// Units are case-insensitive; a space between number and unit is allowed.
-pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let bad = || {
-        Error::Usage(format!(
-            "not a size: {s:?} (try 1048576, 10KiB, 128MiB, 1GiB, 1MB)"
-        ))
-    };
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kib" | "ki" | "k" => 1 << 10,
-        "mib" | "mi" | "m" => 1 << 20,
-        "gib" | "gi" | "g" => 1 << 30,
-        "tib" | "ti" | "t" => 1 << 40,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "tb" => 1_000_000_000_000,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(mult).ok_or_else(bad)
-}
+pub use tig_core::parse_size;
 
 /// `1536` → `1.5 KiB`.
 pub fn human(bytes: u64) -> String {
@@ -52,18 +25,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_of_the_contract() {
-        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+    fn parse_size_is_the_core_one() {
         assert_eq!(parse_size("128MiB").unwrap(), 128 << 20);
-        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
-        assert_eq!(parse_size("10KiB").unwrap(), 10 << 10);
-        assert_eq!(parse_size("1MB").unwrap(), 1_000_000);
-        assert_eq!(parse_size("4 kib").unwrap(), 4096);
-        assert_eq!(parse_size("2Mi").unwrap(), 2 << 20);
-        for bad in ["", "MiB", "1.5MiB", "-1", "12XB", "99999999999999999999"] {
-            assert!(parse_size(bad).is_err(), "{bad}");
-        }
-        assert!(parse_size("99999999TiB").is_err());
+        let e: crate::Error = parse_size("1.5MiB").unwrap_err().into();
+        assert!(matches!(e, crate::Error::Usage(_)), "{e}");
     }
 
     #[test]

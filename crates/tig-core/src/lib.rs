@@ -2,12 +2,20 @@
 //!
 //! This crate does no I/O. It owns the one rule every other crate relies on: an
 //! object is named by the SHA-256 of its bytes, written as 64 lowercase hex digits,
-//! and addressed over HTTP as `/<hex>.tig`.
+//! and addressed over HTTP as `/<hex>.tig`. It also holds the grammars shared by
+//! the server and the client: burst lists ([`parse_burst`], capped at
+//! [`MAX_BURST_LIST`]) and byte sizes ([`parse_size`]).
 
 use std::fmt;
 use std::str::FromStr;
 
 use sha2::{Digest, Sha256};
+
+mod burst;
+mod size;
+
+pub use burst::{BurstError, MAX_BURST_LIST, burst_members, check_burst_len, parse_burst};
+pub use size::{SizeError, parse_size};
 
 /// Length of an object id in bytes (SHA-256).
 pub const ID_LEN: usize = 32;

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
-use tig_core::{Hasher, ObjectId, format_path};
+use tig_core::{Hasher, ObjectId, check_burst_len, format_path, parse_burst};
 use tig_store::{BodyStream, ObjectBody, SlotOutcome, Store};
 
 use crate::AppState;
@@ -237,28 +237,6 @@ async fn read_all(body: ObjectBody) -> Result<Bytes, ApiError> {
     }
 }
 
-/// Parses a burst list: one object path or URL a line; blank lines and a
-/// trailing `\r` are ignored; anything else is refused naming the line.
-pub fn parse_burst(list: &[u8]) -> Result<Vec<ObjectId>, ApiError> {
-    let mut out = Vec::new();
-    for (n, raw) in list.split(|&b| b == b'\n').enumerate() {
-        let line = String::from_utf8_lossy(raw);
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() {
-            continue;
-        }
-        let id = ObjectId::from_burst_line(line).map_err(|_| {
-            ApiError::BadRequest(format!(
-                "burst line {} is not an object path: {}",
-                n + 1,
-                line.chars().take(100).collect::<String>()
-            ))
-        })?;
-        out.push(id);
-    }
-    Ok(out)
-}
-
 /// `GET /<h>.tig?burst=1`: validate every line and check every member exists
 /// before the 200; then stream the members. A member that vanishes mid-stream
 /// ends the body with an error, which aborts the connection.
@@ -273,7 +251,10 @@ async fn burst<S: Store>(
     let Some(list) = state.store.get(id, params.chtimes).await? else {
         return miss(state, req, forwarded, id).await;
     };
-    let members = parse_burst(&read_all(list.body).await?)?;
+    // The list is refused by its length before a byte of it is read.
+    check_burst_len(list.len).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let members = parse_burst(&read_all(list.body).await?)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let mut total = 0u64;
     for m in &members {
         match state.store.stat(*m, params.chtimes).await? {

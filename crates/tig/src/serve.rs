@@ -69,10 +69,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("bad duration {s:?}: {e} (try 3s, 10m, 2w or 0)"))
 }
 
-/// Parses a size with the client's grammar ([`tig_client::parse_size`]: `KiB`… powers
+/// Parses a size with the shared grammar ([`tig_core::parse_size`]: `KiB`… powers
 /// of 1024, `KB`… powers of 1000, `B` or nothing bytes), in clap's error form.
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    tig_client::parse_size(s)
+    tig_core::parse_size(s)
         .map_err(|_| format!("bad size {s:?} (try 1048576, 128MiB, 1GiB or 1MB)"))
 }
 
