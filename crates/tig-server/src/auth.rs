@@ -1,10 +1,13 @@
 //! API-key checks with per-address throttling.
 //!
-//! A failed attempt is answered after an async sleep (other requests keep being
-//! served) and counted against the client's IP. Once an address has failed
-//! `auth_max_failures` times within `auth_window`, every request from it that needs
-//! the key gets 429 until the window has passed. The map lock is a plain mutex held
-//! for a few instructions, never across an await.
+//! A correct key is always served, whatever happened before from the same
+//! address: many clients can share one address (NAT, proxy, ingress), and one of
+//! them guessing must not lock the others out. Throttling applies to failures
+//! only: a failed attempt is answered 401 after an async sleep (other requests
+//! keep being served) and counted against the client's IP; once an address has
+//! failed `auth_max_failures` times within `auth_window`, its further *failures*
+//! get 429 (after the same sleep) until the window has passed. The map lock is a
+//! plain mutex held for a few instructions, never across an await.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -138,18 +141,20 @@ pub async fn authorize(
         KeyState::Key(k) => Some(k),
         KeyState::Locked => None,
     };
-    if throttle.blocked(ip, config.auth_max_failures, config.auth_window) {
-        return Err(ApiError::Throttled);
-    }
     if let (Some(key), Some(g)) = (&key, given)
         && key.matches(g)
     {
         return Ok(());
     }
+    let blocked = throttle.blocked(ip, config.auth_max_failures, config.auth_window);
     throttle.record_failure(ip, config.auth_window);
-    tracing::warn!(%ip, "failed apikey attempt");
+    tracing::warn!(%ip, blocked, "failed apikey attempt");
     tokio::time::sleep(config.auth_fail_delay).await;
-    Err(ApiError::Unauthorized)
+    Err(if blocked {
+        ApiError::Throttled
+    } else {
+        ApiError::Unauthorized
+    })
 }
 
 #[cfg(test)]
@@ -184,22 +189,45 @@ mod tests {
                 .unwrap_err();
             assert!(matches!(e, ApiError::Unauthorized));
         }
-        // Locked out, even with the right key; other addresses are not.
+        // Further failures from that address get 429; other addresses are not
+        // affected.
         assert!(matches!(
-            authorize(&c, &Keys::default(), &t, ip, Some("k")).await,
+            authorize(&c, &Keys::default(), &t, ip, Some("bad")).await,
             Err(ApiError::Throttled)
         ));
-        assert!(
-            authorize(&c, &Keys::default(), &t, other, Some("k"))
-                .await
-                .is_ok()
-        );
+        assert!(matches!(
+            authorize(&c, &Keys::default(), &t, ip, None).await,
+            Err(ApiError::Throttled)
+        ));
+        assert!(matches!(
+            authorize(&c, &Keys::default(), &t, other, Some("bad")).await,
+            Err(ApiError::Unauthorized)
+        ));
         tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(matches!(
+            authorize(&c, &Keys::default(), &t, ip, Some("bad")).await,
+            Err(ApiError::Unauthorized)
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_correct_key_is_served_at_once_even_from_a_throttled_address() {
+        let c = cfg();
+        let t = Throttle::default();
+        let ip: IpAddr = [10, 0, 0, 9].into();
+        for _ in 0..1_000 {
+            let _ = authorize(&c, &Keys::default(), &t, ip, Some("bad")).await;
+        }
+        assert!(t.blocked(ip, c.auth_max_failures, c.auth_window));
+        let start = Instant::now();
         assert!(
             authorize(&c, &Keys::default(), &t, ip, Some("k"))
                 .await
                 .is_ok()
         );
+        // No sleep at all on the success path (the clock is paused: any sleep
+        // would show).
+        assert_eq!(Instant::now(), start);
     }
 
     #[tokio::test(start_paused = true)]
