@@ -76,6 +76,16 @@ impl Cluster {
         }
     }
 
+    /// The HTTP client used for peers (for handlers that ask peers themselves).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// How long a peer may take to answer a forwarded request.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Records this instance's bound address (so it is never its own peer).
     pub fn set_local_addr(&self, addr: SocketAddr) {
         let _ = self.me.set(addr);

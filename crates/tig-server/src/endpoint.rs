@@ -25,6 +25,8 @@ pub enum Endpoint {
     Head(ObjectId),
     /// `DELETE /<h>.tig`.
     Delete(ObjectId),
+    /// `POST /?missing=1`: which of the names in the body lack content.
+    Missing,
 }
 
 impl Endpoint {
@@ -50,6 +52,8 @@ pub struct Params {
     pub chtimes: bool,
     /// `Content-Type=T`.
     pub content_type: Option<String>,
+    /// `missing=1` (only on `POST /`).
+    pub missing: bool,
     setifnot: bool,
     append: bool,
 }
@@ -62,6 +66,7 @@ impl Default for Params {
             burst: false,
             chtimes: true,
             content_type: None,
+            missing: false,
             setifnot: false,
             append: false,
         }
@@ -97,6 +102,7 @@ pub fn parse_query(query: Option<&str>) -> Result<Params, ApiError> {
             "setifnot" => p.setifnot = flag("setifnot", &v)?,
             "append" => p.append = flag("append", &v)?,
             "chtimes" => p.chtimes = flag("chtimes", &v)?,
+            "missing" => p.missing = flag("missing", &v)?,
             "Content-Type" => p.content_type = Some(v.into_owned()),
             other => {
                 return Err(ApiError::BadRequest(format!(
@@ -143,6 +149,15 @@ pub fn parse(
         return Err(ApiError::MethodNotAllowed);
     }
     let name = decoded.strip_prefix('/').ok_or_else(not_object)?;
+    if params.missing {
+        return if method == Method::POST && name.is_empty() {
+            Ok((Endpoint::Missing, params))
+        } else {
+            Err(ApiError::BadRequest(
+                "missing=1 is only for POST / (a body of object paths)".to_owned(),
+            ))
+        };
+    }
     let endpoint = if name.is_empty() {
         match () {
             _ if is_get => Endpoint::List,
@@ -219,6 +234,14 @@ mod tests {
         assert_eq!(ep(Method::HEAD, &obj, None), Ok(Endpoint::Head(id())));
         assert_eq!(ep(Method::DELETE, &obj, None), Ok(Endpoint::Delete(id())));
         assert_eq!(ep(Method::GET, "/", Some("apikey=abc")), Ok(Endpoint::List));
+        assert_eq!(
+            ep(Method::POST, "/", Some("missing=1")),
+            Ok(Endpoint::Missing)
+        );
+        assert_eq!(
+            ep(Method::POST, "/", Some("missing=0")),
+            Ok(Endpoint::PutContent)
+        );
     }
 
     #[test]
@@ -238,6 +261,14 @@ mod tests {
         let obj = format!("/{H}.tig");
         assert_eq!(ep(Method::PUT, &obj, Some("setifnot=1&append=1")), Err(400));
         assert_eq!(ep(Method::PATCH, &obj, None), Err(405));
+        for (m, path) in [
+            (Method::PUT, "/"),
+            (Method::GET, "/"),
+            (Method::POST, obj.as_str()),
+            (Method::POST, "/kv"),
+        ] {
+            assert_eq!(ep(m, path, Some("missing=1")), Err(400), "{path}");
+        }
     }
 
     #[test]

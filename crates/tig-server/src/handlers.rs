@@ -109,6 +109,7 @@ async fn dispatch<S: Store>(state: &AppState<S>, req: Request) -> Result<Respons
     let max = cfg.max_size;
     let store = &*state.store;
     match endpoint {
+        Endpoint::Missing => crate::missing::handle(state, body_stream(body), forwarded).await,
         Endpoint::List => {
             let mut out = String::new();
             for id in store.list().await? {

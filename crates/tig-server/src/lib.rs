@@ -7,6 +7,7 @@
 //! - [`error`]: [`ApiError`], the single error type choosing status and reason;
 //! - [`auth`]: constant-time key checks and per-address throttling;
 //! - [`cluster`]: peers, forwarding of misses, offload-and-terminate;
+//! - [`missing`]: `POST /?missing=1`, which of many names lack content;
 //! - [`tls`]: PEM files → rustls config;
 //! - this file: [`AppState`] and [`serve`], the accept loop.
 //!
@@ -32,6 +33,7 @@ pub mod config;
 pub mod endpoint;
 pub mod error;
 pub mod handlers;
+pub mod missing;
 pub mod tls;
 
 pub use cluster::{Cluster, OffloadReport};

@@ -1,0 +1,238 @@
+//! `POST /?missing=1`: one request to learn which of many names a server lacks.
+//!
+//! The body is object paths, `/<h>.tig` one a line (blank lines and a trailing
+//! `\r` ignored), at most [`MAX_LINES`] names and [`MAX_BODY`] bytes. Every line is
+//! checked before the `200`: a bad one is a `400` naming it. The reply, streamed in
+//! batches of [`BATCH`] names in the order asked, lists every name that does **not**
+//! hold content with that hash: absent, or a key-value slot (whose bytes are
+//! anything, so it never vouches for them). A client may skip uploading exactly the
+//! names left out.
+//!
+//! Existence is public through `HEAD` already, so no key is needed. Present content
+//! has its retention timer refreshed (a client skipping its upload relies on it).
+//! In a cluster, the names missing here are asked of every peer in one request each
+//! (marked `Tig-Forwarded: 1`, never forwarded again); a name is reported missing
+//! unless a peer answered and left it out. A peer that fails or times out vouches
+//! for nothing, so its names stay missing: the client uploads them again, which is
+//! safe.
+
+use std::collections::HashSet;
+use std::io;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tig_core::ObjectId;
+use tig_store::{BodyStream, Kind, Store};
+
+use crate::AppState;
+use crate::cluster::FORWARDED_HEADER;
+use crate::error::ApiError;
+
+/// Most names one request may ask about.
+pub const MAX_LINES: usize = 100_000;
+
+/// Largest body (the burst-list cap: 16 MiB).
+pub const MAX_BODY: usize = 16 << 20;
+
+/// Names checked (and asked of the peers) at once; the reply streams per batch.
+pub const BATCH: usize = 1024;
+
+/// Local store checks in flight at once.
+const PARALLEL: usize = 16;
+
+/// Handles `POST /?missing=1` (the body not yet read).
+pub async fn handle<S: Store>(
+    state: &AppState<S>,
+    body: BodyStream,
+    forwarded: bool,
+) -> Result<Response, ApiError> {
+    let ids = parse_names(&read_capped(body).await?)?;
+    let batches: Vec<Vec<ObjectId>> = ids.chunks(BATCH).map(<[ObjectId]>::to_vec).collect();
+    let state = state.clone();
+    let stream = futures_util::stream::iter(batches).then(move |batch| {
+        let state = state.clone();
+        async move {
+            let missing = check_batch(&state, batch, forwarded).await?;
+            let mut out = String::with_capacity(missing.len() * (tig_core::HEX_LEN + 6));
+            for id in missing {
+                out.push_str(&id.path());
+                out.push('\n');
+            }
+            Ok::<Bytes, io::Error>(Bytes::from(out))
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Ok(resp)
+}
+
+/// Reads the body, refusing more than [`MAX_BODY`] bytes with 413.
+async fn read_capped(mut body: BodyStream) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::BadRequest(format!("reading the request body failed: {e}")))?;
+        if out.len() + chunk.len() > MAX_BODY {
+            return Err(ApiError::TooLarge(MAX_BODY as u64));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Parses the body: one `/<h>.tig` a line; blank lines and a trailing `\r` are
+/// ignored; anything else is a 400 naming the line. At most [`MAX_LINES`] names.
+pub fn parse_names(body: &[u8]) -> Result<Vec<ObjectId>, ApiError> {
+    let mut out = Vec::new();
+    for (n, raw) in body.split(|&b| b == b'\n').enumerate() {
+        let line = String::from_utf8_lossy(raw);
+        let line = line.strip_suffix('\r').unwrap_or(&line);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let id = ObjectId::from_path(line).map_err(|_| {
+            ApiError::BadRequest(format!(
+                "line {} is not an object path /<64 hex>.tig: {}",
+                n + 1,
+                line.chars().take(100).collect::<String>()
+            ))
+        })?;
+        if out.len() == MAX_LINES {
+            return Err(ApiError::BadRequest(format!(
+                "more than {MAX_LINES} names; send at most {MAX_LINES} per request"
+            )));
+        }
+        out.push(id);
+    }
+    Ok(out)
+}
+
+/// The names of `batch` (in order) that hold no content here nor on any peer.
+async fn check_batch<S: Store>(
+    state: &AppState<S>,
+    batch: Vec<ObjectId>,
+    forwarded: bool,
+) -> io::Result<Vec<ObjectId>> {
+    let store = &*state.store;
+    let checks: Vec<(ObjectId, bool)> = futures_util::stream::iter(batch)
+        .map(|id| async move { Ok::<_, io::Error>((id, is_content(store, id).await?)) })
+        .buffered(PARALLEL)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<io::Result<_>>()?;
+    let missing: Vec<ObjectId> = checks
+        .into_iter()
+        .filter_map(|(id, present)| (!present).then_some(id))
+        .collect();
+    if missing.is_empty() || forwarded || !state.cluster.enabled() {
+        return Ok(missing);
+    }
+    let present = present_on_peers(state, &missing).await;
+    Ok(missing
+        .into_iter()
+        .filter(|id| !present.contains(id))
+        .collect())
+}
+
+/// Whether `id` holds content here; refreshes its retention timer when it does.
+async fn is_content<S: Store>(store: &S, id: ObjectId) -> io::Result<bool> {
+    let to_io = |e: tig_store::StoreError| io::Error::other(e.to_string());
+    // `stat` is cheap and answers most misses; only a present name is classified.
+    if store.stat(id, true).await.map_err(to_io)?.is_none() {
+        return Ok(false);
+    }
+    Ok(store.kind(id).await.map_err(to_io)? == Some(Kind::Content))
+}
+
+/// The names among `ids` that some peer vouches for (left out of its own answer).
+async fn present_on_peers<S: Store>(state: &AppState<S>, ids: &[ObjectId]) -> HashSet<ObjectId> {
+    let cluster = &state.cluster;
+    let peers = cluster.peers().await;
+    let mut body = String::with_capacity(ids.len() * (tig_core::HEX_LEN + 6));
+    for id in ids {
+        body.push_str(&id.path());
+        body.push('\n');
+    }
+    let asked: HashSet<ObjectId> = ids.iter().copied().collect();
+    let mut pending: FuturesUnordered<_> = peers
+        .iter()
+        .map(|base| {
+            let req = cluster
+                .http()
+                .post(format!("{base}/?missing=1"))
+                .header(FORWARDED_HEADER, "1")
+                .body(body.clone());
+            async move {
+                let resp = req.send().await.ok()?;
+                if resp.status() != reqwest::StatusCode::OK {
+                    tracing::debug!(peer = %base, status = %resp.status(), "peer cannot answer missing=1");
+                    return None;
+                }
+                let text = resp.text().await.ok()?;
+                let mut lacks = HashSet::new();
+                for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                    lacks.insert(ObjectId::from_path(line.trim()).ok()?);
+                }
+                Some(lacks)
+            }
+        })
+        .collect();
+    let mut present = HashSet::new();
+    let deadline = tokio::time::sleep(cluster.timeout());
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            next = pending.next() => match next {
+                None => break,
+                Some(Some(lacks)) => {
+                    present.extend(asked.iter().filter(|id| !lacks.contains(id)).copied());
+                }
+                Some(None) => {}
+            },
+            () = &mut deadline => break,
+        }
+    }
+    present
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_parsed_strictly() {
+        let a = ObjectId::digest(b"a");
+        let b = ObjectId::digest(b"b");
+        let body = format!("{}\r\n\n  \n{}", a.path(), b.path());
+        assert_eq!(parse_names(body.as_bytes()).unwrap(), vec![a, b]);
+        assert!(parse_names(b"").unwrap().is_empty());
+        let bad = format!("{}\n/apikey\n", a.path());
+        let e = parse_names(bad.as_bytes()).unwrap_err();
+        assert_eq!(e.status().as_u16(), 400);
+        assert!(e.to_string().contains("line 2"), "{e}");
+        assert!(e.to_string().contains("/apikey"), "{e}");
+        let upper = format!("/{}.tig", a.to_hex().to_uppercase());
+        assert!(parse_names(upper.as_bytes()).is_err());
+        assert!(parse_names(a.to_hex().as_bytes()).is_err());
+    }
+
+    #[test]
+    fn the_line_cap_is_enforced() {
+        let line = format!("{}\n", ObjectId::digest(b"x").path());
+        let ok = line.repeat(MAX_LINES);
+        assert_eq!(parse_names(ok.as_bytes()).unwrap().len(), MAX_LINES);
+        let over = line.repeat(MAX_LINES + 1);
+        assert_eq!(
+            parse_names(over.as_bytes()).unwrap_err().status().as_u16(),
+            400
+        );
+    }
+}
