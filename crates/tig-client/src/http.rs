@@ -90,9 +90,9 @@ pub enum SlotWrite {
 pub struct Client {
     pub(crate) cfg: Config,
     /// For requests without a body: answers and body reads bounded by the idle timeout.
-    http: reqwest::blocking::Client,
+    pub(crate) http: reqwest::blocking::Client,
     /// For requests with a body (uploads): no overall timeout.
-    upload: reqwest::blocking::Client,
+    pub(crate) upload: reqwest::blocking::Client,
 }
 
 impl Client {
@@ -128,7 +128,12 @@ impl Client {
     }
 
     /// `server + path` with `query` pairs and, when `auth`, the API key.
-    fn url(&self, path: &str, query: &[(&str, &str)], auth: bool) -> Result<reqwest::Url> {
+    pub(crate) fn url(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        auth: bool,
+    ) -> Result<reqwest::Url> {
         let mut url = reqwest::Url::parse(&format!("{}{path}", self.cfg.server))
             .map_err(|e| Error::Usage(format!("bad server URL {}: {e}", self.cfg.server)))?;
         {
@@ -150,7 +155,7 @@ impl Client {
 
     /// Sends a request built by `make`, retrying connection failures always and other
     /// transport failures and 5xx answers when the request is `idempotent`.
-    fn send(
+    pub(crate) fn send(
         &self,
         what: &str,
         idempotent: bool,
@@ -182,7 +187,7 @@ impl Client {
     }
 
     /// Turns a non-2xx answer into an error naming `what`.
-    fn check(what: &str, resp: Response) -> Result<Response> {
+    pub(crate) fn check(what: &str, resp: Response) -> Result<Response> {
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);

@@ -12,11 +12,14 @@
 //!   `tig` binary has no async runtime of its own to share.
 //! - [`fetch`]: verified downloads (plain objects and bursts).
 //! - [`upload`]: the upload pool (hash, HEAD, PUT, check the name) and `put`.
+//! - [`cache`]: the snapshot cache (file stamp → chunk ids), never trusted for what
+//!   the server holds;
 //! - [`chunk`]: FastCDC chunk sizes and burst lists; [`tree`]: the snapshot tree
 //!   format; [`snapshot`]: snapshot and restore; [`backup`]: mirroring.
 //! - [`kv`]: key-value slots; [`target`]: names on the command line; [`size`]: sizes.
 
 pub mod backup;
+pub mod cache;
 pub mod chunk;
 pub mod error;
 pub mod fetch;

@@ -12,19 +12,21 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use tig_core::ObjectId;
 
+use crate::cache::{Cache, FileStamp};
 use crate::chunk::{ChunkParams, chunks, decode_burst, encode_burst};
 use crate::error::{Error, Result};
 use crate::fetch::{LIST_MAX, set_mode};
 use crate::http::Client;
 use crate::progress;
 use crate::tree::{Entry, Kind, Mode, decode_tree, encode_tree};
-use crate::upload::{Counts, Stats};
+use crate::upload::{Batcher, Counts, Job, Stats};
 
 /// Which files a snapshot leaves out.
 #[derive(Debug, Clone, Copy, Default)]
@@ -33,6 +35,8 @@ pub struct SnapshotOptions {
     pub no_ignore: bool,
     /// Also take `.git` directories.
     pub include_git: bool,
+    /// Neither read nor write the snapshot cache: hash every file.
+    pub no_cache: bool,
 }
 
 /// What a snapshot stored.
@@ -49,6 +53,10 @@ pub struct SnapshotResult {
     pub symlinks: u64,
     /// Bytes in the files.
     pub bytes: u64,
+    /// Files read and hashed.
+    pub hashed: u64,
+    /// Files not read: unchanged since the last snapshot, per the cache.
+    pub cached: u64,
     /// Objects sent and skipped.
     pub counts: Counts,
 }
@@ -67,21 +75,28 @@ pub struct RestoreResult {
 }
 
 enum Node {
-    File { path: PathBuf, exec: bool },
-    Link { target: Vec<u8> },
+    File {
+        path: PathBuf,
+        /// The path below the snapshot's directory (the cache's key).
+        rel: Vec<u8>,
+        stamp: FileStamp,
+        exec: bool,
+    },
+    Link {
+        target: Vec<u8>,
+        path: PathBuf,
+    },
     Dir(BTreeMap<Vec<u8>, Node>),
-}
-
-/// A file or link after phase 1: where its chunk ids are in the pool's output.
-struct Leaf {
-    first: usize,
-    count: usize,
-    size: u64,
 }
 
 impl Client {
     /// Stores `dir` as a tree and returns its root.
+    ///
+    /// Files whose stamp matches the cache are not read; every object id, cached or
+    /// not, is asked of the server in bulk (`POST /?missing=1`) and only what it
+    /// lacks is sent. The cache is rewritten only after the root is stored.
     pub fn snapshot(&self, dir: &Path, opts: SnapshotOptions) -> Result<SnapshotResult> {
+        let started = SystemTime::now();
         let meta = std::fs::metadata(dir)
             .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
         if !meta.is_dir() {
@@ -92,96 +107,191 @@ impl Client {
         }
         let params = ChunkParams::for_limit(self.cfg.max_size)?;
         let (root, total) = scan(dir, opts)?;
+        let mut cache = match Cache::default_dir() {
+            Some(d) if !opts.no_cache => Cache::load(&d, &self.cfg.server, dir, params.max),
+            _ => Cache::disabled(),
+        };
         let stats = Stats::default();
 
         // Phase 1: every chunk of every file, and every link target.
         let nodes: Vec<&Node> = leaves_of(&root);
-        let mut leaves: Vec<Leaf> = Vec::with_capacity(nodes.len());
+        let mut leaves: Vec<Vec<ObjectId>> = vec![Vec::new(); nodes.len()];
+        let mut sizes: Vec<u64> = vec![0; nodes.len()];
+        let (mut hashed, mut cached) = (0u64, 0u64);
         let pb = progress::bar(self.cfg.progress, Some(total), "snapshot");
-        let ids = self.upload_pool(&stats, &pb, |submit| {
-            for node in &nodes {
-                let mut first = None;
-                let mut count = 0;
-                let mut size = 0u64;
-                match node {
-                    Node::File { path, .. } => {
-                        let f = File::open(path)
-                            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-                        for chunk in chunks(f, params) {
-                            let chunk = chunk?;
-                            size += chunk.len() as u64;
-                            let seq = submit(Bytes::from(chunk))?;
-                            first.get_or_insert(seq);
-                            count += 1;
-                        }
-                        if count == 0 {
-                            first = Some(submit(Bytes::new())?);
-                            count = 1;
+        let mut bulk = true;
+        self.upload_pool(&stats, &pb, |submit| {
+            let mut batch = Batcher::new(self, &stats);
+            // Leaves taken from the cache since the last flush.
+            let mut pending: Vec<usize> = Vec::new();
+            let flush = |batch: &mut Batcher<'_>,
+                         pending: &mut Vec<usize>,
+                         leaves: &mut [Vec<ObjectId>],
+                         sizes: &mut [u64],
+                         submit: &mut dyn FnMut(Job) -> Result<usize>|
+             -> Result<()> {
+                let lacking = batch.flush(submit)?;
+                for i in pending.drain(..) {
+                    if !leaves[i].iter().any(|id| lacking.contains(id)) {
+                        stats.skip_many(leaves[i].len() as u64, sizes[i]);
+                        continue;
+                    }
+                    // The server lost some of a cached file's chunks: read it again.
+                    let Node::File { path, .. } = nodes[i] else {
+                        continue;
+                    };
+                    let source = Arc::new(path.clone());
+                    let (ids, data) = read_chunks(path, params)?;
+                    let changed = ids != leaves[i];
+                    sizes[i] = data.iter().map(|d| d.len() as u64).sum();
+                    for (id, data) in ids.iter().zip(data) {
+                        if changed || lacking.contains(id) {
+                            submit(Job {
+                                data,
+                                id: Some(*id),
+                                source: Arc::clone(&source),
+                                ask: changed || !batch.bulk(),
+                            })?;
                         }
                     }
-                    Node::Link { target } => {
-                        first = Some(submit(Bytes::from(target.clone()))?);
-                        count = 1;
+                    leaves[i] = ids;
+                }
+                Ok(())
+            };
+            for (i, node) in nodes.iter().enumerate() {
+                match node {
+                    Node::File {
+                        path, rel, stamp, ..
+                    } => {
+                        if let Some(ids) = cache.get(rel, stamp) {
+                            leaves[i] = ids.to_vec();
+                            sizes[i] = stamp.size;
+                            ids.iter().for_each(|id| batch.add_known(*id));
+                            pending.push(i);
+                            cached += 1;
+                            pb.inc(stamp.size);
+                        } else {
+                            hashed += 1;
+                            let f = File::open(path)
+                                .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+                            let source = Arc::new(path.clone());
+                            for chunk in chunks(f, params) {
+                                let data = Bytes::from(chunk?);
+                                let id = ObjectId::digest(&data);
+                                sizes[i] += data.len() as u64;
+                                pb.inc(data.len() as u64);
+                                leaves[i].push(id);
+                                batch.add(id, data, &source);
+                                if batch.full() {
+                                    flush(
+                                        &mut batch,
+                                        &mut pending,
+                                        &mut leaves,
+                                        &mut sizes,
+                                        submit,
+                                    )?;
+                                }
+                            }
+                            if leaves[i].is_empty() {
+                                let id = ObjectId::digest(b"");
+                                leaves[i].push(id);
+                                batch.add(id, Bytes::new(), &source);
+                            }
+                        }
+                    }
+                    Node::Link { target, path } => {
+                        let data = Bytes::from(target.clone());
+                        let id = ObjectId::digest(&data);
+                        leaves[i].push(id);
+                        batch.add(id, data, &Arc::new(path.clone()));
                     }
                     Node::Dir(_) => {}
                 }
-                leaves.push(Leaf {
-                    first: first.unwrap_or(0),
-                    count,
-                    size,
-                });
+                if batch.full() {
+                    flush(&mut batch, &mut pending, &mut leaves, &mut sizes, submit)?;
+                }
             }
+            flush(&mut batch, &mut pending, &mut leaves, &mut sizes, submit)?;
+            bulk = batch.bulk();
             Ok(())
         })?;
         pb.finish_and_clear();
 
-        // Phase 2: burst lists of multi-chunk files, after all their chunks.
-        let mut lists: Vec<(usize, Bytes)> = Vec::new();
-        for (i, leaf) in leaves.iter().enumerate() {
-            if leaf.count > 1 {
-                let list = encode_burst(&ids[leaf.first..leaf.first + leaf.count]);
-                if list.len() as u64 > self.cfg.max_size {
-                    return Err(Error::Usage(
-                        "a file's burst list is over --max-size; raise --max-size".into(),
-                    ));
-                }
-                lists.push((i, Bytes::from(list)));
+        // Phase 2: burst lists of multi-chunk files, then trees bottom-up, all
+        // asked about at once; the root last, after everything it names.
+        let mut later: Vec<Job> = Vec::new();
+        let mut leaf_ids: Vec<(ObjectId, Kind, u64)> = Vec::with_capacity(nodes.len());
+        for ((ids, node), size) in leaves.iter().zip(&nodes).zip(&sizes) {
+            if ids.len() == 1 {
+                leaf_ids.push((ids[0], Kind::Blob, *size));
+                continue;
             }
-        }
-        let list_ids = self.upload_pool(&stats, &progress::bar(false, None, ""), |submit| {
-            for (_, l) in &lists {
-                submit(l.clone())?;
+            let list = encode_burst(ids);
+            if list.len() as u64 > self.cfg.max_size {
+                return Err(Error::Usage(
+                    "a file's burst list is over --max-size; raise --max-size".into(),
+                ));
             }
-            Ok(())
-        })?;
-        let mut leaf_ids: Vec<(ObjectId, Kind, u64)> = leaves
-            .iter()
-            .map(|l| (ids[l.first], Kind::Blob, l.size))
-            .collect();
-        for ((i, _), id) in lists.iter().zip(list_ids) {
-            leaf_ids[*i].0 = id;
-            leaf_ids[*i].1 = Kind::Burst;
+            let list = Bytes::from(list);
+            let id = ObjectId::digest(&list);
+            leaf_ids.push((id, Kind::Burst, *size));
+            let path = match node {
+                Node::File { path, .. } | Node::Link { path, .. } => path.clone(),
+                Node::Dir(_) => dir.to_path_buf(),
+            };
+            later.push(known_job(list, id, &Arc::new(path)));
         }
-
-        // Phase 3: trees bottom-up; the root last.
         let mut trees: Vec<Bytes> = Vec::new();
         let mut next_leaf = 0usize;
         let mut counts = (0u64, 0u64, 0u64);
         let (root_bytes, bytes) =
             build_tree(&root, &leaf_ids, &mut next_leaf, &mut trees, &mut counts)?;
+        let top = Arc::new(dir.to_path_buf());
+        for t in trees {
+            let id = ObjectId::digest(&t);
+            later.push(known_job(t, id, &top));
+        }
+        let root_id = ObjectId::digest(&root_bytes);
+        let root_job = known_job(root_bytes, root_id, &top);
+        let mut names: Vec<ObjectId> = later.iter().filter_map(|j| j.id).collect();
+        names.push(root_id);
+        let missing = if bulk { self.missing(&names)? } else { None };
+        let lacks = |id: &ObjectId| missing.as_ref().is_none_or(|m| m.contains(id));
         self.upload_pool(&stats, &progress::bar(false, None, ""), |submit| {
-            for t in trees.drain(..) {
-                submit(t)?;
+            for mut job in later {
+                let id = job.id.unwrap_or(root_id);
+                if lacks(&id) {
+                    job.ask = missing.is_none();
+                    submit(job)?;
+                } else {
+                    stats.skip(job.data.len() as u64);
+                }
             }
             Ok(())
         })?;
-        let root_id = self.upload_one(root_bytes, &stats)?;
+        if lacks(&root_id) {
+            let mut job = root_job;
+            job.ask = missing.is_none();
+            self.upload_one(job, &stats)?;
+        } else {
+            stats.skip(root_job.data.len() as u64);
+        }
+
+        // Everything is stored: remember what each file was cut into.
+        for (node, ids) in nodes.iter().zip(leaves) {
+            if let Node::File { rel, stamp, .. } = node {
+                cache.put(rel.clone(), *stamp, ids);
+            }
+        }
+        cache.save(started);
         Ok(SnapshotResult {
             root: root_id,
             files: counts.0,
             dirs: counts.1 + 1,
             symlinks: counts.2,
             bytes,
+            hashed,
+            cached,
             counts: stats.counts(),
         })
     }
@@ -314,6 +424,34 @@ impl Client {
     }
 }
 
+/// A job for bytes whose id is known and whose presence was asked in bulk.
+fn known_job(data: Bytes, id: ObjectId, source: &Arc<PathBuf>) -> Job {
+    Job {
+        data,
+        id: Some(id),
+        source: Arc::clone(source),
+        ask: false,
+    }
+}
+
+/// A whole file cut into chunks: their ids and bytes (an empty file is one empty
+/// chunk).
+fn read_chunks(path: &Path, params: ChunkParams) -> Result<(Vec<ObjectId>, Vec<Bytes>)> {
+    let f = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let mut ids = Vec::new();
+    let mut data = Vec::new();
+    for chunk in chunks(f, params) {
+        let chunk = Bytes::from(chunk?);
+        ids.push(ObjectId::digest(&chunk));
+        data.push(chunk);
+    }
+    if ids.is_empty() {
+        ids.push(ObjectId::digest(b""));
+        data.push(Bytes::new());
+    }
+    Ok((ids, data))
+}
+
 /// Walks `dir` (honouring ignore rules unless told not to) into a tree of nodes.
 fn scan(dir: &Path, opts: SnapshotOptions) -> Result<(Node, u64)> {
     let mut wb = ignore::WalkBuilder::new(dir);
@@ -358,11 +496,14 @@ fn scan(dir: &Path, opts: SnapshotOptions) -> Result<(Node, u64)> {
                 .map_err(|e| Error::io(format!("reading link {}", ent.path().display()), e))?;
             Node::Link {
                 target: os_bytes(target.as_os_str()),
+                path: ent.path().to_path_buf(),
             }
         } else if ft.is_file() {
             total += meta.len();
             Node::File {
                 path: ent.path().to_path_buf(),
+                rel: os_bytes(rel.as_os_str()),
+                stamp: FileStamp::of(&meta),
                 exec: is_exec(&meta),
             }
         } else {

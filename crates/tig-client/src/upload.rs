@@ -1,11 +1,18 @@
-//! Uploads: a bounded pool of workers that hash each object, skip it when the server
-//! already has it (HEAD), upload it otherwise and check the name the server gives
+//! Uploads: a bounded pool of workers that hash each object, skip it only when the
+//! server vouches that it holds *content with that hash* (see [`Client::has_content`]
+//! and [`Client::missing`]), upload it otherwise and check the name the server gives
 //! back; plus `put` of one file, plain or chunked into a burst.
+//!
+//! A name can also hold a key-value slot, whose bytes are anything. So "the server has
+//! `/<h>.tig`" is never enough to skip: a `HEAD` must answer `ETag: "<h>"` (only
+//! content carries that tag), or `POST /?missing=1` must leave the name out (it lists
+//! slots as missing). An upload of content whose name holds a slot is refused with
+//! 409, which fails the command with one line naming the file.
 
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -16,8 +23,26 @@ use tig_core::{Hasher, ObjectId};
 
 use crate::chunk::{ChunkParams, chunks, encode_burst};
 use crate::error::{Error, Result};
-use crate::http::{Client, Payload};
+use crate::http::{Client, Payload, error_chain};
 use crate::progress;
+
+/// Most names per `POST /?missing=1` (the server's cap).
+pub const MISSING_MAX_LINES: usize = 100_000;
+
+/// One object for the upload pool: its bytes, the file it comes from (named in
+/// errors), and whether the server must first be asked (`HEAD`) if it has it.
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    /// The bytes.
+    pub data: Bytes,
+    /// Their hash, when the caller already computed it.
+    pub id: Option<ObjectId>,
+    /// The file (or what else) these bytes are part of.
+    pub source: Arc<PathBuf>,
+    /// `true`: ask the server (`HEAD`, content `ETag`) and skip if it has the
+    /// content. `false`: the caller knows the server lacks it; send it.
+    pub ask: bool,
+}
 
 /// Plain puts up to this size are sent from memory.
 const IN_MEMORY_MAX: u64 = 16 << 20;
@@ -54,17 +79,119 @@ impl Stats {
             skipped_bytes: self.skipped_bytes.load(Ordering::Relaxed),
         }
     }
-    fn skip(&self, n: u64) {
+    pub(crate) fn skip(&self, n: u64) {
         self.skipped.fetch_add(1, Ordering::Relaxed);
         self.skipped_bytes.fetch_add(n, Ordering::Relaxed);
+    }
+    /// `objects` not sent, holding `bytes`.
+    pub(crate) fn skip_many(&self, objects: u64, bytes: u64) {
+        self.skipped.fetch_add(objects, Ordering::Relaxed);
+        self.skipped_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
     fn upload(&self, n: u64) {
         self.uploaded.fetch_add(1, Ordering::Relaxed);
         self.uploaded_bytes.fetch_add(n, Ordering::Relaxed);
     }
     /// `true` the first time `id` is seen in this run.
-    fn first(&self, id: ObjectId) -> bool {
+    pub(crate) fn first(&self, id: ObjectId) -> bool {
         self.seen.lock().map(|mut s| s.insert(id)).unwrap_or(true)
+    }
+}
+
+/// Objects held back until the server is asked, in one request, which it lacks.
+const BATCH_BYTES: usize = 32 << 20;
+
+/// Collects objects (with their bytes) and names known only by id, asks the server
+/// which of them it lacks in one `POST /?missing=1` per batch, and submits to the
+/// upload pool exactly those — each id at most once per run.
+pub(crate) struct Batcher<'a> {
+    client: &'a Client,
+    stats: &'a Stats,
+    /// Ids already decided this run (present, or submitted).
+    handled: HashSet<ObjectId>,
+    /// The server does not answer `?missing=1`: ask per object (`HEAD`).
+    unsupported: bool,
+    fresh: Vec<(ObjectId, Bytes, Arc<PathBuf>)>,
+    known: Vec<ObjectId>,
+    mem: usize,
+}
+
+impl<'a> Batcher<'a> {
+    pub(crate) fn new(client: &'a Client, stats: &'a Stats) -> Self {
+        Self {
+            client,
+            stats,
+            handled: HashSet::new(),
+            unsupported: false,
+            fresh: Vec::new(),
+            known: Vec::new(),
+            mem: 0,
+        }
+    }
+
+    /// Whether a batch is due.
+    pub(crate) fn full(&self) -> bool {
+        self.mem >= BATCH_BYTES || self.fresh.len() + self.known.len() >= MISSING_MAX_LINES
+    }
+
+    /// Queues bytes whose id is `id`.
+    pub(crate) fn add(&mut self, id: ObjectId, data: Bytes, source: &Arc<PathBuf>) {
+        self.mem += data.len();
+        self.fresh.push((id, data, Arc::clone(source)));
+    }
+
+    /// Queues a name whose bytes are not at hand (from the cache).
+    pub(crate) fn add_known(&mut self, id: ObjectId) {
+        self.known.push(id);
+    }
+
+    /// Asks the server about everything queued, submits the queued bytes it lacks,
+    /// and returns the known-only names it lacks (the caller must produce and
+    /// submit their bytes, e.g. by reading the file again).
+    pub(crate) fn flush(
+        &mut self,
+        submit: &mut dyn FnMut(Job) -> Result<usize>,
+    ) -> Result<HashSet<ObjectId>> {
+        let mut ask: Vec<ObjectId> = Vec::new();
+        let mut seen = HashSet::new();
+        for id in self.fresh.iter().map(|f| &f.0).chain(&self.known) {
+            if !self.handled.contains(id) && seen.insert(*id) {
+                ask.push(*id);
+            }
+        }
+        let missing = if self.unsupported || ask.is_empty() {
+            None
+        } else {
+            let m = self.client.missing(&ask)?;
+            self.unsupported = m.is_none();
+            m
+        };
+        let lacks = |id: &ObjectId| missing.as_ref().is_none_or(|m| m.contains(id));
+        for (id, data, source) in std::mem::take(&mut self.fresh) {
+            if self.handled.insert(id) && lacks(&id) {
+                submit(Job {
+                    data,
+                    id: Some(id),
+                    source,
+                    ask: missing.is_none(),
+                })?;
+            } else {
+                self.stats.skip(data.len() as u64);
+            }
+        }
+        let mut out = HashSet::new();
+        for id in std::mem::take(&mut self.known) {
+            if self.handled.insert(id) && lacks(&id) {
+                out.insert(id);
+            }
+        }
+        self.mem = 0;
+        Ok(out)
+    }
+
+    /// Whether the server answers `?missing=1` (as far as seen).
+    pub(crate) fn bulk(&self) -> bool {
+        !self.unsupported
     }
 }
 
@@ -85,15 +212,88 @@ pub struct PutResult {
 }
 
 impl Client {
-    /// Uploads one object unless the server has it (or this run already sent it).
-    pub(crate) fn upload_one(&self, data: Bytes, stats: &Stats) -> Result<ObjectId> {
-        let id = ObjectId::digest(&data);
-        let n = data.len() as u64;
-        if !stats.first(id) || self.head(&id)?.is_some() {
+    /// `HEAD /<h>.tig`: whether the server vouches that the name holds content with
+    /// that hash (`ETag: "<h>"`). A slot, an absent name, or a server that does not
+    /// send the tag are all `false`: the caller uploads.
+    pub fn has_content(&self, id: &ObjectId) -> Result<bool> {
+        let what = format!("HEAD {}", id.path());
+        // Without `chtimes=0`: an object a new upload relies on must stay alive.
+        let url = self.url(&id.path(), &[], false)?;
+        let resp = self.send(&what, true, || Ok(self.http.head(url.clone())))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        let resp = Self::check(&what, resp)?;
+        Ok(is_content_etag(resp.headers(), id))
+    }
+
+    /// `POST /?missing=1`: the names among `ids` that the server does not hold as
+    /// content (absent, or a key-value slot), asked in requests of at most
+    /// [`MISSING_MAX_LINES`] names. `None` when the server does not know the request
+    /// (an older server): the caller must then treat every name as missing.
+    pub fn missing(&self, ids: &[ObjectId]) -> Result<Option<HashSet<ObjectId>>> {
+        let mut out = HashSet::new();
+        for part in ids.chunks(MISSING_MAX_LINES) {
+            let what = format!("POST /?missing=1 ({} names)", part.len());
+            let url = self.url("/", &[("missing", "1")], false)?;
+            let body = Bytes::from(crate::chunk::encode_burst(part));
+            let resp = self.send(&what, true, || {
+                Ok(self.upload.post(url.clone()).body(body.clone()))
+            })?;
+            let status = resp.status();
+            if status == reqwest::StatusCode::BAD_REQUEST
+                || status == reqwest::StatusCode::EXPECTATION_FAILED
+                || status == reqwest::StatusCode::METHOD_NOT_ALLOWED
+                || status == reqwest::StatusCode::UNAUTHORIZED
+            {
+                // An older server: `missing` is an unknown parameter (400), or the
+                // POST is taken as an upload needing the key (401).
+                let text = resp.text().unwrap_or_default();
+                if status != reqwest::StatusCode::BAD_REQUEST
+                    || text.contains("unknown query parameter")
+                {
+                    tracing::debug!(%status, "the server does not answer ?missing=1");
+                    return Ok(None);
+                }
+                return Err(Error::Status {
+                    what,
+                    status: status.as_u16(),
+                    message: text.lines().next().unwrap_or("").trim().to_string(),
+                });
+            }
+            let resp = Self::check(&what, resp)?;
+            let text = resp.text().map_err(|e| Error::Transport {
+                what: what.clone(),
+                reason: error_chain(&e),
+            })?;
+            let asked: HashSet<&ObjectId> = part.iter().collect();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let id = ObjectId::from_burst_line(line.trim())
+                    .map_err(|e| Error::invalid(format!("reply to {what}"), e.to_string()))?;
+                if !asked.contains(&id) {
+                    return Err(Error::invalid(
+                        format!("reply to {what}"),
+                        format!("names {} which was not asked", id.path()),
+                    ));
+                }
+                out.insert(id);
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Uploads one object unless the server has it as content (or this run already
+    /// sent it). A refusal names `source`.
+    pub(crate) fn upload_one(&self, job: Job, stats: &Stats) -> Result<ObjectId> {
+        let id = job.id.unwrap_or_else(|| ObjectId::digest(&job.data));
+        let n = job.data.len() as u64;
+        if !stats.first(id) || (job.ask && self.has_content(&id)?) {
             stats.skip(n);
             return Ok(id);
         }
-        let got = self.put_content(&Payload::Bytes(data))?;
+        let got = self
+            .put_content(&Payload::Bytes(job.data))
+            .map_err(|e| naming(&job.source, e))?;
         check_reply(&id, &got)?;
         stats.upload(n);
         Ok(id)
@@ -106,11 +306,11 @@ impl Client {
         &self,
         stats: &Stats,
         pb: &ProgressBar,
-        produce: impl FnOnce(&mut dyn FnMut(Bytes) -> Result<usize>) -> Result<()>,
+        produce: impl FnOnce(&mut dyn FnMut(Job) -> Result<usize>) -> Result<()>,
     ) -> Result<Vec<ObjectId>> {
         let jobs = self.cfg.jobs;
-        let (tx, rx) = sync_channel::<(usize, Bytes)>(jobs * 2);
-        let rx: Arc<Mutex<Receiver<(usize, Bytes)>>> = Arc::new(Mutex::new(rx));
+        let (tx, rx) = sync_channel::<(usize, Job)>(jobs * 2);
+        let rx: Arc<Mutex<Receiver<(usize, Job)>>> = Arc::new(Mutex::new(rx));
         let ids: Mutex<Vec<Option<ObjectId>>> = Mutex::new(Vec::new());
         let failure: Mutex<Option<Error>> = Mutex::new(None);
         let abort = AtomicBool::new(false);
@@ -124,12 +324,12 @@ impl Client {
                             Ok(r) => r.recv(),
                             Err(_) => break,
                         };
-                        let Ok((seq, data)) = job else { break };
+                        let Ok((seq, job)) = job else { break };
                         if abort.load(Ordering::Relaxed) {
                             break;
                         }
-                        let n = data.len() as u64;
-                        match self.upload_one(data, stats) {
+                        let n = job.data.len() as u64;
+                        match self.upload_one(job, stats) {
                             Ok(id) => {
                                 pb.inc(n);
                                 if let Ok(mut v) = ids.lock() {
@@ -152,11 +352,11 @@ impl Client {
             }
             drop(rx);
             let mut seq = 0usize;
-            let mut submit = |data: Bytes| -> Result<usize> {
+            let mut submit = |job: Job| -> Result<usize> {
                 if abort.load(Ordering::Relaxed) {
                     return Err(Error::invalid("upload", "aborted"));
                 }
-                tx.send((seq, data))
+                tx.send((seq, job))
                     .map_err(|_| Error::invalid("upload", "aborted"))?;
                 seq += 1;
                 Ok(seq - 1)
@@ -199,7 +399,11 @@ impl Client {
             let pb = progress::bar(self.cfg.progress, Some(size), "hash");
             let id = hash_file(path, &pb)?;
             pb.finish_and_clear();
-            if self.head(&id)?.is_some() {
+            let present = match self.missing(&[id])? {
+                Some(m) => !m.contains(&id),
+                None => self.has_content(&id)?,
+            };
+            if present {
                 stats.skip(size);
             } else {
                 // Small bodies go from memory: if the server refuses one early (413),
@@ -219,7 +423,7 @@ impl Client {
                         ),
                     },
                     other => other,
-                })?;
+                }).map_err(|e| naming(path, e))?;
                 check_reply(&id, &got)?;
                 stats.upload(size);
             }
@@ -235,18 +439,27 @@ impl Client {
         let pb = progress::bar(self.cfg.progress, Some(size), "put");
         let file =
             File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        let ids = self.upload_pool(&stats, &pb, |submit| {
+        let source = Arc::new(path.to_path_buf());
+        let mut ids = Vec::new();
+        self.upload_pool(&stats, &pb, |submit| {
+            let mut batch = Batcher::new(self, &stats);
             for chunk in chunks(file, params) {
-                submit(Bytes::from(chunk?))?;
+                let data = Bytes::from(chunk?);
+                let id = ObjectId::digest(&data);
+                ids.push(id);
+                batch.add(id, data, &source);
+                if batch.full() {
+                    batch.flush(submit)?;
+                }
             }
+            if ids.is_empty() {
+                ids.push(ObjectId::digest(b""));
+                batch.add(ids[0], Bytes::new(), &source);
+            }
+            batch.flush(submit)?;
             Ok(())
         })?;
         pb.finish_and_clear();
-        let ids = if ids.is_empty() {
-            vec![self.upload_one(Bytes::new(), &stats)?]
-        } else {
-            ids
-        };
         let list = encode_burst(&ids);
         if list.len() as u64 > self.cfg.max_size {
             return Err(Error::Usage(format!(
@@ -254,7 +467,29 @@ impl Client {
                 list.len()
             )));
         }
-        let id = self.upload_one(Bytes::from(list), &stats)?;
+        let list = Bytes::from(list);
+        let id = ObjectId::digest(&list);
+        let ask = match self.missing(&[id])? {
+            Some(m) if !m.contains(&id) => {
+                stats.skip(list.len() as u64);
+                return Ok(PutResult {
+                    id,
+                    burst: true,
+                    size,
+                    chunks: ids.len() as u64,
+                    counts: stats.counts(),
+                });
+            }
+            Some(_) => false,
+            None => true,
+        };
+        let job = Job {
+            data: list,
+            id: Some(id),
+            source,
+            ask,
+        };
+        let id = self.upload_one(job, &stats)?;
         Ok(PutResult {
             id,
             burst: true,
@@ -262,6 +497,34 @@ impl Client {
             chunks: ids.len() as u64,
             counts: stats.counts(),
         })
+    }
+}
+
+/// Whether `headers` carry the content tag of `id`: `ETag: "<h>"` (strong, exact).
+pub(crate) fn is_content_etag(headers: &reqwest::header::HeaderMap, id: &ObjectId) -> bool {
+    headers
+        .get(reqwest::header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == format!("\"{}\"", id.to_hex()))
+}
+
+/// A refused upload names the file it came from: `storing FILE (PUT /): …`.
+fn naming(source: &Path, e: Error) -> Error {
+    match e {
+        Error::Status {
+            what,
+            status,
+            message,
+        } => Error::Status {
+            what: format!("storing {} ({what})", source.display()),
+            status,
+            message,
+        },
+        Error::Transport { what, reason } => Error::Transport {
+            what: format!("storing {} ({what})", source.display()),
+            reason,
+        },
+        other => other,
     }
 }
 

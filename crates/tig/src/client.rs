@@ -84,6 +84,10 @@ pub enum Command {
         /// Also take `.git` directories.
         #[arg(long)]
         include_git: bool,
+        /// Read and hash every file: neither use nor update the snapshot cache
+        /// ($XDG_CACHE_HOME/tig, else ~/.cache/tig).
+        #[arg(long)]
+        no_cache: bool,
         /// Print a full URL instead of a path.
         #[arg(long)]
         url: bool,
@@ -215,6 +219,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             dir,
             no_ignore,
             include_git,
+            no_cache,
             url,
             json,
             conn,
@@ -225,6 +230,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 SnapshotOptions {
                     no_ignore,
                     include_git,
+                    no_cache,
                 },
             )?;
             let name = if url {
@@ -238,8 +244,10 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 println!("{name}");
             }
             summary(&format!(
-                "snapshot: {} file(s), {} dir(s), {} link(s), {}; {}",
+                "snapshot: {} file(s) ({} read, {} unchanged per the cache), {} dir(s), {} link(s), {}; {}",
                 res.files,
+                res.hashed,
+                res.cached,
                 res.dirs,
                 res.symlinks,
                 human(res.bytes),

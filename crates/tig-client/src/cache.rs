@@ -1,0 +1,296 @@
+//! The snapshot cache: what each file hashed to last time, so an unchanged file is
+//! not read again (like git's index or restic's parent snapshot).
+//!
+//! One file per (server, directory, chunk size) under `$XDG_CACHE_HOME/tig` (else
+//! `~/.cache/tig`), named by a hash of the three. It records, for each file's path
+//! relative to the directory, its (size, mtime, ctime, inode, device) when it was read
+//! and the chunk ids it was cut into. A file is taken from the cache only if all five
+//! still match **and** its mtime is in an earlier second than the start of the
+//! snapshot that wrote the entry (git's "racily clean" rule: a file written in the
+//! same second as it was read may have changed again without its timestamps saying
+//! so). The cache never says what the server holds: every id, cached or not, is asked
+//! again in bulk (`POST /?missing=1`).
+//!
+//! It is never required for correctness: a missing, unreadable or corrupt file is an
+//! empty cache (costing only time), and it is written atomically (temp file, rename).
+//!
+//! Format (text, one entry a line; names `%`-escaped as in snapshot trees):
+//!
+//! ```text
+//! tig-snapshot-cache 1 <start unix seconds>
+//! <size> <mtime s> <mtime ns> <ctime s> <ctime ns> <inode> <device> <hex>[,<hex>…] <name>
+//! ```
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tig_core::{Hasher, ObjectId};
+
+use crate::tree::{escape_name, unescape_name};
+
+const HEADER: &str = "tig-snapshot-cache 1";
+
+/// What identifies a file's version without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time: seconds and nanoseconds since the epoch.
+    pub mtime: (i64, i64),
+    /// Status-change time: seconds and nanoseconds since the epoch.
+    pub ctime: (i64, i64),
+    /// Inode number.
+    pub inode: u64,
+    /// Device number.
+    pub device: u64,
+}
+
+impl FileStamp {
+    /// The stamp of `meta` (from `symlink_metadata`/`metadata`).
+    #[cfg(unix)]
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            size: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            inode: meta.ino(),
+            device: meta.dev(),
+        }
+    }
+}
+
+/// One file's entry: its stamp when read, and the chunk ids it was cut into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    stamp: FileStamp,
+    chunks: Vec<ObjectId>,
+}
+
+/// The cache of one (server, directory, chunk size).
+#[derive(Debug)]
+pub struct Cache {
+    file: Option<PathBuf>,
+    /// When the snapshot that wrote the loaded file started (unix seconds).
+    written: i64,
+    old: HashMap<Vec<u8>, Entry>,
+    new: HashMap<Vec<u8>, Entry>,
+}
+
+impl Cache {
+    /// A cache that remembers nothing and writes nothing (`--no-cache`).
+    pub fn disabled() -> Self {
+        Self {
+            file: None,
+            written: 0,
+            old: HashMap::new(),
+            new: HashMap::new(),
+        }
+    }
+
+    /// The default location: `$XDG_CACHE_HOME/tig`, else `$HOME/.cache/tig`.
+    pub fn default_dir() -> Option<PathBuf> {
+        let abs = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+        std::env::var_os("XDG_CACHE_HOME")
+            .and_then(abs)
+            .map(|d| d.join("tig"))
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .and_then(abs)
+                    .map(|h| h.join(".cache").join("tig"))
+            })
+    }
+
+    /// Loads the cache for snapshots of `root` to `server` with chunks of at most
+    /// `max_chunk` bytes, from `dir`. Anything unreadable is an empty cache.
+    pub fn load(dir: &Path, server: &str, root: &Path, max_chunk: u32) -> Self {
+        let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        let mut h = Hasher::new();
+        h.update(format!("{server}\n{max_chunk}\n").as_bytes());
+        h.update(root.as_os_str().as_encoded_bytes());
+        let file = dir.join(format!("snapshot-{}", &h.finish().to_hex()[..32]));
+        let (written, old) = match std::fs::read(&file) {
+            Ok(bytes) => parse(&bytes).unwrap_or_else(|| {
+                tracing::debug!(file = %file.display(), "ignoring a corrupt snapshot cache");
+                (0, HashMap::new())
+            }),
+            Err(_) => (0, HashMap::new()),
+        };
+        Self {
+            file: Some(file),
+            written,
+            old,
+            new: HashMap::new(),
+        }
+    }
+
+    /// The chunk ids of the file at `name` (relative path bytes) if its stamp is
+    /// unchanged and was settled (mtime before the second the entry was written).
+    pub fn get(&self, name: &[u8], stamp: &FileStamp) -> Option<&[ObjectId]> {
+        let e = self.old.get(name)?;
+        (e.stamp == *stamp && stamp.mtime.0 < self.written).then_some(&e.chunks[..])
+    }
+
+    /// Records what the file at `name` with `stamp` was cut into, for the next run.
+    pub fn put(&mut self, name: Vec<u8>, stamp: FileStamp, chunks: Vec<ObjectId>) {
+        self.new.insert(name, Entry { stamp, chunks });
+    }
+
+    /// Replaces the file with this run's entries, stamped with `started`, atomically.
+    /// Failures are logged and ignored: the cache only saves time.
+    pub fn save(&self, started: SystemTime) {
+        let Some(file) = &self.file else { return };
+        if let Err(e) = self.write(file, started) {
+            tracing::debug!(file = %file.display(), error = %e, "cannot write the snapshot cache");
+        }
+    }
+
+    fn write(&self, file: &Path, started: SystemTime) -> std::io::Result<()> {
+        let dir = file.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let secs = started
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".snapshot-")
+            .tempfile_in(dir)?;
+        {
+            let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+            writeln!(w, "{HEADER} {secs}")?;
+            let mut names: Vec<&Vec<u8>> = self.new.keys().collect();
+            names.sort();
+            for name in names {
+                let Some(e) = self.new.get(name) else {
+                    continue;
+                };
+                let s = &e.stamp;
+                let chunks: Vec<String> = e.chunks.iter().map(ObjectId::to_hex).collect();
+                writeln!(
+                    w,
+                    "{} {} {} {} {} {} {} {} {}",
+                    s.size,
+                    s.mtime.0,
+                    s.mtime.1,
+                    s.ctime.0,
+                    s.ctime.1,
+                    s.inode,
+                    s.device,
+                    chunks.join(","),
+                    escape_name(name)
+                )?;
+            }
+            w.flush()?;
+        }
+        tmp.persist(file).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+/// Parses a cache file; `None` if anything in it is malformed.
+fn parse(bytes: &[u8]) -> Option<(i64, HashMap<Vec<u8>, Entry>)> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut lines = text.lines();
+    let written: i64 = lines.next()?.strip_prefix(HEADER)?.trim().parse().ok()?;
+    let mut out = HashMap::new();
+    for line in lines {
+        let mut f = line.splitn(9, ' ');
+        let mut num = || f.next()?.parse::<i64>().ok();
+        let (size, ms, mn, cs, cn, ino, dev) =
+            (num()?, num()?, num()?, num()?, num()?, num()?, num()?);
+        let chunks = f
+            .next()?
+            .split(',')
+            .map(|h| ObjectId::from_hex(h).ok())
+            .collect::<Option<Vec<_>>>()?;
+        let name = unescape_name(f.next()?)?;
+        if chunks.is_empty() || name.is_empty() {
+            return None;
+        }
+        let stamp = FileStamp {
+            size: u64::try_from(size).ok()?,
+            mtime: (ms, mn),
+            ctime: (cs, cn),
+            inode: u64::try_from(ino).ok()?,
+            device: u64::try_from(dev).ok()?,
+        };
+        out.insert(name, Entry { stamp, chunks });
+    }
+    Some((written, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn stamp(mtime: i64) -> FileStamp {
+        FileStamp {
+            size: 3,
+            mtime: (mtime, 5),
+            ctime: (mtime, 7),
+            inode: 11,
+            device: 13,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_the_racy_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("src");
+        std::fs::create_dir(&root).unwrap();
+        let ids = vec![ObjectId::digest(b"a"), ObjectId::digest(b"b")];
+        let mut c = Cache::load(dir.path(), "http://s", &root, 1 << 20);
+        assert!(c.get(b"x", &stamp(100)).is_none());
+        c.put(b"dir/na me%\n".to_vec(), stamp(100), ids.clone());
+        c.put(b"same-second".to_vec(), stamp(200), ids[..1].to_vec());
+        c.save(UNIX_EPOCH + Duration::from_secs(200));
+
+        let c = Cache::load(dir.path(), "http://s", &root, 1 << 20);
+        assert_eq!(c.get(b"dir/na me%\n", &stamp(100)), Some(&ids[..]));
+        // changed stamp: not trusted
+        let mut other = stamp(100);
+        other.ctime.1 += 1;
+        assert!(c.get(b"dir/na me%\n", &other).is_none());
+        other = stamp(100);
+        other.inode += 1;
+        assert!(c.get(b"dir/na me%\n", &other).is_none());
+        // mtime in the second the snapshot started: re-hashed
+        assert!(c.get(b"same-second", &stamp(200)).is_none());
+        // another server, root or chunk size: another cache
+        assert!(
+            Cache::load(dir.path(), "http://t", &root, 1 << 20)
+                .get(b"dir/na me%\n", &stamp(100))
+                .is_none()
+        );
+        assert!(
+            Cache::load(dir.path(), "http://s", &root, 1 << 22)
+                .get(b"dir/na me%\n", &stamp(100))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_corrupt_file_is_an_empty_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cache::load(dir.path(), "http://s", dir.path(), 1 << 20);
+        c.put(b"f".to_vec(), stamp(1), vec![ObjectId::digest(b"a")]);
+        c.save(UNIX_EPOCH + Duration::from_secs(9));
+        let file = c.file.clone().unwrap();
+        let good = std::fs::read(&file).unwrap();
+        assert!(parse(&good).is_some());
+        for bad in [
+            &good[..good.len() - 20],
+            b"tig-snapshot-cache 2 9\n",
+            b"\xff\xfe",
+            b"",
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            let c = Cache::load(dir.path(), "http://s", dir.path(), 1 << 20);
+            assert!(c.get(b"f", &stamp(1)).is_none());
+        }
+        assert!(Cache::disabled().get(b"f", &stamp(1)).is_none());
+        Cache::disabled().save(SystemTime::now()); // writes nothing, no panic
+    }
+}
