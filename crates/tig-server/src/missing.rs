@@ -1,7 +1,8 @@
 //! `POST /?missing=1`: one request to learn which of many names a server lacks.
 //!
-//! The body is object paths, `/<h>.tig` one a line (blank lines and a trailing
-//! `\r` ignored), at most [`MAX_LINES`] names and [`MAX_BODY`] bytes. Every line is
+//! The body is object paths, `/<h>.tig` one a line, read by tig-core's burst-list
+//! parser (blank lines and a trailing `\r` ignored; a URL counts by its path), at
+//! most [`MAX_LINES`] names and [`MAX_BODY`] bytes. Every line is
 //! checked before the `200`: a bad one is a `400` naming it. The reply, streamed in
 //! batches of [`BATCH`] names in the order asked, lists every name that does **not**
 //! hold content with that hash: absent, or a key-value slot (whose bytes are
@@ -25,7 +26,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use tig_core::ObjectId;
+use tig_core::{BurstError, ObjectId};
 use tig_store::{BodyStream, Kind, Store};
 
 use crate::AppState;
@@ -35,8 +36,8 @@ use crate::error::ApiError;
 /// Most names one request may ask about.
 pub const MAX_LINES: usize = 100_000;
 
-/// Largest body (the burst-list cap: 16 MiB).
-pub const MAX_BODY: usize = 16 << 20;
+/// Largest body: the burst-list cap (16 MiB).
+pub const MAX_BODY: usize = tig_core::MAX_BURST_LIST as usize;
 
 /// Names checked (and asked of the peers) at once; the reply streams per batch.
 pub const BATCH: usize = 1024;
@@ -87,22 +88,20 @@ async fn read_capped(mut body: BodyStream) -> Result<Vec<u8>, ApiError> {
     Ok(out)
 }
 
-/// Parses the body: one `/<h>.tig` a line; blank lines and a trailing `\r` are
-/// ignored; anything else is a 400 naming the line. At most [`MAX_LINES`] names.
+/// Parses the body with tig-core's burst-list parser: one `/<h>.tig` (or a URL
+/// ending in one) a line; blank lines and a trailing `\r` are ignored; anything else
+/// is a 400 naming the line. At most [`MAX_LINES`] names.
 pub fn parse_names(body: &[u8]) -> Result<Vec<ObjectId>, ApiError> {
     let mut out = Vec::new();
-    for (n, raw) in body.split(|&b| b == b'\n').enumerate() {
-        let line = String::from_utf8_lossy(raw);
-        let line = line.strip_suffix('\r').unwrap_or(&line);
-        if line.trim().is_empty() {
-            continue;
-        }
-        let id = ObjectId::from_path(line).map_err(|_| {
-            ApiError::BadRequest(format!(
-                "line {} is not an object path /<64 hex>.tig: {}",
-                n + 1,
-                line.chars().take(100).collect::<String>()
-            ))
+    for m in tig_core::burst_members(body) {
+        let id = m.map_err(|e| {
+            ApiError::BadRequest(match e {
+                BurstError::BadLine { line, text } => {
+                    format!("line {line} is not an object path /<64 hex>.tig: {text}")
+                }
+                BurstError::NotUtf8 { line } => format!("line {line} is not UTF-8 text"),
+                other => other.to_string(),
+            })
         })?;
         if out.len() == MAX_LINES {
             return Err(ApiError::BadRequest(format!(
