@@ -26,6 +26,9 @@ pub enum ApiError {
     /// 413: body over the size limit.
     #[error("body exceeds the size limit of {0} bytes")]
     TooLarge(u64),
+    /// 416: a `Range` that selects nothing of an object of this many bytes.
+    #[error("range not satisfiable: the object has {0} bytes")]
+    RangeNotSatisfiable(u64),
     /// 417: a path that is not an object (the seed's code).
     #[error("not an object path: {0}")]
     NotObjectPath(String),
@@ -47,6 +50,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::NotObjectPath(_) => StatusCode::EXPECTATION_FAILED,
             Self::Throttled => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -67,6 +71,7 @@ impl From<StoreError> for ApiError {
                 id.path()
             )),
             StoreError::NotFound(id) => Self::NotFound(format!("not found: {}", id.path())),
+            StoreError::RangeNotSatisfiable { len } => Self::RangeNotSatisfiable(len),
             StoreError::Body(e) => {
                 Self::BadRequest(format!("reading the request body failed: {e}"))
             }
@@ -94,6 +99,12 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        if let Self::RangeNotSatisfiable(len) = self
+            && let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}"))
+        {
+            // RFC 9110 §15.5.17: say how long the object is.
+            resp.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
         resp
     }
 }

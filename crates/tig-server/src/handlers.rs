@@ -151,7 +151,8 @@ async fn dispatch<S: Store>(state: &AppState<S>, req: Request) -> Result<Respons
             Ok(path_reply(&params, &id))
         }
         Endpoint::Head(id) => match store.stat(id, params.chtimes).await? {
-            Some(len) => {
+            Some(meta) => {
+                let len = meta.len;
                 let ct = content_type(&params)?;
                 let mut resp = Response::new(Body::empty());
                 let h = resp.headers_mut();
@@ -259,7 +260,7 @@ async fn burst<S: Store>(
     let mut total = 0u64;
     for m in &members {
         match state.store.stat(*m, params.chtimes).await? {
-            Some(len) => total += len,
+            Some(meta) => total += meta.len,
             None => {
                 return Err(ApiError::NotFound(format!(
                     "burst member missing: {}",

@@ -12,7 +12,8 @@ use futures_util::StreamExt;
 use tig_core::ObjectId;
 
 use crate::{
-    BodyStream, Kind, ObjectBody, SlotOutcome, SlotWrite, Store, StoreError, body_from_bytes,
+    BodyStream, ByteRange, Kind, Object, ObjectBody, SlotOutcome, SlotWrite, Store, StoreError,
+    body_from_bytes,
 };
 
 const LIMIT: u64 = 1 << 20;
@@ -27,7 +28,10 @@ macro_rules! suite {
             append_on_content_is_refused, delete, kinds, sweep_zero_and_long_keep,
             sweep_expires_everything_after_the_period,
             concurrent_setifnot_has_one_winner, concurrent_appends_never_interleave,
-            concurrent_identical_puts_store_one_object, large_object_streams_back);
+            concurrent_identical_puts_store_one_object, large_object_streams_back,
+            stat_reports_len_and_kind, slot_version_changes_with_the_bytes_only,
+            ranges_of_small_and_large_objects, unsatisfiable_ranges, take_slot,
+            take_refuses_content_and_absent, concurrent_takers_have_one_winner);
     };
     (@tests $factory:ident, $($name:ident),* $(,)?) => {
         $(
@@ -47,6 +51,12 @@ fn id_of(s: &str) -> ObjectId {
 
 async fn read<S: Store>(store: &S, id: ObjectId) -> Option<Vec<u8>> {
     let obj = store.get(id, false).await.unwrap()?;
+    assert_eq!(obj.range, 0..obj.meta.len, "a get is whole");
+    Some(bytes_of(obj).await)
+}
+
+/// The bytes an object's body yields, checked against its stated length.
+async fn bytes_of(obj: Object) -> Vec<u8> {
     let mut out = Vec::new();
     match obj.body {
         ObjectBody::Full(b) => out.extend_from_slice(&b),
@@ -57,7 +67,8 @@ async fn read<S: Store>(store: &S, id: ObjectId) -> Option<Vec<u8>> {
         }
     }
     assert_eq!(out.len() as u64, obj.len, "length matches the body");
-    Some(out)
+    assert_eq!(obj.len, obj.range.end - obj.range.start);
+    out
 }
 
 fn slot_name(key: &str) -> ObjectId {
@@ -75,7 +86,7 @@ pub(crate) async fn content_round_trip<S: Store>(store: Arc<S>) {
         "f2ca1bb6c7e907d06dafe4687e579fce76b37e4e93b7605022da52e6ccc26fd2"
     );
     assert_eq!(read(&*store, id).await.unwrap(), b"test\n");
-    assert_eq!(store.stat(id, true).await.unwrap(), Some(5));
+    assert_eq!(store.stat(id, true).await.unwrap().map(|m| m.len), Some(5));
     assert_eq!(store.list().await.unwrap(), vec![id]);
     assert!(store.get(id_of("absent"), true).await.unwrap().is_none());
     assert!(store.stat(id_of("absent"), true).await.unwrap().is_none());
@@ -431,4 +442,230 @@ pub(crate) async fn large_object_streams_back<S: Store>(store: Arc<S>) {
         .await
         .unwrap();
     assert_eq!(read(&*store, id).await.unwrap(), data);
+}
+
+async fn put<S: Store>(store: &S, id: ObjectId, value: &str, mode: SlotWrite) {
+    store
+        .put_slot(id, body_from_bytes(value.to_owned()), LIMIT, mode)
+        .await
+        .unwrap();
+}
+
+pub(crate) async fn stat_reports_len_and_kind<S: Store>(store: Arc<S>) {
+    let id = store
+        .put_content(body_from_bytes("content"), LIMIT)
+        .await
+        .unwrap();
+    let m = store.stat(id, false).await.unwrap().unwrap();
+    assert_eq!((m.len, m.kind), (7, Kind::Content));
+    assert_eq!(m.etag(id), format!("\"{}\"", id.to_hex()));
+    let slot = slot_name("meta");
+    put(&*store, slot, "slot value", SlotWrite::Replace).await;
+    let m = store.stat(slot, false).await.unwrap().unwrap();
+    assert_eq!((m.len, m.kind), (10, Kind::Slot));
+    let tag = m.etag(slot);
+    assert!(tag.starts_with("\"s-") && tag.ends_with('"'), "{tag}");
+    let got = store.get(slot, false).await.unwrap().unwrap();
+    assert_eq!(got.meta, m, "get and stat agree");
+    // Created by set-if-not or by a first append, a slot is a slot too; with
+    // bytes that hash to its own name it is content.
+    let appended = slot_name("appended");
+    put(&*store, appended, "x", SlotWrite::Append).await;
+    assert_eq!(store.kind(appended).await.unwrap(), Some(Kind::Slot));
+    let own = id_of("own");
+    put(&*store, own, "own", SlotWrite::IfAbsent).await;
+    assert_eq!(store.kind(own).await.unwrap(), Some(Kind::Content));
+    let own = id_of("own append");
+    put(&*store, own, "own append", SlotWrite::Append).await;
+    assert_eq!(store.kind(own).await.unwrap(), Some(Kind::Content));
+}
+
+pub(crate) async fn slot_version_changes_with_the_bytes_only<S: Store>(store: Arc<S>) {
+    let slot = slot_name("versioned");
+    let version = |s: Arc<S>| async move { s.stat(slot, false).await.unwrap().unwrap().version };
+    put(&*store, slot, "aaaa", SlotWrite::Replace).await;
+    let v1 = version(store.clone()).await;
+    // Reads (with timer refresh) do not change it.
+    store.get(slot, true).await.unwrap().unwrap();
+    store.stat(slot, true).await.unwrap().unwrap();
+    assert_eq!(version(store.clone()).await, v1);
+    // A replace with other bytes of the same length does, and so does an append.
+    put(&*store, slot, "bbbb", SlotWrite::Replace).await;
+    let v2 = version(store.clone()).await;
+    assert_ne!(v2, v1);
+    put(&*store, slot, "c", SlotWrite::Append).await;
+    let v3 = version(store.clone()).await;
+    assert_ne!(v3, v2);
+    assert_ne!(v3, v1);
+    // Deleted and recreated with the first bytes: a new version still.
+    store.delete_slot(slot).await.unwrap();
+    put(&*store, slot, "aaaa", SlotWrite::IfAbsent).await;
+    let v4 = version(store.clone()).await;
+    assert!(v4 != v1 && v4 != v2 && v4 != v3);
+    for v in [v1, v2, v3, v4] {
+        assert!(
+            !v.is_empty()
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
+            "{v}"
+        );
+    }
+}
+
+async fn range<S: Store>(store: &S, id: ObjectId, r: ByteRange) -> (std::ops::Range<u64>, Vec<u8>) {
+    let obj = store.get_range(id, false, r).await.unwrap().unwrap();
+    let range = obj.range.clone();
+    (range, bytes_of(obj).await)
+}
+
+pub(crate) async fn ranges_of_small_and_large_objects<S: Store>(store: Arc<S>) {
+    let small = store
+        .put_content(body_from_bytes("0123456789"), LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        range(&*store, small, ByteRange::Closed(2, 4)).await,
+        (2..5, b"234".to_vec())
+    );
+    assert_eq!(
+        range(&*store, small, ByteRange::From(7)).await,
+        (7..10, b"789".to_vec())
+    );
+    assert_eq!(
+        range(&*store, small, ByteRange::Suffix(2)).await,
+        (8..10, b"89".to_vec())
+    );
+    assert_eq!(
+        range(&*store, small, ByteRange::Closed(5, 1000)).await,
+        (5..10, b"56789".to_vec())
+    );
+    let data: Vec<u8> = (0..700_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let big = store
+        .put_content(body_from_bytes(data.clone()), LIMIT)
+        .await
+        .unwrap();
+    for (r, want) in [
+        (ByteRange::Closed(100_000, 499_999), 100_000..500_000),
+        (ByteRange::From(350_001), 350_001..700_000),
+        (ByteRange::Suffix(65_537), 634_463..700_000),
+        (ByteRange::Closed(0, 0), 0..1),
+    ] {
+        let (got, bytes) = range(&*store, big, r).await;
+        assert_eq!(got, want);
+        assert_eq!(bytes, &data[want.start as usize..want.end as usize]);
+    }
+    let m = store
+        .get_range(big, false, ByteRange::From(1))
+        .await
+        .unwrap()
+        .unwrap()
+        .meta;
+    assert_eq!((m.len, m.kind), (700_000, Kind::Content));
+    // Slots too.
+    let slot = slot_name("ranged");
+    put(&*store, slot, "hello world", SlotWrite::Replace).await;
+    assert_eq!(
+        range(&*store, slot, ByteRange::Closed(6, 10)).await,
+        (6..11, b"world".to_vec())
+    );
+    assert!(
+        store
+            .get_range(id_of("absent"), false, ByteRange::From(0))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub(crate) async fn unsatisfiable_ranges<S: Store>(store: Arc<S>) {
+    let id = store
+        .put_content(body_from_bytes("abc"), LIMIT)
+        .await
+        .unwrap();
+    for r in [
+        ByteRange::From(3),
+        ByteRange::Closed(10, 20),
+        ByteRange::Suffix(0),
+    ] {
+        let err = store.get_range(id, false, r).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::RangeNotSatisfiable { len: 3 }),
+            "{r:?}: {err}"
+        );
+    }
+    let empty = store.put_content(body_from_bytes(""), LIMIT).await.unwrap();
+    let err = store
+        .get_range(empty, false, ByteRange::From(0))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::RangeNotSatisfiable { len: 0 }),
+        "{err}"
+    );
+}
+
+pub(crate) async fn take_slot<S: Store>(store: Arc<S>) {
+    let slot = slot_name("job");
+    put(&*store, slot, "job 1\n", SlotWrite::Replace).await;
+    let obj = store.take(slot).await.unwrap();
+    assert_eq!(obj.meta.kind, Kind::Slot);
+    assert_eq!(bytes_of(obj).await, b"job 1\n");
+    assert!(store.stat(slot, false).await.unwrap().is_none());
+    assert!(matches!(store.take(slot).await, Err(StoreError::NotFound(x)) if x == slot));
+    // The name is free again: set-if-not creates it.
+    let again = store
+        .put_slot(slot, body_from_bytes("job 2\n"), LIMIT, SlotWrite::IfAbsent)
+        .await
+        .unwrap();
+    assert_eq!(again, SlotOutcome::Created);
+    // A large slot streams back whole.
+    let big = slot_name("big job");
+    let data = vec![9u8; 300_000];
+    store
+        .put_slot(
+            big,
+            body_from_bytes(data.clone()),
+            LIMIT,
+            SlotWrite::Replace,
+        )
+        .await
+        .unwrap();
+    assert_eq!(bytes_of(store.take(big).await.unwrap()).await, data);
+    assert!(store.stat(big, false).await.unwrap().is_none());
+}
+
+pub(crate) async fn take_refuses_content_and_absent<S: Store>(store: Arc<S>) {
+    let id = store
+        .put_content(body_from_bytes("keep me"), LIMIT)
+        .await
+        .unwrap();
+    assert!(matches!(store.take(id).await, Err(StoreError::Immutable(x)) if x == id));
+    assert_eq!(read(&*store, id).await.unwrap(), b"keep me");
+    let none = id_of("never written");
+    assert!(matches!(store.take(none).await, Err(StoreError::NotFound(x)) if x == none));
+}
+
+pub(crate) async fn concurrent_takers_have_one_winner<S: Store>(store: Arc<S>) {
+    let slot = slot_name("queue");
+    put(&*store, slot, "the value", SlotWrite::Replace).await;
+    let tasks: Vec<_> = (0..30)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                match store.take(slot).await {
+                    Ok(obj) => Some(bytes_of(obj).await),
+                    Err(StoreError::NotFound(_)) => None,
+                    Err(e) => panic!("take failed: {e}"),
+                }
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for t in tasks {
+        if let Some(v) = t.await.unwrap() {
+            won.push(v);
+        }
+    }
+    assert_eq!(won, vec![b"the value".to_vec()], "exactly one taker wins");
+    assert!(store.stat(slot, false).await.unwrap().is_none());
 }

@@ -16,13 +16,29 @@
 //! sweeper never races a writer. All file system calls run on tokio's blocking
 //! pool; small bodies need one hop there, large ones one hop per buffer.
 //!
+//! Content vs slot is recorded at publication in the file's permission bits, so
+//! telling them apart never needs hashing and survives restarts:
+//! - content is published read-only, mode [`CONTENT_MODE`] (`0444`);
+//! - slots get mode [`SLOT_MODE`] (`0604`, a mode nothing else writes: `0600` is
+//!   what `tig backup` and other tempfile-based writers leave on *content*);
+//! - a file with any other mode (written by an older tig, copied in by `tig backup`
+//!   or by hand) is hashed once on first need, then marked (`fchmod`); if marking
+//!   fails (read-only directory, foreign owner), the verdict is remembered in
+//!   memory for that inode and length instead.
+//!
+//! A slot written with bytes that hash to its own name becomes content (marked
+//! `0444`), as it always has. A slot's version (its strong ETag) is
+//! `inode-birthtime-length`: a replace is a new file (new inode and birth time),
+//! an append changes the length, and reads (which touch only the mtime) leave it.
+//!
 //! Retention uses the file's mtime as "last used": writes set it, reads refresh it
 //! (at most once per `touch_granularity`). A restart restarts every timer: the
 //! effective last use is `max(mtime, process start)`.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,7 +49,10 @@ use tig_core::{Hasher, ObjectId};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use crate::retention::expired;
-use crate::{BodyStream, Kind, Object, ObjectBody, SlotOutcome, SlotWrite, Store, StoreError};
+use crate::{
+    BodyStream, ByteRange, Kind, Object, ObjectBody, ObjectMeta, SlotOutcome, SlotWrite, Store,
+    StoreError,
+};
 
 /// Received bytes are written to the temp file in pieces of about this size.
 const FLUSH_AT: usize = 128 * 1024;
@@ -45,6 +64,10 @@ const READ_CHUNK: usize = 64 * 1024;
 const STRIPES: usize = 1024;
 /// Prefix of private temp files.
 pub const TEMP_PREFIX: &str = ".tmp-";
+/// Permission bits of a published content file: read-only.
+pub const CONTENT_MODE: u32 = 0o444;
+/// Permission bits of a slot file (distinct from every mode other writers use).
+pub const SLOT_MODE: u32 = 0o604;
 
 /// Tuning of the filesystem backend.
 #[derive(Debug, Clone)]
@@ -86,10 +109,9 @@ struct Inner {
     opts: FsOptions,
     locks: Box<[Arc<AsyncMutex<()>>]>,
     counter: AtomicU64,
-    /// Names this process knows to be slots, with the file length it last saw.
-    /// Spares hashing a growing slot on every append or replace. Only touched while
-    /// holding the name's lock.
-    slots: Mutex<HashMap<ObjectId, u64>>,
+    /// Kinds of files whose mode could not be set to a mark, by name, with the
+    /// inode and length they were decided for (any change means: decide again).
+    unmarked: Mutex<HashMap<ObjectId, (u64, u64, Kind)>>,
 }
 
 /// A temp file that deletes itself unless published by rename.
@@ -152,7 +174,7 @@ impl FsStore {
                 opts,
                 locks,
                 counter: AtomicU64::new(0),
-                slots: Mutex::new(HashMap::new()),
+                unmarked: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -199,7 +221,7 @@ impl FsStore {
                     return Ok(false);
                 }
                 remove_if_present(&path)?;
-                inner.forget_slot(id);
+                inner.forget(id);
                 Ok(true)
             })
             .await?;
@@ -293,89 +315,125 @@ impl Inner {
     }
 
     /// Links a complete temp file to `<id>.tig` without ever replacing a file.
-    fn publish_content(&self, temp: TempFile, id: ObjectId, len: u64) -> Result<(), StoreError> {
+    fn publish_content(&self, temp: TempFile, id: ObjectId) -> Result<(), StoreError> {
         let target = self.path(id);
+        mark(&temp.file, CONTENT_MODE)?;
         match fs::hard_link(&temp.path, &target) {
             Ok(()) => {
-                self.forget_slot(id);
+                self.forget(id);
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let f = match File::open(&target) {
-                    Ok(f) => f,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                match self.kind_at(id)? {
+                    None => {
                         // Deleted behind our back (not by us: we hold the lock).
                         fs::hard_link(&temp.path, &target)?;
-                        return Ok(());
+                        Ok(())
                     }
-                    Err(e) => return Err(e.into()),
-                };
-                let meta = f.metadata()?;
-                if meta.len() == len && self.is_content(f, &meta, id)? {
-                    touch(&target, SystemTime::now());
-                    Ok(())
-                } else {
-                    Err(StoreError::SlotConflict(id))
+                    Some(Kind::Content) => {
+                        touch(&target, SystemTime::now());
+                        Ok(())
+                    }
+                    Some(Kind::Slot) => Err(StoreError::SlotConflict(id)),
                 }
             }
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Whether the open file `f` (named `id`) is content: its sha256 is `id`.
-    fn is_content(&self, mut f: File, meta: &fs::Metadata, id: ObjectId) -> io::Result<bool> {
-        if self.known_slot(id, meta.len()) {
-            return Ok(false);
+    /// The kind of the open file `f` named `id`: from its mark, else from the
+    /// memory of unmarkable files, else by hashing it once (with `pread`, so the
+    /// file offset is untouched) and marking it.
+    fn classify(&self, id: ObjectId, f: &File, meta: &fs::Metadata) -> io::Result<Kind> {
+        match meta.permissions().mode() & 0o777 {
+            CONTENT_MODE => return Ok(Kind::Content),
+            SLOT_MODE => return Ok(Kind::Slot),
+            _ => {}
+        }
+        let key = (meta.ino(), meta.len());
+        if let Some(&(ino, len, kind)) = self.unmarked_map().get(&id)
+            && (ino, len) == key
+        {
+            return Ok(kind);
         }
         let mut hasher = Hasher::new();
         let mut buf = vec![0u8; READ_CHUNK];
+        let mut pos = 0u64;
         loop {
-            let n = f.read(&mut buf)?;
+            let n = f.read_at(&mut buf, pos)?;
             if n == 0 {
                 break;
             }
             hasher.update(&buf[..n]);
+            pos += n as u64;
         }
-        let content = hasher.finish() == id;
-        if !content {
-            self.remember_slot(id, meta.len());
+        let kind = if pos == meta.len() && hasher.finish() == id {
+            Kind::Content
+        } else {
+            Kind::Slot
+        };
+        let mode = match kind {
+            Kind::Content => CONTENT_MODE,
+            Kind::Slot => SLOT_MODE,
+        };
+        if let Err(e) = mark(f, mode) {
+            tracing::warn!(%id, error = %e, "cannot mark the kind in the file mode; remembering it");
+            self.unmarked_map().insert(id, (key.0, key.1, kind));
         }
-        Ok(content)
+        Ok(kind)
     }
 
-    /// Refuses with `Immutable` if `<id>.tig` is content; `Ok` if absent or a slot.
-    fn ensure_not_content(&self, id: ObjectId) -> Result<(), StoreError> {
-        match File::open(self.path(id)) {
-            Ok(f) => {
-                let meta = f.metadata()?;
-                if self.is_content(f, &meta, id)? {
-                    Err(StoreError::Immutable(id))
-                } else {
-                    Ok(())
-                }
+    /// Length, kind and version of the open file `f` named `id`.
+    fn meta_of(&self, id: ObjectId, f: &File, meta: &fs::Metadata) -> io::Result<ObjectMeta> {
+        let kind = self.classify(id, f, meta)?;
+        let version = match kind {
+            Kind::Content => String::new(),
+            Kind::Slot => {
+                let born = meta
+                    .created()
+                    .ok()
+                    .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                    .map_or_else(
+                        // No birth time here: the change time also moves on every
+                        // write (and on touches, which only costs a cache hit).
+                        || (meta.ctime() as u128) << 32 | meta.ctime_nsec() as u128,
+                        |d| d.as_nanos(),
+                    );
+                format!("{:x}-{:x}-{:x}", meta.ino(), born, meta.len())
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
+        };
+        Ok(ObjectMeta {
+            len: meta.len(),
+            kind,
+            version,
+        })
+    }
+
+    /// The kind of `<id>.tig`, `None` if absent.
+    fn kind_at(&self, id: ObjectId) -> io::Result<Option<Kind>> {
+        match self.open_object(id, false)? {
+            Some((f, meta)) => Ok(Some(self.classify(id, &f, &meta)?)),
+            None => Ok(None),
         }
     }
 
-    fn known_slot(&self, id: ObjectId, len: u64) -> bool {
-        self.slots
-            .lock()
-            .map(|m| m.get(&id) == Some(&len))
-            .unwrap_or(false)
-    }
-
-    fn remember_slot(&self, id: ObjectId, len: u64) {
-        if let Ok(mut m) = self.slots.lock() {
-            m.insert(id, len);
+    /// Refuses with `Immutable` if `<id>.tig` is content; otherwise says whether
+    /// it exists (as a slot).
+    fn ensure_not_content(&self, id: ObjectId) -> Result<bool, StoreError> {
+        match self.kind_at(id)? {
+            Some(Kind::Content) => Err(StoreError::Immutable(id)),
+            Some(Kind::Slot) => Ok(true),
+            None => Ok(false),
         }
     }
 
-    fn forget_slot(&self, id: ObjectId) {
-        if let Ok(mut m) = self.slots.lock() {
-            m.remove(&id);
-        }
+    fn unmarked_map(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectId, (u64, u64, Kind)>> {
+        // Every update is a single insert/remove: a poisoned map is still whole.
+        self.unmarked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn forget(&self, id: ObjectId) {
+        self.unmarked_map().remove(&id);
     }
 
     fn write_slot(
@@ -385,31 +443,28 @@ impl Inner {
         mode: SlotWrite,
     ) -> Result<SlotOutcome, StoreError> {
         let target = self.path(id);
-        // A body that hashes to the slot's own name makes it content: do not
-        // remember it as a slot.
-        let body_is_name = inc.id == id;
+        // A body that hashes to the slot's own name makes it content.
+        let own_mode = if inc.id == id {
+            CONTENT_MODE
+        } else {
+            SLOT_MODE
+        };
         match mode {
             SlotWrite::Replace => {
                 self.ensure_not_content(id)?;
                 let mut t = self.materialize(inc.temp, &inc.tail)?;
-                let len = t.file.metadata()?.len();
+                mark(&t.file, own_mode)?;
                 fs::rename(&t.path, &target)?;
                 t.keep = true;
-                if body_is_name {
-                    self.forget_slot(id);
-                } else {
-                    self.remember_slot(id, len);
-                }
+                self.forget(id);
                 Ok(SlotOutcome::Written)
             }
             SlotWrite::IfAbsent => {
                 let t = self.materialize(inc.temp, &inc.tail)?;
-                let len = t.file.metadata()?.len();
+                mark(&t.file, own_mode)?;
                 match fs::hard_link(&t.path, &target) {
                     Ok(()) => {
-                        if !body_is_name {
-                            self.remember_slot(id, len);
-                        }
+                        self.forget(id);
                         Ok(SlotOutcome::Created)
                     }
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(SlotOutcome::Existed),
@@ -417,8 +472,12 @@ impl Inner {
                 }
             }
             SlotWrite::Append => {
-                self.ensure_not_content(id)?;
-                let mut out = OpenOptions::new().append(true).create(true).open(&target)?;
+                let existed = self.ensure_not_content(id)?;
+                let mut out = OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .mode(SLOT_MODE)
+                    .open(&target)?;
                 if let Some(mut t) = inc.temp {
                     t.file.rewind()?;
                     io::copy(&mut t.file, &mut out)?;
@@ -427,8 +486,12 @@ impl Inner {
                 if self.opts.fsync {
                     out.sync_data()?;
                 }
-                let len = out.metadata()?.len();
-                self.remember_slot(id, len);
+                // A new file is exactly the body: content if it hashes to the name.
+                let want = if existed { SLOT_MODE } else { own_mode };
+                if out.metadata()?.permissions().mode() & 0o777 != want {
+                    mark(&out, want)?;
+                }
+                self.forget(id);
                 Ok(SlotOutcome::Written)
             }
         }
@@ -456,7 +519,11 @@ impl Inner {
     }
 
     /// Opens `<id>.tig` for reading, refreshing its timer if asked.
-    fn open_object(&self, id: ObjectId, touch_it: bool) -> io::Result<Option<(File, u64)>> {
+    fn open_object(
+        &self,
+        id: ObjectId,
+        touch_it: bool,
+    ) -> io::Result<Option<(File, fs::Metadata)>> {
         let path = self.path(id);
         let f = match File::open(&path) {
             Ok(f) => f,
@@ -478,17 +545,62 @@ impl Inner {
                 tracing::warn!(path = %path.display(), error = %e, "cannot refresh mtime");
             }
         }
-        Ok(Some((f, meta.len())))
+        Ok(Some((f, meta)))
     }
+
+    /// Reads (part of) an open object: small ones in one go, others streamed.
+    fn read_object(
+        &self,
+        id: ObjectId,
+        mut f: File,
+        meta: &fs::Metadata,
+        range: Option<ByteRange>,
+    ) -> Result<Object, StoreError> {
+        let meta = self.meta_of(id, &f, meta)?;
+        let r = match range {
+            None => 0..meta.len,
+            Some(range) => range
+                .resolve(meta.len)
+                .ok_or(StoreError::RangeNotSatisfiable { len: meta.len })?,
+        };
+        let n = r.end - r.start;
+        if r.start > 0 {
+            f.seek(SeekFrom::Start(r.start))?;
+        }
+        let body = if n <= SMALL_READ {
+            let mut data = Vec::with_capacity(n as usize);
+            f.take(n).read_to_end(&mut data)?;
+            if (data.len() as u64) < n {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "object shrank while being read",
+                )
+                .into());
+            }
+            ObjectBody::Full(data.into())
+        } else {
+            ObjectBody::Stream(file_stream(f, n))
+        };
+        Ok(Object {
+            len: n,
+            meta,
+            range: r,
+            body,
+        })
+    }
+}
+
+/// Sets a file's permission bits (`fchmod`): the kind mark.
+fn mark(f: &File, mode: u32) -> io::Result<()> {
+    f.set_permissions(fs::Permissions::from_mode(mode))
 }
 
 /// Sets a file's mtime; failures are logged, never fatal (a read must not fail
 /// because the timer could not be refreshed).
 fn touch(path: &Path, now: SystemTime) {
-    let res = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .and_then(|f| f.set_modified(now));
+    // Read-only open: content files are mode 0444, and the owner may set times
+    // through any descriptor.
+    let res = File::open(path).and_then(|f| f.set_modified(now));
     if let Err(e) = res {
         tracing::warn!(path = %path.display(), error = %e, "cannot refresh mtime");
     }
@@ -557,13 +669,8 @@ impl Store for FsStore {
         let inner = self.inner.clone();
         blocking(move || {
             let _guard = guard;
-            let len = inc
-                .temp
-                .as_ref()
-                .map_or(Ok(0), |t| t.file.metadata().map(|m| m.len()))?
-                + inc.tail.len() as u64;
             let t = inner.materialize(inc.temp, &inc.tail)?;
-            inner.publish_content(t, id, len)
+            inner.publish_content(t, id)
         })
         .await?;
         Ok(id)
@@ -589,43 +696,57 @@ impl Store for FsStore {
     async fn get(&self, id: ObjectId, touch: bool) -> Result<Option<Object>, StoreError> {
         let inner = self.inner.clone();
         blocking(move || {
-            let Some((f, len)) = inner.open_object(id, touch)? else {
+            let Some((f, meta)) = inner.open_object(id, touch)? else {
                 return Ok(None);
             };
-            if len <= SMALL_READ {
-                let mut data = Vec::with_capacity(len as usize);
-                f.take(len).read_to_end(&mut data)?;
-                Ok(Some(Object {
-                    len: data.len() as u64,
-                    body: ObjectBody::Full(data.into()),
-                }))
-            } else {
-                Ok(Some(Object {
-                    len,
-                    body: ObjectBody::Stream(file_stream(f, len)),
-                }))
-            }
+            Ok(Some(inner.read_object(id, f, &meta, None)?))
         })
         .await
     }
 
-    async fn stat(&self, id: ObjectId, touch: bool) -> Result<Option<u64>, StoreError> {
-        let inner = self.inner.clone();
-        blocking(move || Ok(inner.open_object(id, touch)?.map(|(_, len)| len))).await
-    }
-
-    async fn kind(&self, id: ObjectId) -> Result<Option<Kind>, StoreError> {
+    async fn get_range(
+        &self,
+        id: ObjectId,
+        touch: bool,
+        range: ByteRange,
+    ) -> Result<Option<Object>, StoreError> {
         let inner = self.inner.clone();
         blocking(move || {
-            let Some((f, _)) = inner.open_object(id, false)? else {
+            let Some((f, meta)) = inner.open_object(id, touch)? else {
                 return Ok(None);
             };
-            let meta = f.metadata()?;
-            Ok(Some(if inner.is_content(f, &meta, id)? {
-                Kind::Content
-            } else {
-                Kind::Slot
-            }))
+            Ok(Some(inner.read_object(id, f, &meta, Some(range))?))
+        })
+        .await
+    }
+
+    async fn stat(&self, id: ObjectId, touch: bool) -> Result<Option<ObjectMeta>, StoreError> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let Some((f, meta)) = inner.open_object(id, touch)? else {
+                return Ok(None);
+            };
+            Ok(Some(inner.meta_of(id, &f, &meta)?))
+        })
+        .await
+    }
+
+    async fn take(&self, id: ObjectId) -> Result<Object, StoreError> {
+        let guard = self.lock(id).await;
+        let inner = self.inner.clone();
+        blocking(move || {
+            let _guard = guard;
+            let Some((f, meta)) = inner.open_object(id, false)? else {
+                return Err(StoreError::NotFound(id));
+            };
+            if inner.classify(id, &f, &meta)? == Kind::Content {
+                return Err(StoreError::Immutable(id));
+            }
+            // Unlinked under the lock, read from the open descriptor: no other
+            // taker, writer or reader can see this version after this point.
+            remove_if_present(&inner.path(id))?;
+            inner.forget(id);
+            inner.read_object(id, f, &meta, None)
         })
         .await
     }
@@ -635,16 +756,15 @@ impl Store for FsStore {
         let inner = self.inner.clone();
         blocking(move || {
             let _guard = guard;
-            let Some((f, _)) = inner.open_object(id, false)? else {
-                return Err(StoreError::NotFound(id));
-            };
-            let meta = f.metadata()?;
-            if inner.is_content(f, &meta, id)? {
-                return Err(StoreError::Immutable(id));
+            match inner.kind_at(id)? {
+                None => Err(StoreError::NotFound(id)),
+                Some(Kind::Content) => Err(StoreError::Immutable(id)),
+                Some(Kind::Slot) => {
+                    remove_if_present(&inner.path(id))?;
+                    inner.forget(id);
+                    Ok(())
+                }
             }
-            remove_if_present(&inner.path(id))?;
-            inner.forget_slot(id);
-            Ok(())
         })
         .await
     }
@@ -788,5 +908,72 @@ mod tests {
         assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), past);
         s.get(id, true).await.unwrap().unwrap();
         assert!(fs::metadata(&path).unwrap().modified().unwrap() > past);
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[tokio::test]
+    async fn kinds_are_marked_in_the_mode_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStore::open(dir.path(), FsOptions::default())
+            .await
+            .unwrap();
+        let c = s
+            .put_content(crate::body_from_bytes("c"), 10)
+            .await
+            .unwrap();
+        let slot = ObjectId::digest(b"slot name");
+        s.put_slot(slot, crate::body_from_bytes("v"), 10, SlotWrite::Replace)
+            .await
+            .unwrap();
+        assert_eq!(mode_of(&dir.path().join(c.file_name())), CONTENT_MODE);
+        assert_eq!(mode_of(&dir.path().join(slot.file_name())), SLOT_MODE);
+        let version = s.stat(slot, false).await.unwrap().unwrap().version;
+        drop(s);
+        let s = FsStore::open(dir.path(), FsOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(s.kind(c).await.unwrap(), Some(Kind::Content));
+        let m = s.stat(slot, false).await.unwrap().unwrap();
+        assert_eq!((m.kind, m.version), (Kind::Slot, version));
+        // Content stays refreshable although read-only.
+        s.put_content(crate::body_from_bytes("c"), 10)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn files_of_other_modes_are_hashed_once_and_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        // As an older tig (0644) or `tig backup` (0600, tempfile) leaves them.
+        let content = ObjectId::digest(b"old content");
+        let backup = ObjectId::digest(b"from a backup");
+        let slot = ObjectId::digest(b"an old slot's name");
+        for (id, bytes, mode) in [
+            (content, &b"old content"[..], 0o644),
+            (backup, &b"from a backup"[..], 0o600),
+            (slot, &b"slot bytes"[..], 0o644),
+        ] {
+            let path = dir.path().join(id.file_name());
+            fs::write(&path, bytes).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let s = FsStore::open(dir.path(), FsOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(s.kind(content).await.unwrap(), Some(Kind::Content));
+        assert_eq!(s.kind(backup).await.unwrap(), Some(Kind::Content));
+        assert_eq!(s.kind(slot).await.unwrap(), Some(Kind::Slot));
+        assert_eq!(mode_of(&dir.path().join(content.file_name())), CONTENT_MODE);
+        assert_eq!(mode_of(&dir.path().join(backup.file_name())), CONTENT_MODE);
+        assert_eq!(mode_of(&dir.path().join(slot.file_name())), SLOT_MODE);
+        // And they behave as their kind.
+        assert!(matches!(
+            s.delete_slot(backup).await,
+            Err(StoreError::Immutable(_))
+        ));
+        s.delete_slot(slot).await.unwrap();
     }
 }

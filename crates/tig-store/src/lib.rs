@@ -9,13 +9,16 @@
 //!
 //! Every object is named by an [`ObjectId`]. A name holds either *content* (bytes
 //! whose SHA-256 is the name, immutable) or a key-value *slot* (any bytes, mutable).
-//! The two are told apart the only way that survives restarts: by hashing the bytes.
+//! Backends report which, with the length and a version, in an [`ObjectMeta`] that
+//! costs no hashing: the kind is recorded when the object is published (the
+//! filesystem backend in the file's mode, see [`fs`]) and survives restarts.
 //!
 //! Bodies arrive as a [`BodyStream`] and are never collected whole: backends hash
 //! and write as bytes arrive, so memory per request is bounded by a buffer.
 
 use std::future::Future;
 use std::io;
+use std::ops::Range;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -70,13 +73,83 @@ impl ObjectBody {
     }
 }
 
-/// An object found by [`Store::get`]: its length and its bytes.
+/// An object found by [`Store::get`], [`Store::get_range`] or [`Store::take`]:
+/// what it is and (some of) its bytes.
 #[derive(Debug)]
 pub struct Object {
-    /// Length in bytes (the body yields exactly this many).
+    /// How many bytes the body yields (`range.end - range.start`).
     pub len: u64,
+    /// The whole object's facts (its full length, kind and version).
+    pub meta: ObjectMeta,
+    /// Which bytes of the object the body yields: `0..meta.len` unless a range was
+    /// asked for.
+    pub range: Range<u64>,
     /// The bytes.
     pub body: ObjectBody,
+}
+
+impl Object {
+    /// A whole object.
+    pub fn whole(meta: ObjectMeta, body: ObjectBody) -> Self {
+        Self {
+            len: meta.len,
+            range: 0..meta.len,
+            meta,
+            body,
+        }
+    }
+}
+
+/// What a store knows about an object without reading its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Length in bytes.
+    pub len: u64,
+    /// Content or slot.
+    pub kind: Kind,
+    /// For slots: an opaque token (ASCII letters, digits, `-`, `_`, `.`) that
+    /// changes whenever the slot's bytes change (strong validator semantics: two
+    /// reads with the same token returned the same bytes). It may also change
+    /// when the bytes did not. Unused (empty) for content, whose name is its tag.
+    pub version: String,
+}
+
+impl ObjectMeta {
+    /// The strong HTTP entity tag of `id`, quotes included: `"<64 hex>"` (the
+    /// hash) for content and only for content; `"s-<version>"` for a slot.
+    pub fn etag(&self, id: ObjectId) -> String {
+        match self.kind {
+            Kind::Content => format!("\"{}\"", id.to_hex()),
+            Kind::Slot => format!("\"s-{}\"", self.version),
+        }
+    }
+}
+
+/// A byte range as HTTP asks for it (`Range: bytes=…`), before the length is
+/// known. Positions are inclusive, as on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// `first-last`: bytes `first..=last` (clipped to the length).
+    Closed(u64, u64),
+    /// `first-`: from `first` to the end.
+    From(u64),
+    /// `-n`: the last `n` bytes.
+    Suffix(u64),
+}
+
+impl ByteRange {
+    /// The bytes this range selects of an object of `len` bytes, or `None` when
+    /// it selects nothing (RFC 9110 §14.1.2: unsatisfiable).
+    pub fn resolve(self, len: u64) -> Option<Range<u64>> {
+        match self {
+            Self::Closed(first, last) if first <= last && first < len => {
+                Some(first..last.saturating_add(1).min(len))
+            }
+            Self::From(first) if first < len => Some(first..len),
+            Self::Suffix(n) if n > 0 && len > 0 => Some(len - n.min(len)..len),
+            _ => None,
+        }
+    }
 }
 
 /// How a key-value slot is written by [`Store::put_slot`].
@@ -128,6 +201,12 @@ pub enum StoreError {
     /// Nothing is stored under the name.
     #[error("{0} not found")]
     NotFound(ObjectId),
+    /// A byte range that selects nothing of an object of `len` bytes.
+    #[error("range not satisfiable: the object has {len} bytes")]
+    RangeNotSatisfiable {
+        /// The object's length.
+        len: u64,
+    },
     /// Reading the request body failed (e.g. the client went away).
     #[error("reading the request body failed: {0}")]
     Body(io::Error),
@@ -175,15 +254,52 @@ pub trait Store: Send + Sync + 'static {
         touch: bool,
     ) -> impl Future<Output = Result<Option<Object>, StoreError>> + Send;
 
-    /// The length of an object; `None` if absent. `touch` refreshes its timer.
+    /// Reads the bytes `range` selects of an object (one consistent version of
+    /// it); `None` if absent, [`StoreError::RangeNotSatisfiable`] if the range
+    /// selects nothing. The default reads the whole object and skips; backends
+    /// that can seek should do better.
+    fn get_range(
+        &self,
+        id: ObjectId,
+        touch: bool,
+        range: ByteRange,
+    ) -> impl Future<Output = Result<Option<Object>, StoreError>> + Send {
+        async move {
+            let Some(obj) = self.get(id, touch).await? else {
+                return Ok(None);
+            };
+            let len = obj.meta.len;
+            let r = range
+                .resolve(len)
+                .ok_or(StoreError::RangeNotSatisfiable { len })?;
+            Ok(Some(Object {
+                len: r.end - r.start,
+                body: ObjectBody::Stream(slice_stream(obj.body.into_stream(), r.clone())),
+                range: r,
+                meta: obj.meta,
+            }))
+        }
+    }
+
+    /// Length, kind and version of an object, without hashing it; `None` if
+    /// absent. `touch` refreshes its timer.
     fn stat(
         &self,
         id: ObjectId,
         touch: bool,
-    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<ObjectMeta>, StoreError>> + Send;
 
-    /// Whether `id` holds content or a slot (hashes the bytes); `None` if absent.
-    fn kind(&self, id: ObjectId) -> impl Future<Output = Result<Option<Kind>, StoreError>> + Send;
+    /// Whether `id` holds content or a slot; `None` if absent. As cheap as
+    /// [`Store::stat`].
+    fn kind(&self, id: ObjectId) -> impl Future<Output = Result<Option<Kind>, StoreError>> + Send {
+        async move { Ok(self.stat(id, false).await?.map(|m| m.kind)) }
+    }
+
+    /// Reads a slot and deletes it in one atomic step: of many concurrent
+    /// takers exactly one gets the bytes, the others [`StoreError::NotFound`].
+    /// [`StoreError::Immutable`] for content (never deleted by a reader).
+    /// Deliberately without a default: get + delete is not atomic.
+    fn take(&self, id: ObjectId) -> impl Future<Output = Result<Object, StoreError>> + Send;
 
     /// Deletes a slot. [`StoreError::Immutable`] for content,
     /// [`StoreError::NotFound`] if absent.
@@ -195,4 +311,49 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes every object unused (not read or written) for `retention`, counting
     /// from now. Returns how many were deleted.
     fn sweep(&self, retention: Duration) -> impl Future<Output = Result<usize, StoreError>> + Send;
+}
+
+/// The bytes `range` selects of a stream of a whole object.
+fn slice_stream(body: BodyStream, range: Range<u64>) -> BodyStream {
+    use futures_util::StreamExt;
+    Box::pin(
+        body.scan(0u64, move |pos, chunk| {
+            if *pos >= range.end {
+                return std::future::ready(None);
+            }
+            let out = match chunk {
+                Err(e) => Some(Err(e)),
+                Ok(b) => {
+                    let start = *pos;
+                    *pos += b.len() as u64;
+                    let lo = range.start.saturating_sub(start).min(b.len() as u64);
+                    let hi = range.end.saturating_sub(start).min(b.len() as u64);
+                    (lo < hi).then(|| Ok(b.slice(lo as usize..hi as usize)))
+                }
+            };
+            std::future::ready(Some(out))
+        })
+        .filter_map(std::future::ready),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_resolve_like_rfc_9110() {
+        assert_eq!(ByteRange::Closed(0, 9).resolve(100), Some(0..10));
+        assert_eq!(ByteRange::Closed(90, 200).resolve(100), Some(90..100));
+        assert_eq!(ByteRange::Closed(100, 200).resolve(100), None);
+        assert_eq!(ByteRange::Closed(5, 4).resolve(100), None);
+        assert_eq!(ByteRange::From(99).resolve(100), Some(99..100));
+        assert_eq!(ByteRange::From(100).resolve(100), None);
+        assert_eq!(ByteRange::Suffix(10).resolve(100), Some(90..100));
+        assert_eq!(ByteRange::Suffix(1000).resolve(100), Some(0..100));
+        assert_eq!(ByteRange::Suffix(0).resolve(100), None);
+        assert_eq!(ByteRange::Suffix(5).resolve(0), None);
+        assert_eq!(ByteRange::From(0).resolve(0), None);
+        assert_eq!(ByteRange::Closed(0, u64::MAX).resolve(3), Some(0..3));
+    }
 }

@@ -15,14 +15,36 @@ use futures_util::StreamExt;
 use tig_core::ObjectId;
 use tokio::time::Instant;
 
-use crate::{BodyStream, Kind, Object, ObjectBody, SlotOutcome, SlotWrite, Store, StoreError};
+use crate::{
+    BodyStream, ByteRange, Kind, Object, ObjectBody, ObjectMeta, SlotOutcome, SlotWrite, Store,
+    StoreError,
+};
 
 struct Entry {
     data: Bytes,
     content: bool,
     last_used: Instant,
-    /// Write order, to break ties between equal timestamps.
+    /// Write order, to break ties between equal timestamps; also the slot's
+    /// version (every write makes a new entry with a new number).
     seq: u64,
+}
+
+impl Entry {
+    fn meta(&self) -> ObjectMeta {
+        ObjectMeta {
+            len: self.data.len() as u64,
+            kind: if self.content {
+                Kind::Content
+            } else {
+                Kind::Slot
+            },
+            version: if self.content {
+                String::new()
+            } else {
+                format!("{:x}", self.seq)
+            },
+        }
+    }
 }
 
 /// A [`Store`] in memory.
@@ -128,28 +150,55 @@ impl Store for MemStore {
             if touch {
                 e.last_used = Instant::now();
             }
-            Object {
-                len: e.data.len() as u64,
-                body: ObjectBody::Full(e.data.clone()),
-            }
+            Object::whole(e.meta(), ObjectBody::Full(e.data.clone()))
         }))
     }
 
-    async fn stat(&self, id: ObjectId, touch: bool) -> Result<Option<u64>, StoreError> {
+    async fn get_range(
+        &self,
+        id: ObjectId,
+        touch: bool,
+        range: ByteRange,
+    ) -> Result<Option<Object>, StoreError> {
+        let mut map = self.map();
+        let Some(e) = map.get_mut(&id) else {
+            return Ok(None);
+        };
+        if touch {
+            e.last_used = Instant::now();
+        }
+        let meta = e.meta();
+        let r = range
+            .resolve(meta.len)
+            .ok_or(StoreError::RangeNotSatisfiable { len: meta.len })?;
+        Ok(Some(Object {
+            len: r.end - r.start,
+            body: ObjectBody::Full(e.data.slice(r.start as usize..r.end as usize)),
+            range: r,
+            meta,
+        }))
+    }
+
+    async fn stat(&self, id: ObjectId, touch: bool) -> Result<Option<ObjectMeta>, StoreError> {
         let mut map = self.map();
         Ok(map.get_mut(&id).map(|e| {
             if touch {
                 e.last_used = Instant::now();
             }
-            e.data.len() as u64
+            e.meta()
         }))
     }
 
-    async fn kind(&self, id: ObjectId) -> Result<Option<Kind>, StoreError> {
-        Ok(self
-            .map()
-            .get(&id)
-            .map(|e| if e.content { Kind::Content } else { Kind::Slot }))
+    async fn take(&self, id: ObjectId) -> Result<Object, StoreError> {
+        let mut map = self.map();
+        match map.get(&id) {
+            None => Err(StoreError::NotFound(id)),
+            Some(e) if e.content => Err(StoreError::Immutable(id)),
+            Some(_) => {
+                let e = map.remove(&id).ok_or(StoreError::NotFound(id))?;
+                Ok(Object::whole(e.meta(), ObjectBody::Full(e.data)))
+            }
+        }
     }
 
     async fn delete_slot(&self, id: ObjectId) -> Result<(), StoreError> {
