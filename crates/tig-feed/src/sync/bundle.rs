@@ -290,31 +290,35 @@ fn read_line<R: BufRead>(path: &Path, r: &mut R, line: &mut Vec<u8>) -> Result<u
 /// Read a bundle into `repo`: parse the header, check that every prerequisite
 /// is present, index the pack into the object database, and check that every
 /// ref the bundle names now resolves to a commit. On any failure nothing is
-/// left behind (a half-written pack is removed). Refs are not touched: the
+/// left behind: a half-written pack is removed by the indexer, and a complete
+/// pack whose refs are missing is removed by name (only that pack: another
+/// process may have written its own meanwhile). Refs are not touched: the
 /// caller validates and moves them.
 pub fn unbundle(repo: &Repository, path: &Path) -> Result<BundleHeader, SyncError> {
     let file = File::open(path).map_err(|e| SyncError::io(path, e))?;
     let mut r = BufReader::with_capacity(1 << 20, file);
-    let header = read_header(path, &mut r)?;
+    unbundle_from(repo, path, &mut r)
+}
+
+/// [`unbundle`] from a reader positioned at the start of a bundle; `path` only
+/// names it in errors.
+pub fn unbundle_from<R: BufRead>(
+    repo: &Repository,
+    path: &Path,
+    r: &mut R,
+) -> Result<BundleHeader, SyncError> {
+    let header = read_header(path, r)?;
     let odb = repo.odb()?;
     for p in &header.prerequisites {
         if !odb.exists(*p) {
             return Err(SyncError::MissingPrerequisite(*p));
         }
     }
-    let before = util::pack_dir_listing(repo);
-    let indexed = (|| -> Result<(), SyncError> {
-        let mut w = odb.packwriter()?;
-        std::io::copy(&mut r, &mut w)
-            .map_err(|e| SyncError::CorruptBundle(format!("pack: {e}")))?;
-        w.commit()
-            .map_err(|e| SyncError::CorruptBundle(format!("pack: {}", e.message())))?;
-        Ok(())
-    })();
-    if let Err(e) = indexed {
-        util::remove_new_pack_files(repo, &before);
-        return Err(e);
-    }
+    let mut w = util::PackIndexer::new(repo, &odb)?;
+    std::io::copy(r, &mut w).map_err(|e| SyncError::CorruptBundle(format!("pack: {e}")))?;
+    let written = w
+        .finish()
+        .map_err(|e| SyncError::CorruptBundle(format!("pack: {}", e.message())))?;
     odb.refresh()?;
     for (name, oid) in &header.refs {
         let ok = repo
@@ -323,7 +327,7 @@ pub fn unbundle(repo: &Repository, path: &Path) -> Result<BundleHeader, SyncErro
             .and_then(|o| o.peel_to_commit().ok())
             .is_some();
         if !ok {
-            util::remove_new_pack_files(repo, &before);
+            written.remove();
             return Err(SyncError::CorruptBundle(format!(
                 "{name} points at {oid}, which the bundle does not carry"
             )));

@@ -118,23 +118,91 @@ impl Drop for TempDir {
     }
 }
 
-/// Files currently in `objects/pack` of `repo` (used to undo a failed indexing).
-pub(crate) fn pack_dir_listing(repo: &Repository) -> Vec<PathBuf> {
-    let dir = repo.path().join("objects").join("pack");
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(&dir) {
-        for e in rd.flatten() {
-            out.push(e.path());
-        }
-    }
-    out
+/// A pack this process indexed into `objects/pack`, known by its name, so that
+/// undoing a failed pull removes exactly that pack and never one a concurrent
+/// `tig feed append --batch` or pull wrote meanwhile.
+#[derive(Debug)]
+pub(crate) struct WrittenPack {
+    /// `objects/pack/pack-<name>` without the extension.
+    stem: std::path::PathBuf,
+    /// The same pack (same bytes, so the same name) was already there before
+    /// this process wrote it: someone else may rely on it, so it is kept.
+    preexisting: bool,
 }
 
-/// Remove files that appeared in `objects/pack` since `before` was taken.
-pub(crate) fn remove_new_pack_files(repo: &Repository, before: &[PathBuf]) {
-    for p in pack_dir_listing(repo) {
-        if !before.contains(&p) {
-            let _ = std::fs::remove_file(&p);
+impl WrittenPack {
+    /// Remove this pack (its `.pack`, `.idx` and `.rev` files) unless the same
+    /// pack was already in the store before this process wrote it.
+    pub(crate) fn remove(self) {
+        if self.preexisting {
+            return;
         }
+        for ext in ["idx", "rev", "pack"] {
+            let _ = std::fs::remove_file(self.stem.with_extension(ext));
+        }
+    }
+}
+
+/// Indexes the pack written into it into `objects/pack` (re-hashing every
+/// object, resolving thin-pack bases from the object database), then names it:
+/// [`PackIndexer::finish`] returns the [`WrittenPack`].
+///
+/// On failure nothing is left behind: libgit2's indexer removes its own
+/// temporary file when dropped uncommitted, and no other file in
+/// `objects/pack` is touched.
+pub(crate) struct PackIndexer<'odb> {
+    dir: PathBuf,
+    indexer: git2::Indexer<'odb>,
+    /// The last 20 bytes written: the pack's SHA-1 trailer, which names it.
+    tail: [u8; 20],
+    written: u64,
+}
+
+impl<'odb> PackIndexer<'odb> {
+    /// Start indexing into `repo`'s `objects/pack`.
+    pub(crate) fn new(
+        repo: &Repository,
+        odb: &git2::Odb<'odb>,
+    ) -> Result<PackIndexer<'odb>, git2::Error> {
+        let dir = repo.path().join("objects").join("pack");
+        let indexer = git2::Indexer::new(Some(odb), &dir, 0, false)?;
+        Ok(PackIndexer {
+            dir,
+            indexer,
+            tail: [0; 20],
+            written: 0,
+        })
+    }
+
+    /// Resolve the last deltas, write the index, and return the pack by name.
+    pub(crate) fn finish(self) -> Result<WrittenPack, git2::Error> {
+        let expected = hex::encode(self.tail);
+        let existed = self.written >= 20 && self.dir.join(format!("pack-{expected}.pack")).exists();
+        let name = self.indexer.commit()?;
+        Ok(WrittenPack {
+            stem: self.dir.join(format!("pack-{name}")),
+            // a name other than the trailer means we cannot tell: keep it
+            // (unreferenced garbage for `git gc`, never someone else's data lost)
+            preexisting: existed || name != expected,
+        })
+    }
+}
+
+impl std::io::Write for PackIndexer<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = std::io::Write::write(&mut self.indexer, buf)?;
+        let got = &buf[..n];
+        if got.len() >= 20 {
+            self.tail.copy_from_slice(&got[got.len() - 20..]);
+        } else {
+            self.tail.rotate_left(got.len());
+            self.tail[20 - got.len()..].copy_from_slice(got);
+        }
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
