@@ -326,6 +326,31 @@ impl FeedStore {
         Ok(out)
     }
 
+    /// Removes the alias `name` (the symbolic ref `refs/heads/<name>`) and nothing
+    /// else: the feed it points at, its messages and its other aliases stay.
+    /// Returns the feed it pointed at. A name that is not an alias (a feed id, a
+    /// feed's own ref, a missing name) is refused.
+    pub fn remove_alias(&self, name: &str) -> Result<FeedId, FeedError> {
+        let Some((_, feed)) = self.aliases()?.into_iter().find(|(a, _)| a == name) else {
+            if FeedId::parse(name).is_ok() {
+                return Err(FeedError::InvalidName {
+                    name: name.to_string(),
+                    reason: "this is a feed id, not an alias (`tig feed delete` deletes a feed)"
+                        .into(),
+                });
+            }
+            return Err(FeedError::NotFound(format!(
+                "alias {name:?} in {}",
+                self.describe()
+            )));
+        };
+        let full = format!("refs/heads/{name}");
+        let mut r = self.repo.find_reference(&full)?;
+        r.delete()?;
+        let _ = self.repo.reflog_delete(&full);
+        Ok(feed)
+    }
+
     /// Creates the alias `name` → `feed` (the symbolic ref `refs/heads/<name>` →
     /// `refs/heads/<id>`, as the seed's `git symbolic-ref` does), which then moves
     /// with the feed. Refuses names that are feed ids or existing refs (unless

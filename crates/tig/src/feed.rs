@@ -4,11 +4,13 @@
 //! `HOME`, `TIG_DATE`), print results. `tig feed -C DIR` changes directory first,
 //! exactly like `git -C`, so every feed command (sync ones included) works on DIR.
 
+use std::collections::BTreeMap;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use tig_feed::sync;
 use tig_feed::{
     AppendOptions, FeedId, FeedStore, Identity, Signer, Time, check_commits, identity, verify_feed,
 };
@@ -22,7 +24,8 @@ pub enum Command {
     },
     /// Signed logs kept as git commits in a git repository.
     Feed {
-        /// Run as if tig was started in DIR (like `git -C`).
+        /// Work on the store in DIR (like `git -C`, except that other paths you
+        /// give, such as --key or a bundle file, stay relative to where you are).
         #[arg(short = 'C', global = true, value_name = "DIR")]
         chdir: Option<PathBuf>,
         #[command(subcommand)]
@@ -55,10 +58,11 @@ pub enum FeedCommand {
     },
     /// Append one message (or many with --batch) to your feed; prints the commit id(s).
     Append(AppendArgs),
-    /// Print a feed's contents, newest first.
+    /// Print a feed's messages, newest first: a `#SEQ COMMIT TIME` line, then the
+    /// content indented by four spaces; a blank line between messages.
     Log {
-        /// Feed id or alias.
-        feed: String,
+        /// Feed id or alias [default: the store's only feed].
+        feed: Option<String>,
         /// Oldest first.
         #[arg(long)]
         reverse: bool,
@@ -66,20 +70,29 @@ pub enum FeedCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Check every message of the given feeds (default: all) against the feed rules.
+    /// Check every message of the given feeds (default: all) against the feed rules;
+    /// prints one line per known fork (two validly signed messages with one parent).
     Verify {
         /// Feed ids or aliases.
         feeds: Vec<String>,
+        /// Exit 1 when a feed is forked, not only when a rule is broken.
+        #[arg(long)]
+        strict: bool,
     },
-    /// Create an alias: a symbolic ref that moves with the feed (like bob-frontier).
+    /// Create an alias: a symbolic ref that moves with the feed (like bob-frontier);
+    /// with --delete, remove an alias (only the alias: the feed stays).
     Alias {
         /// The alias, e.g. bob-frontier.
         name: String,
         /// Feed id (or another alias).
-        feed: String,
+        #[arg(required_unless_present = "delete", conflicts_with = "delete")]
+        feed: Option<String>,
         /// Move an existing alias.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "delete")]
         force: bool,
+        /// Remove the alias NAME; the feed and its messages are not touched.
+        #[arg(long)]
+        delete: bool,
     },
     /// List every feed: messages, tip, aliases, and whether it verifies.
     List {
@@ -122,13 +135,15 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Id { command } => run_id(command),
         Command::Feed { chdir, command } => {
-            if let Some(dir) = chdir {
-                std::env::set_current_dir(&dir)
-                    .with_context(|| format!("cannot change to {}", dir.display()))?;
+            // -C names the store; every other path on the command line (keys,
+            // files, sources) stays relative to where the user typed it
+            let dir = chdir.unwrap_or_else(|| PathBuf::from("."));
+            if !dir.is_dir() {
+                bail!("cannot change to {}: not a directory", dir.display());
             }
             match command {
-                FeedCommand::Sync(c) => crate::feed_sync::run(c),
-                other => run_feed(other),
+                FeedCommand::Sync(c) => crate::feed_sync::run(c, &dir),
+                other => run_feed(other, &dir),
             }
         }
     }
@@ -153,7 +168,8 @@ fn run_id(cmd: IdCommand) -> anyhow::Result<ExitCode> {
             };
             let id = Identity::generate();
             let pub_path = id.write(&path)?;
-            tracing::info!(key = %path.display(), public = %pub_path.display(), "wrote key pair");
+            // the feed id on stdout is the result; where the key went is a debug detail
+            tracing::debug!(key = %path.display(), public = %pub_path.display(), "wrote key pair");
             println!("{}", id.feed_id());
         }
         IdCommand::Show { key } => {
@@ -167,36 +183,47 @@ fn run_id(cmd: IdCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn open_store() -> anyhow::Result<FeedStore> {
-    Ok(FeedStore::discover(Path::new("."))?)
+fn open_store(dir: &Path) -> anyhow::Result<FeedStore> {
+    Ok(FeedStore::discover(dir)?)
 }
 
-fn run_feed(cmd: FeedCommand) -> anyhow::Result<ExitCode> {
+fn run_feed(cmd: FeedCommand, dir: &Path) -> anyhow::Result<ExitCode> {
     match cmd {
-        FeedCommand::Init { dir } => {
-            let dir = dir.unwrap_or_else(|| PathBuf::from("."));
-            let store = FeedStore::init(&dir)?;
+        FeedCommand::Init { dir: target } => {
+            let target = target.unwrap_or_else(|| dir.to_path_buf());
+            let store = FeedStore::init(&target)?;
             println!("{}", store.path().display());
         }
-        FeedCommand::Append(args) => return append(args),
+        FeedCommand::Append(args) => return append(args, dir),
         FeedCommand::Log {
             feed,
             reverse,
             json,
-        } => log(&feed, reverse, json)?,
-        FeedCommand::Verify { feeds } => return verify(&feeds),
-        FeedCommand::Alias { name, feed, force } => {
-            let store = open_store()?;
-            let id = store.resolve(&feed)?;
-            store.alias(&name, &id, force)?;
-            println!("refs/heads/{name} -> {}", id.ref_name());
+        } => log(dir, feed.as_deref(), reverse, json)?,
+        FeedCommand::Verify { feeds, strict } => return verify(dir, &feeds, strict),
+        FeedCommand::Alias {
+            name,
+            feed,
+            force,
+            delete,
+        } => {
+            let store = open_store(dir)?;
+            if delete {
+                let id = store.remove_alias(&name)?;
+                println!("removed alias {name} (feed {id} kept)");
+            } else {
+                let feed = feed.context("give the feed the alias points at")?;
+                let id = store.resolve(&feed)?;
+                store.alias(&name, &id, force)?;
+                println!("refs/heads/{name} -> {}", id.ref_name());
+            }
         }
-        FeedCommand::List { json } => list(json)?,
+        FeedCommand::List { json } => list(dir, json)?,
         FeedCommand::AllowedSigners => {
-            let store = open_store()?;
+            let store = open_store(dir)?;
             print!("{}", store.allowed_signers()?);
         }
-        FeedCommand::Sync(c) => return crate::feed_sync::run(c),
+        FeedCommand::Sync(c) => return crate::feed_sync::run(c, dir),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -253,8 +280,8 @@ fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn append(args: AppendArgs) -> anyhow::Result<ExitCode> {
-    let store = open_store()?;
+fn append(args: AppendArgs, dir: &Path) -> anyhow::Result<ExitCode> {
+    let store = open_store(dir)?;
     let signer = match &args.gpg {
         Some(key) => store.gpg_signer(key)?,
         None => {
@@ -309,9 +336,25 @@ fn rfc3339(t: &Time) -> String {
         .to_string()
 }
 
-fn log(feed: &str, reverse: bool, json: bool) -> anyhow::Result<()> {
-    let store = open_store()?;
-    let id = store.resolve(feed)?;
+/// The feed a command names, or the store's only feed when it names none.
+pub(crate) fn feed_or_only(store: &FeedStore, feed: Option<&str>) -> anyhow::Result<FeedId> {
+    if let Some(f) = feed {
+        return Ok(store.resolve(f)?);
+    }
+    let feeds = store.feeds()?;
+    match feeds.as_slice() {
+        [only] => Ok(only.clone()),
+        [] => bail!("this store has no feeds"),
+        many => bail!(
+            "this store has {} feeds; name one (`tig feed list` shows them)",
+            many.len()
+        ),
+    }
+}
+
+fn log(dir: &Path, feed: Option<&str>, reverse: bool, json: bool) -> anyhow::Result<()> {
+    let store = open_store(dir)?;
+    let id = feed_or_only(&store, feed)?;
     let mut messages = store.messages(&id)?;
     let states = if json {
         let ids: Vec<_> = messages.iter().map(|m| m.id).collect();
@@ -347,17 +390,70 @@ fn log(feed: &str, reverse: bool, json: bool) -> anyhow::Result<()> {
         }
         writeln!(out, "]")?;
     } else {
-        for &i in &order {
-            out.write_all(&messages[i].content)?;
-            out.write_all(b"\n")?;
+        for (n, &i) in order.iter().enumerate() {
+            let m = &messages[i];
+            if n > 0 {
+                writeln!(out)?;
+            }
+            let time = m.time.as_ref().map(rfc3339).unwrap_or_else(|| "-".into());
+            writeln!(out, "#{} {} {time}", m.seq, m.id)?;
+            for line in m.content.split(|&b| b == b'\n') {
+                if !line.is_empty() {
+                    out.write_all(b"    ")?;
+                    out.write_all(line)?;
+                }
+                out.write_all(b"\n")?;
+            }
         }
     }
     out.flush()?;
     Ok(())
 }
 
-fn verify(feeds: &[String]) -> anyhow::Result<ExitCode> {
-    let store = open_store()?;
+/// The forks of `ids` this store can prove (≥ 2 validly signed messages with
+/// the same parent), by feed.
+fn proven_forks(
+    store: &FeedStore,
+    ids: &[FeedId],
+) -> anyhow::Result<BTreeMap<String, Vec<sync::Fork>>> {
+    let hex: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    let mut map: BTreeMap<String, Vec<sync::Fork>> = BTreeMap::new();
+    for f in sync::find_forks(store, &hex)? {
+        if f.is_proof() {
+            map.entry(f.feed.clone()).or_default().push(f);
+        }
+    }
+    Ok(map)
+}
+
+/// One line for one fork: where it happened and the conflicting messages.
+fn fork_line(f: &sync::Fork) -> String {
+    let valid: Vec<&str> = f
+        .messages
+        .iter()
+        .filter(|m| m.valid)
+        .map(|m| m.commit.as_str())
+        .collect();
+    match &f.fork_point {
+        Some(p) => format!(
+            "{}: FORK after message #{} ({}): {} different signed messages: {}",
+            f.feed,
+            p.sequence,
+            p.commit,
+            valid.len(),
+            valid.join(", ")
+        ),
+        None => format!(
+            "{}: FORK: {} different signed first messages: {}",
+            f.feed,
+            valid.len(),
+            valid.join(", ")
+        ),
+    }
+}
+
+fn verify(dir: &Path, feeds: &[String], strict: bool) -> anyhow::Result<ExitCode> {
+    let store = open_store(dir)?;
     let ids: Vec<FeedId> = if feeds.is_empty() {
         store.feeds()?
     } else {
@@ -370,23 +466,29 @@ fn verify(feeds: &[String]) -> anyhow::Result<ExitCode> {
         eprintln!("tig: no feeds in this store");
         return Ok(ExitCode::SUCCESS);
     }
+    let forks = proven_forks(&store, &ids)?;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut bad_feeds = 0;
     let mut total = 0;
     for id in &ids {
         let violations = verify_feed(&store, id)?;
+        let feed_forks = forks.get(&id.to_string());
         if violations.is_empty() {
             let count = store
                 .tip(id)?
                 .map_or(Ok(0), |t| store.commits_from(t).map(|c| c.len()))?;
-            writeln!(out, "{id}: ok ({count} messages)")?;
+            let word = if feed_forks.is_some() { "forked" } else { "ok" };
+            writeln!(out, "{id}: {word} ({count} messages)")?;
         } else {
             bad_feeds += 1;
             total += violations.len();
             for v in violations {
                 writeln!(out, "{v}")?;
             }
+        }
+        for f in feed_forks.into_iter().flatten() {
+            writeln!(out, "{}", fork_line(f))?;
         }
     }
     out.flush()?;
@@ -397,16 +499,25 @@ fn verify(feeds: &[String]) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     }
+    if strict && !forks.is_empty() {
+        eprintln!(
+            "tig: {} forked feed(s) (--strict); `tig feed forks --export FILE` writes the proof",
+            forks.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-fn list(json: bool) -> anyhow::Result<()> {
-    let store = open_store()?;
+fn list(dir: &Path, json: bool) -> anyhow::Result<()> {
+    let store = open_store(dir)?;
     let aliases = store.aliases()?;
+    let ids = store.feeds()?;
+    let forks = proven_forks(&store, &ids)?;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut rows = Vec::new();
-    for id in store.feeds()? {
+    for id in ids {
         let tip = store.tip(&id)?;
         let count = match tip {
             Some(t) => store.commits_from(t)?.len(),
@@ -418,6 +529,14 @@ fn list(json: bool) -> anyhow::Result<()> {
             .filter(|(_, f)| *f == id)
             .map(|(a, _)| a.as_str())
             .collect();
+        let fork_count = forks.get(&id.to_string()).map_or(0, Vec::len);
+        let status = if !violations.is_empty() {
+            "INVALID"
+        } else if fork_count > 0 {
+            "forked"
+        } else {
+            "ok"
+        };
         rows.push(serde_json::json!({
             "feed": id.to_string(),
             "kind": id.kind(),
@@ -426,11 +545,24 @@ fn list(json: bool) -> anyhow::Result<()> {
             "aliases": names,
             "verified": violations.is_empty(),
             "violations": violations.len(),
+            "forked": fork_count > 0,
+            "forks": fork_count,
+            "status": status,
         }));
     }
     if json {
         writeln!(out, "{}", serde_json::Value::Array(rows))?;
     } else {
+        let width = rows
+            .iter()
+            .map(|r| r["feed"].as_str().map_or(0, str::len))
+            .max()
+            .unwrap_or(64);
+        writeln!(
+            out,
+            "{:<width$}  {:>8}  {:<40}  {:<7}  ALIASES",
+            "FEED", "MESSAGES", "TIP", "STATUS"
+        )?;
         for r in &rows {
             let aliases: Vec<&str> = r["aliases"]
                 .as_array()
@@ -438,15 +570,11 @@ fn list(json: bool) -> anyhow::Result<()> {
                 .unwrap_or_default();
             writeln!(
                 out,
-                "{}  {:>7}  {}  {}  {}",
+                "{:<width$}  {:>8}  {:<40}  {:<7}  {}",
                 r["feed"].as_str().unwrap_or_default(),
-                r["messages"],
+                r["messages"].as_u64().unwrap_or(0),
                 r["tip"].as_str().unwrap_or("-"),
-                if r["verified"] == true {
-                    "ok"
-                } else {
-                    "INVALID"
-                },
+                r["status"].as_str().unwrap_or_default(),
                 if aliases.is_empty() {
                     "-".to_string()
                 } else {

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufReader, IsTerminal, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -34,16 +34,63 @@ const VERSION: &str = "tig-feed-v1";
 const LIST_MAX: u64 = 16 << 20;
 /// Largest burst list read while checking that a chunked bundle is still whole.
 const BURST_LIST_MAX: u64 = 16 << 20;
-/// Largest bundle a pull downloads unless `TIG_MAX_BUNDLE` says otherwise.
-const BUNDLE_MAX: u64 = 4 << 30;
-/// How long a relay may keep us waiting (for an answer or the next bytes of a
-/// download) unless `TIG_IDLE_TIMEOUT` says otherwise, in seconds.
-const IDLE_TIMEOUT_SECS: u64 = 60;
 
-/// Whether `s` is meant as a relay channel (`tig+http://…`, `tig+https://…`;
-/// any other `tig+` scheme is claimed too, to be refused with a clear error).
-pub fn is_relay(s: &str) -> bool {
-    s.starts_with("tig+")
+/// Settings of a relay pull or push (`tig feed pull/push tig+http://…`),
+/// through clap like every other command, so `--help` shows them.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Relay channel options (tig+http://HOST:PORT/NAME)")]
+pub struct RelayArgs {
+    /// A file holding the relay server's API key (trailing newlines trimmed);
+    /// else the key in TIG_APIKEY. Publishing needs it when the server has one.
+    #[arg(long, value_name = "PATH")]
+    apikey_file: Option<PathBuf>,
+    /// The relay server's API key (prefer --apikey-file: a flag shows in `ps`).
+    #[arg(long, env = "TIG_APIKEY", hide_env_values = true, value_name = "KEY")]
+    apikey: Option<String>,
+    /// The relay server's body limit (its --max-size): a larger bundle is
+    /// uploaded in chunks below it [default: 128MiB].
+    #[arg(long, env = "TIG_MAX_SIZE", value_name = "SIZE")]
+    max_size: Option<String>,
+    /// Give up when the relay sends nothing for this many seconds (0: never).
+    #[arg(
+        long,
+        env = "TIG_IDLE_TIMEOUT",
+        value_name = "SECS",
+        default_value = "60"
+    )]
+    idle_timeout: String,
+    /// Largest bundle a pull downloads.
+    #[arg(
+        long,
+        env = "TIG_MAX_BUNDLE",
+        value_name = "SIZE",
+        default_value = "4GiB"
+    )]
+    max_bundle: String,
+}
+
+// Sizes and seconds are read here rather than by clap so that a bad value is
+// the usual one `tig: …` line (exit 1) naming both the flag and the variable.
+impl RelayArgs {
+    fn max_size(&self) -> anyhow::Result<Option<u64>> {
+        self.max_size
+            .as_deref()
+            .map(|s| tig_client::parse_size(s).context("--max-size / TIG_MAX_SIZE"))
+            .transpose()
+    }
+
+    fn idle_timeout(&self) -> anyhow::Result<u64> {
+        let s = &self.idle_timeout;
+        s.trim().parse::<u64>().map_err(|_| {
+            anyhow::anyhow!(
+                "--idle-timeout / TIG_IDLE_TIMEOUT {s:?}: expected whole seconds (0 for none)"
+            )
+        })
+    }
+
+    fn max_bundle(&self) -> anyhow::Result<u64> {
+        tig_client::parse_size(&self.max_bundle).context("--max-bundle / TIG_MAX_BUNDLE")
+    }
 }
 
 /// A parsed `tig+http(s)://HOST:PORT[/PREFIX]/NAME`.
@@ -245,41 +292,33 @@ fn chain(lines: &[Line]) -> &[Line] {
     }
 }
 
-/// A client for the relay: API key from `TIG_APIKEY`, body limit from
-/// `TIG_MAX_SIZE` (as the other client commands read them), idle timeout from
-/// `TIG_IDLE_TIMEOUT` (seconds, `0` for none; default 60).
-fn connect(url: &RelayUrl) -> anyhow::Result<Client> {
+/// A client for the relay, from the relay flags (and their environment variables).
+fn connect(url: &RelayUrl, args: &RelayArgs) -> anyhow::Result<Client> {
     let mut cfg = Config::new(&url.server)?;
-    cfg.apikey = std::env::var("TIG_APIKEY").ok().filter(|k| !k.is_empty());
-    if let Ok(s) = std::env::var("TIG_MAX_SIZE") {
-        cfg.max_size = tig_client::parse_size(&s).context("TIG_MAX_SIZE")?;
-    }
-    let idle = match std::env::var("TIG_IDLE_TIMEOUT") {
-        Ok(s) => s.trim().parse::<u64>().map_err(|_| {
-            anyhow::anyhow!("TIG_IDLE_TIMEOUT={s:?}: expected whole seconds (0 for none)")
-        })?,
-        Err(_) => IDLE_TIMEOUT_SECS,
+    cfg.apikey = match &args.apikey_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the API key from {}", path.display()))?;
+            Some(text.trim_end_matches(['\n', '\r']).to_string())
+        }
+        None => args.apikey.clone().filter(|k| !k.is_empty()),
     };
+    if let Some(max) = args.max_size()? {
+        cfg.max_size = max;
+    }
+    let idle = args.idle_timeout()?;
     cfg.idle_timeout = (idle > 0).then(|| std::time::Duration::from_secs(idle));
     cfg.progress = std::io::stderr().is_terminal();
     Ok(Client::new(cfg)?)
 }
 
-/// The largest bundle a pull downloads: `TIG_MAX_BUNDLE` (a size such as
-/// `512M`), 4 GiB by default.
-fn bundle_max() -> anyhow::Result<u64> {
-    match std::env::var("TIG_MAX_BUNDLE") {
-        Ok(s) => Ok(tig_client::parse_size(&s).context("TIG_MAX_BUNDLE")?),
-        Err(_) => Ok(BUNDLE_MAX),
-    }
-}
-
-/// Reads the channel's head list (a missing slot is an empty list).
-fn read_list(client: &Client, url: &RelayUrl) -> anyhow::Result<Vec<Line>> {
+/// Reads the channel's head list; `None` when the channel does not exist (no
+/// push ever made its slot).
+fn read_list(client: &Client, url: &RelayUrl) -> anyhow::Result<Option<Vec<Line>>> {
     let slot = tig_client::slot_id(url.key().as_bytes());
     let resp = match client.get(&slot, true) {
         Ok(r) => r,
-        Err(tig_client::Error::NotFound { .. }) => return Ok(Vec::new()),
+        Err(tig_client::Error::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("reading relay channel {url}")),
     };
     let mut bytes = Vec::new();
@@ -292,7 +331,7 @@ fn read_list(client: &Client, url: &RelayUrl) -> anyhow::Result<Vec<Line>> {
             LIST_MAX >> 20
         );
     }
-    parse_list(url, &bytes)
+    parse_list(url, &bytes).map(Some)
 }
 
 /// Whether the relay still has the whole bundle of `line`. Every request
@@ -355,6 +394,7 @@ pub fn push(
     feeds: Vec<String>,
     name: Option<String>,
     json: bool,
+    args: &RelayArgs,
 ) -> anyhow::Result<ExitCode> {
     let url = parse_url(dest)?;
     if name.is_some() {
@@ -380,8 +420,8 @@ pub fn push(
         bail!("no feeds to publish in {}", dir.display());
     }
 
-    let client = connect(&url)?;
-    let lines = read_list(&client, &url)?;
+    let client = connect(&url, args)?;
+    let lines = read_list(&client, &url)?.unwrap_or_default();
     let mut relay = chain(&lines);
     let mut kind = if relay.is_empty() {
         Kind::Full
@@ -391,7 +431,7 @@ pub fn push(
     let mut checked = BTreeSet::new();
     for line in relay {
         if checked.insert(line.target()) && !bundle_alive(&client, line)? {
-            tracing::info!(target = %line.target(), line = line.number, "relay lost a bundle; publishing a full one");
+            tracing::debug!(target = %line.target(), line = line.number, "relay lost a bundle; publishing a full one");
             if !json {
                 eprintln!(
                     "tig: {url}: the relay no longer has bundle {} (line {}); publishing a full bundle",
@@ -588,7 +628,7 @@ fn fetch<'a>(
         Err(e) => {
             let hint = match &e {
                 tig_client::Error::Invalid { reason, .. } if reason.contains("limit") => {
-                    " (TIG_MAX_BUNDLE sets the limit)"
+                    " (--max-bundle or TIG_MAX_BUNDLE sets the limit)"
                 }
                 _ => "",
             };
@@ -752,6 +792,7 @@ pub fn pull(
     name: Option<String>,
     strict: bool,
     json: bool,
+    args: &RelayArgs,
 ) -> anyhow::Result<ExitCode> {
     let url = parse_url(source)?;
     limit_open_packs();
@@ -764,10 +805,15 @@ pub fn pull(
         );
     }
     let wanted = |feed: &str| want.is_empty() || want.iter().any(|w| w == feed);
-    let max = bundle_max()?;
+    let max = args.max_bundle()?;
 
-    let client = connect(&url)?;
-    let lines = read_list(&client, &url)?;
+    let client = connect(&url, args)?;
+    // a mistyped channel must not look like an empty one
+    let lines = read_list(&client, &url)?.with_context(|| {
+        format!(
+            "relay channel {url} does not exist: nothing was ever pushed to it (check the name)"
+        )
+    })?;
     let relay = chain(&lines);
     for w in &want {
         if !relay.iter().any(|l| l.tips.iter().any(|(f, _)| f == w)) {
@@ -932,8 +978,7 @@ mod tests {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
         assert!(parse_url(&format!("tig+http://h/{}", "a".repeat(101))).is_err());
-        assert!(is_relay("tig+https://h/x") && !is_relay("https://h/x"));
-        assert!(is_relay("tig+ftp://h/x") && parse_url("tig+ftp://h/x").is_err());
+        assert!(parse_url("tig+ftp://h/x").is_err());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! current directory; `tig feed -C DIR` changes to it first), call the library,
 //! print a human report (or JSON) and pick the exit code.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -32,12 +33,14 @@ pub enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        relay: crate::feed_relay::RelayArgs,
     },
     /// Send feeds to another store (path or git URL), never overwriting a feed
     /// there unless it fast-forwards; or publish them on a tig server relay channel.
     Push {
         /// Another store's path, a git URL, or a relay channel
-        /// tig+http(s)://HOST:PORT/NAME (writes use TIG_APIKEY; TIG_MAX_SIZE = body limit).
+        /// tig+http(s)://HOST:PORT/NAME (see the relay options below).
         dest: String,
         /// Feeds to push (ids or aliases); default: every feed in this store.
         feeds: Vec<String>,
@@ -47,6 +50,8 @@ pub enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        relay: crate::feed_relay::RelayArgs,
     },
     /// Git bundles of feeds, for replication without a connection.
     Bundle {
@@ -77,8 +82,8 @@ pub enum Command {
     },
     /// Show the branches of a feed (every tip the store holds) as a graph.
     Graph {
-        /// The feed (id or alias).
-        feed: String,
+        /// The feed (id or alias) [default: the store's only feed].
+        feed: Option<String>,
         /// Graphviz DOT instead of text.
         #[arg(long)]
         dot: bool,
@@ -86,10 +91,15 @@ pub enum Command {
         #[arg(long)]
         full: bool,
     },
-    /// Delete a feed from the store: refs, aliases, reflogs and its objects.
+    /// Delete a feed from the store: refs, aliases, reflogs and all its messages.
+    /// Takes a feed id only (an alias is refused: `tig feed alias --delete NAME`
+    /// removes just an alias); asks for confirmation on a terminal unless --yes.
     Delete {
-        /// The feed (id or alias).
+        /// The feed id (64 hex, or a 40-hex GPG fingerprint).
         feed: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
 }
 
@@ -113,7 +123,7 @@ pub enum BundleCommand {
     },
 }
 
-pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+pub fn run(cmd: Command, dir: &Path) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Pull {
             source,
@@ -121,30 +131,29 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             name,
             strict,
             json,
-        } if crate::feed_relay::is_relay(&source) => {
-            crate::feed_relay::pull(Path::new("."), &source, feeds, name, strict, json)
-        }
-        Command::Pull {
-            source,
-            feeds,
-            name,
-            strict,
-            json,
-        } => pull(Path::new("."), &source, feeds, name, strict, json),
+            relay,
+        } => match sync::Source::parse(&source)? {
+            sync::Source::Relay(url) => {
+                crate::feed_relay::pull(dir, &url, feeds, name, strict, json, &relay)
+            }
+            _ => pull(dir, &source, feeds, name, strict, json),
+        },
         Command::Push {
             dest,
             feeds,
             name,
             json,
-        } if crate::feed_relay::is_relay(&dest) => {
-            crate::feed_relay::push(Path::new("."), &dest, feeds, name, json)
+            relay,
+        } if dest.starts_with("tig+") => {
+            crate::feed_relay::push(dir, &dest, feeds, name, json, &relay)
         }
         Command::Push {
             dest,
             feeds,
             name,
             json,
-        } => push(Path::new("."), &dest, feeds, name, json),
+            relay: _,
+        } => push(dir, &dest, feeds, name, json),
         Command::Bundle {
             command:
                 BundleCommand::Create {
@@ -154,18 +163,18 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                     for_store,
                     json,
                 },
-        } => bundle_create(Path::new("."), &file, feeds, since, for_store, json),
+        } => bundle_create(dir, &file, feeds, since, for_store, json),
         Command::Forks {
             feeds,
             json,
             export,
-        } => forks(Path::new("."), feeds, json, export).or_else(|err| {
+        } => forks(dir, feeds, json, export).or_else(|err| {
             eprintln!("tig: {err:#}");
             Ok(ExitCode::from(2))
         }),
         Command::VerifyProof { file, json } => verify_proof(&file, json),
-        Command::Graph { feed, dot, full } => graph(Path::new("."), &feed, dot, full),
-        Command::Delete { feed } => delete(Path::new("."), &feed),
+        Command::Graph { feed, dot, full } => graph(dir, feed.as_deref(), dot, full),
+        Command::Delete { feed, yes } => delete(dir, &feed, yes),
     }
 }
 
@@ -367,6 +376,33 @@ fn bundle_create(
         } else {
             sync::source_name(other)
         };
+        if repo
+            .references_glob(&format!("refs/remotes/{name}/*"))?
+            .next()
+            .is_none()
+        {
+            // a typo must not silently become a full bundle
+            let mut known = BTreeSet::new();
+            for r in repo.references_glob("refs/remotes/*")? {
+                if let Some((source, _)) = r?
+                    .name()
+                    .ok()
+                    .and_then(|n| n.strip_prefix("refs/remotes/"))
+                    .and_then(|n| n.split_once('/'))
+                {
+                    known.insert(source.to_string());
+                }
+            }
+            let known: Vec<String> = known.into_iter().collect();
+            bail!(
+                "--for {other}: this store never pulled from or pushed to {name:?} (no refs/remotes/{name}/); {}",
+                if known.is_empty() {
+                    "it knows no other store yet (leave out --for for a full bundle)".to_string()
+                } else {
+                    format!("it knows: {}", known.join(", "))
+                }
+            );
+        }
         for feed in tips.keys() {
             if let Ok(oid) = repo.refname_to_id(&format!("refs/remotes/{name}/{feed}"))
                 && (repo.graph_descendant_of(tips[feed], oid)? || tips[feed] == oid)
@@ -496,23 +532,56 @@ fn verify_proof(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn graph(dir: &Path, feed: &str, dot: bool, full: bool) -> anyhow::Result<ExitCode> {
+fn graph(dir: &Path, feed: Option<&str>, dot: bool, full: bool) -> anyhow::Result<ExitCode> {
     let store = open(dir)?;
-    let id = resolve(&store, feed)?;
+    let id = match feed {
+        Some(f) => resolve(&store, f)?,
+        None => crate::feed::feed_or_only(&store, None)?.to_string(),
+    };
     let text = if dot {
         sync::graph_dot(store.repo(), &id)?
     } else {
         sync::graph_text(store.repo(), &id, full)?
     };
-    use std::io::Write;
     std::io::stdout().write_all(text.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn delete(dir: &Path, feed: &str) -> anyhow::Result<ExitCode> {
+fn delete(dir: &Path, feed: &str, yes: bool) -> anyhow::Result<ExitCode> {
     let store = open(dir)?;
-    let id = resolve(&store, feed)?;
-    let fid = FeedId::parse(&id)?;
+    let fid = match FeedId::parse(feed) {
+        Ok(id) => id,
+        Err(_) => {
+            // an alias (or a typo) never deletes a feed: say what would
+            if let Ok(target) = store.resolve(feed) {
+                bail!(
+                    "{feed} is an alias of feed {target}; `tig feed delete` takes a feed id \
+                     (`tig feed alias --delete {feed}` removes only the alias, \
+                     `tig feed delete {target}` the feed and all its messages)"
+                );
+            }
+            bail!("{feed} is not a feed id (`tig feed list` shows the feeds of this store)");
+        }
+    };
+    if !yes && std::io::stdin().is_terminal() {
+        let messages = match store.tip(&fid)? {
+            Some(t) => store.commits_from(t)?.len(),
+            None => 0,
+        };
+        eprint!(
+            "Delete feed {fid} with its {messages} message(s) and every ref and alias naming it? \
+             This cannot be undone. [y/N] "
+        );
+        std::io::stderr().flush()?;
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .context("read the answer")?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+            eprintln!("tig: nothing deleted");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     let report = sync::delete_feed(&store, &fid)?;
     println!(
         "deleted feed {}: {} message(s), refs: {}",

@@ -8,7 +8,7 @@ mod support;
 
 use std::path::Path;
 
-use support::{Env, output};
+use support::{Env, log_contents, output};
 
 const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
@@ -114,11 +114,27 @@ fn a_tig_store_passes_git_fsck_and_git_checks_every_signature() {
     // log: newest first, --reverse, via id or alias
     let newest = env.tig_ok(&store, &["feed", "log", "bob-frontier"]);
     assert_eq!(
-        newest,
-        "Third\nwith two lines\n{\"type\":\"post\",\"text\":\"hi\"}\nFirst message\n"
+        log_contents(&newest),
+        [
+            "Third\nwith two lines",
+            "{\"type\":\"post\",\"text\":\"hi\"}",
+            "First message"
+        ]
+    );
+    // messages are told apart: a header line, the content indented, a blank line
+    assert!(
+        newest.starts_with(&format!(
+            "#3 {third} 2023-11-14T22:13:20Z\n    Third\n    with two lines\n\n#2 {second} "
+        )),
+        "{newest}"
     );
     let oldest = env.tig_ok(&store, &["feed", "log", &id, "--reverse"]);
-    assert!(oldest.starts_with("First message\n{"), "{oldest}");
+    assert!(
+        log_contents(&oldest)[..2] == ["First message", "{\"type\":\"post\",\"text\":\"hi\"}"],
+        "{oldest}"
+    );
+    // one feed in the store: log names it by default
+    assert_eq!(env.tig_ok(&store, &["feed", "log"]), newest);
     // same contents as the seed's `git log --topo-order --reverse --format=%B`
     let json = env.tig_ok(&store, &["feed", "log", &id, "--json", "--reverse"]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -198,7 +214,10 @@ fn messages_signed_by_real_git_with_the_feed_key_verify() {
     // and tig extends the git-made log
     env.append(&store, &key, "from tig again");
     let log = env.tig_ok(&store, &["feed", "log", &id, "--reverse"]);
-    assert_eq!(log, "from tig\nfrom git\nfrom tig again\n");
+    assert_eq!(
+        log_contents(&log),
+        ["from tig", "from git", "from tig again"]
+    );
     env.tig_ok(&store, &["feed", "verify", &id]);
 }
 
@@ -446,7 +465,10 @@ fn bad_input_gets_one_line_errors() {
     let o = env.tig(&store, &["feed", "alias", "main-feed", &id2]);
     assert!(!o.ok() && o.stderr.contains("already exists"), "{o:?}");
     env.tig_ok(&store, &["feed", "alias", "--force", "main-feed", &id2]);
-    assert_eq!(env.tig_ok(&store, &["feed", "log", "main-feed"]), "e\n");
+    assert_eq!(
+        log_contents(&env.tig_ok(&store, &["feed", "log", "main-feed"])),
+        ["e"]
+    );
 
     // not a store; init refuses a non-empty directory that is not a repository
     let o = env.tig(env.path(), &["feed", "log", "x"]);

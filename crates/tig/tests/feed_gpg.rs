@@ -8,7 +8,7 @@
 #[path = "fixtures/feed/support.rs"]
 mod support;
 
-use support::{Env, fixture, output};
+use support::{Env, fixture, log_contents, output};
 
 #[test]
 fn tig_reads_verifies_and_extends_a_store_made_by_the_seed_workflow() {
@@ -27,12 +27,12 @@ fn tig_reads_verifies_and_extends_a_store_made_by_the_seed_workflow() {
 
     // read: through the alias and the fingerprint (either case)
     assert_eq!(
-        env.tig_ok(&store, &["feed", "log", "bob-frontier"]),
-        "Second message\nFirst message\n"
+        log_contents(&env.tig_ok(&store, &["feed", "log", "bob-frontier"])),
+        ["Second message", "First message"]
     );
     assert_eq!(
-        env.tig_ok(&store, &["feed", "log", &bob.to_lowercase(), "--reverse"]),
-        "First message\nSecond message\n"
+        log_contents(&env.tig_ok(&store, &["feed", "log", &bob.to_lowercase(), "--reverse"])),
+        ["First message", "Second message"]
     );
     let json = env.tig_ok(&store, &["feed", "log", &bob, "--json"]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();

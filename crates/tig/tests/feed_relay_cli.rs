@@ -329,7 +329,8 @@ fn forks_published_through_a_relay_are_kept() {
     assert_eq!(s.code, 1, "{s:?}");
 }
 
-/// Bad relay URLs and empty channels: one line, or "nothing to pull".
+/// Bad relay URLs and missing channels: one line on stderr, exit 1; an empty
+/// channel: "nothing to pull".
 #[test]
 fn bad_urls_and_empty_channels() {
     let server = TigServer::start();
@@ -364,6 +365,14 @@ fn bad_urls_and_empty_channels() {
         assert_eq!(o.stderr.lines().count(), 1, "one line: {o:?}");
         assert!(o.stderr.contains("bad --as name"), "{o:?}");
     }
+    // a channel nobody ever pushed to (say, a typo) is an error, not "empty"
+    let o = tig(&store, &["feed", "pull", &url]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert_eq!(o.stderr.lines().count(), 1, "one line: {o:?}");
+    assert!(o.stderr.contains("does not exist"), "{o:?}");
+    assert!(all_refs(&store).is_empty());
+    // a channel that exists but lists nothing is empty
+    append_slot(&server, "nobody-here", "\n");
     let o = tig(&store, &["feed", "pull", &url]);
     assert!(o.ok(), "{o:?}");
     assert!(o.stdout.contains("nothing to pull"), "{o:?}");
@@ -717,11 +726,13 @@ fn printing_to_a_closed_pipe_is_quiet() {
     let mut cmd = Command::new("sh");
     cmd.current_dir(&store)
         .arg("-c")
-        .arg("\"$0\" feed log \"$1\" | head -1")
+        .arg("\"$0\" feed log \"$1\" | head -2")
         .arg(env!("CARGO_BIN_EXE_tig"))
         .arg(&a.id)
         .env("TIG_LOG", "warn");
     let o = output(cmd);
-    assert_eq!(o.stdout, "newest\n", "{o:?}");
+    // the newest message's header line, then its content
+    assert!(o.stdout.starts_with("#2 "), "{o:?}");
+    assert!(o.stdout.ends_with("\n    newest\n"), "{o:?}");
     assert!(!o.stderr.contains("panicked"), "{o:?}");
 }

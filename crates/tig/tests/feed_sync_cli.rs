@@ -521,7 +521,8 @@ fn delete_removes_a_feed_for_real() {
     }
     let alice_tip = rev(&store, &format!("refs/heads/{}", alice.id));
 
-    let out = tig_ok(&store, &["feed", "delete", "bob-frontier"]);
+    // by id: an alias is refused (feed_safety_cli checks that), the alias goes too
+    let out = tig_ok(&store, &["feed", "delete", &bob.id]);
     assert!(out.contains(&bob.id), "{out}");
     for c in &bob_commits {
         let e = git(&store, &["cat-file", "-e", c]);

@@ -27,8 +27,8 @@ pub use delete::{DeleteReport, delete_feed};
 pub use forks::{Fork, ForkMessage, ProofReport, export_proof, find_forks, verify_proof};
 pub use graph::{graph_dot, graph_text};
 pub use replicate::{
-    FeedOutcome, Outcome, PullOptions, PullReport, PushOptions, PushOutcome, PushReport, pull,
-    push, source_name,
+    FeedOutcome, Outcome, PullOptions, PullReport, PushOptions, PushOutcome, PushReport, Source,
+    pull, push, source_name,
 };
 
 use std::path::PathBuf;
@@ -83,6 +83,17 @@ pub enum SyncError {
     /// A fork proof does not prove anything.
     #[error("invalid proof: {0}")]
     InvalidProof(String),
+    /// A pull source or push destination that is none of the forms tig reads.
+    #[error("{source_arg}: {reason}")]
+    BadSource {
+        /// What was given.
+        source_arg: String,
+        /// What is wrong, and what would work.
+        reason: String,
+    },
+    /// The remote end of a git transport failed or is not a git server.
+    #[error("{0}")]
+    Transport(String),
     /// The request cannot be done this way.
     #[error("{0}")]
     Unsupported(String),

@@ -10,7 +10,7 @@
 //! an ancestor of a tip we hold is a fork: both are kept and it is reported.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use git2::{AutotagOption, Direction, FetchOptions, FetchPrune, Oid, Repository};
 use serde::Serialize;
@@ -181,6 +181,107 @@ fn check_name(name: &str) -> Result<String, SyncError> {
     Ok(name.to_string())
 }
 
+/// What a pull reads from or a push writes to, decided once from what the user
+/// typed (never by trying transports one after another).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A git repository on this machine: a directory, or a `file://` URL.
+    Local(PathBuf),
+    /// A git bundle file.
+    Bundle(PathBuf),
+    /// A git URL fetched through libgit2's transports (`ssh://`, `git://`,
+    /// `https://`, `user@host:path`).
+    Remote(String),
+    /// A tig server relay channel (`tig+http(s)://HOST:PORT/NAME`); the relay
+    /// protocol lives with the caller, over HTTP.
+    Relay(String),
+}
+
+/// What a source can be, for error messages.
+const SOURCE_FORMS: &str = "a store's directory, a bundle file, a git URL such as \
+    ssh://host/path.git or file:///path, or a relay channel tig+http://HOST:PORT/NAME";
+
+impl Source {
+    /// Parse a source as typed on the command line. Paths are checked here, so
+    /// a typo is "no such file or directory", not a transport error.
+    pub fn parse(s: &str) -> Result<Source, SyncError> {
+        let bad = |reason: String| SyncError::BadSource {
+            source_arg: s.to_string(),
+            reason,
+        };
+        if s.starts_with("tig+") {
+            return Ok(Source::Relay(s.to_string()));
+        }
+        if let Some(rest) = s.strip_prefix("file://") {
+            let p = Path::new(rest);
+            if !p.is_dir() {
+                return Err(bad(format!(
+                    "no such directory {rest} (a file:// URL names a git repository)"
+                )));
+            }
+            return match Repository::open(p) {
+                Ok(_) => Ok(Source::Local(p.to_path_buf())),
+                Err(_) => Err(bad(format!("{rest} is not a git repository"))),
+            };
+        }
+        if let Some((scheme, _)) = s.split_once("://")
+            && !scheme.is_empty()
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        {
+            return match scheme {
+                "http" | "https" | "ssh" | "git" | "git+ssh" | "ssh+git" => {
+                    Ok(Source::Remote(s.to_string()))
+                }
+                other => Err(bad(format!(
+                    "unsupported URL scheme {other}:// (a source is {SOURCE_FORMS})"
+                ))),
+            };
+        }
+        let p = Path::new(s);
+        if p.is_file() {
+            if !bundle::looks_like_bundle(p) {
+                return Err(SyncError::NotABundle(p.to_path_buf()));
+            }
+            return Ok(Source::Bundle(p.to_path_buf()));
+        }
+        if p.is_dir() {
+            return match Repository::open(p) {
+                Ok(_) => Ok(Source::Local(p.to_path_buf())),
+                Err(_) => Err(bad(format!(
+                    "not a git repository (a source is {SOURCE_FORMS})"
+                ))),
+            };
+        }
+        // scp-like `[user@]host:path` (git's rule: a colon before any slash)
+        if let Some((host, _)) = s.split_once(':')
+            && !host.is_empty()
+            && !host.contains('/')
+        {
+            return Ok(Source::Remote(s.to_string()));
+        }
+        Err(bad(format!(
+            "no such file or directory (a source is {SOURCE_FORMS})"
+        )))
+    }
+}
+
+/// A transport error from a remote URL, in words: for `http(s)://` the usual
+/// mistake is a tig server without `tig+`.
+fn remote_error(url: &str, e: git2::Error) -> SyncError {
+    let http = url.starts_with("http://") || url.starts_with("https://");
+    let hint = if http && e.class() == git2::ErrorClass::Http {
+        format!(
+            "{url} is not a git server over HTTP ({}); a tig server relay channel is written tig+{url}",
+            e.message()
+        )
+    } else {
+        format!("{url}: {}", e.message())
+    };
+    SyncError::Transport(hint)
+}
+
 /// An absolute path for an existing local directory, else the string as given (a URL).
 fn to_url(source: &str) -> String {
     let p = Path::new(source);
@@ -203,16 +304,18 @@ pub fn pull(store: &FeedStore, source: &str, opts: &PullOptions) -> Result<PullR
         Some(n) => check_name(n)?,
         None => source_name(source),
     };
-    let path = Path::new(source);
-    let feeds = if path.is_file() {
-        if !bundle::looks_like_bundle(path) {
-            return Err(SyncError::NotABundle(path.to_path_buf()));
+    let feeds = match Source::parse(source)? {
+        Source::Bundle(path) => pull_bundle(store, &path, &name, &opts.feeds)?,
+        Source::Local(path) => {
+            let src = Repository::open(&path)?;
+            pull_local(store, &src, &name, &opts.feeds)?
         }
-        pull_bundle(store, path, &name, &opts.feeds)?
-    } else if let Some(src) = local_repo(source) {
-        pull_local(store, &src, &name, &opts.feeds)?
-    } else {
-        pull_remote(store, source, &name, &opts.feeds)?
+        Source::Remote(url) => pull_remote(store, &url, &name, &opts.feeds)?,
+        Source::Relay(url) => {
+            return Err(SyncError::Unsupported(format!(
+                "{url} is a relay channel: the caller speaks the relay protocol"
+            )));
+        }
     };
     Ok(PullReport {
         source: source.to_string(),
@@ -306,16 +409,6 @@ impl Drop for Quarantine<'_> {
         }
         let _ = std::fs::remove_dir(self.repo.path().join(&self.prefix));
     }
-}
-
-/// The source as a repository on this machine (a path or `file://` URL), if it is one.
-fn local_repo(source: &str) -> Option<Repository> {
-    let path = source.strip_prefix("file://").unwrap_or(source);
-    let p = Path::new(path);
-    if !p.is_dir() {
-        return None;
-    }
-    Repository::open(p).ok()
 }
 
 /// The empty tree's id: the tree of every feed message.
@@ -421,7 +514,7 @@ fn pull_local(
 
 /// A feed rejected before any check: its source is broken (say, a missing object).
 fn rejected(feed: &str, tip: Oid, reason: String) -> FeedOutcome {
-    tracing::warn!(%feed, %reason, "rejected");
+    tracing::debug!(%feed, %reason, "rejected");
     FeedOutcome {
         feed: feed.to_string(),
         tip: tip.to_string(),
@@ -621,21 +714,15 @@ fn write_objects(
     if count == 0 {
         return Ok(());
     }
-    let before = util::pack_dir_listing(repo);
-    let written = (|| -> Result<(), SyncError> {
-        let mut w = odb.packwriter()?;
-        {
-            let mut buf = std::io::BufWriter::with_capacity(1 << 20, &mut w);
-            crate::pack::write_pack(count, walk.objects(), &mut buf)
-                .map_err(|e| SyncError::Git(git2::Error::from_str(&e.to_string())))?;
-        }
-        w.commit()?;
-        Ok(())
-    })();
-    if let Err(e) = written {
-        util::remove_new_pack_files(repo, &before);
-        return Err(e);
+    // on failure the indexer removes its own temporary file; nothing else in
+    // objects/pack is touched (another process may be writing its own pack)
+    let mut w = util::PackIndexer::new(repo, odb)?;
+    {
+        let mut buf = std::io::BufWriter::with_capacity(1 << 20, &mut w);
+        crate::pack::write_pack(count, walk.objects(), &mut buf)
+            .map_err(|e| SyncError::Git(git2::Error::from_str(&e.to_string())))?;
     }
+    w.finish()?;
     odb.refresh()?;
     Ok(())
 }
@@ -647,9 +734,11 @@ fn pull_remote(
     want: &[String],
 ) -> Result<Vec<FeedOutcome>, SyncError> {
     let repo = store.repo();
-    let url = to_url(source);
+    let url = source.to_string();
     let mut remote = repo.remote_anonymous(&url)?;
-    remote.connect(Direction::Fetch)?;
+    remote
+        .connect(Direction::Fetch)
+        .map_err(|e| remote_error(&url, e))?;
     let mut advertised = BTreeMap::new();
     for head in remote.list()? {
         if let Some(feed) = hex_feed_of_head(head.name())
@@ -672,7 +761,9 @@ fn pull_remote(
     fo.download_tags(AutotagOption::None)
         .update_fetchhead(false)
         .prune(FetchPrune::Off);
-    remote.fetch(&specs, Some(&mut fo), Some("tig feed pull: quarantine"))?;
+    remote
+        .fetch(&specs, Some(&mut fo), Some("tig feed pull: quarantine"))
+        .map_err(|e| remote_error(&url, e))?;
     let mut incoming = BTreeMap::new();
     for feed in advertised.keys() {
         match repo.refname_to_id(&quarantine.refname(feed)) {
@@ -765,7 +856,7 @@ fn apply_incoming_checked(
             preserved: None,
         };
         if !violations.is_empty() {
-            tracing::warn!(%feed, n = violations.len(), "rejected: new messages break the feed rules");
+            tracing::debug!(%feed, n = violations.len(), "rejected: new messages break the feed rules");
             entry.outcome = Outcome::Rejected { violations };
             out.push(entry);
             continue;
@@ -838,6 +929,15 @@ pub fn push(store: &FeedStore, dest: &str, opts: &PushOptions) -> Result<PushRep
             "{dest} is a file: push goes to a store or git URL; write a bundle with `tig feed bundle create`"
         )));
     }
+    let url = match Source::parse(dest)? {
+        Source::Local(p) => to_url(&p.to_string_lossy()),
+        Source::Remote(u) => u,
+        Source::Bundle(_) | Source::Relay(_) => {
+            return Err(SyncError::Unsupported(format!(
+                "{dest}: push goes to a store or git URL"
+            )));
+        }
+    };
     let mut local = BTreeMap::new();
     if opts.feeds.is_empty() {
         for r in repo.references_glob("refs/heads/*")? {
@@ -860,9 +960,10 @@ pub fn push(store: &FeedStore, dest: &str, opts: &PushOptions) -> Result<PushRep
             local.insert(f.clone(), oid);
         }
     }
-    let url = to_url(dest);
     let mut remote = repo.remote_anonymous(&url)?;
-    remote.connect(Direction::Push)?;
+    remote
+        .connect(Direction::Push)
+        .map_err(|e| remote_error(&url, e))?;
     let mut theirs = BTreeMap::new();
     for head in remote.list()? {
         if let Some(feed) = hex_feed_of_head(head.name()) {
