@@ -35,6 +35,9 @@ pub enum ApiError {
     /// 429: too many failed API-key attempts from this address.
     #[error("too many failed apikey attempts; try again later")]
     Throttled,
+    /// 507: the storage is full; nothing was stored.
+    #[error("insufficient storage: the server's disk is full; nothing stored")]
+    Full,
     /// 500: the store failed; details are logged.
     #[error("internal storage error")]
     Internal(String),
@@ -53,6 +56,7 @@ impl ApiError {
             Self::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::NotObjectPath(_) => StatusCode::EXPECTATION_FAILED,
             Self::Throttled => StatusCode::TOO_MANY_REQUESTS,
+            Self::Full => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -74,6 +78,10 @@ impl From<StoreError> for ApiError {
             StoreError::RangeNotSatisfiable { len } => Self::RangeNotSatisfiable(len),
             StoreError::Body(e) => {
                 Self::BadRequest(format!("reading the request body failed: {e}"))
+            }
+            StoreError::Full(e) => {
+                tracing::warn!(error = %e, "storage full: write refused");
+                Self::Full
             }
             StoreError::Io(e) => Self::Internal(e.to_string()),
         }

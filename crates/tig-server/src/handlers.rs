@@ -26,6 +26,9 @@ use crate::error::ApiError;
 /// Header telling a set-if-not caller whether its call created the slot.
 pub const CREATED_HEADER: &str = "tig-created";
 
+/// Burst members checked concurrently before the 200.
+const BURST_CHECKS: usize = 16;
+
 const OCTET_STREAM: &str = "application/octet-stream";
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 
@@ -201,12 +204,31 @@ async fn miss<S: Store>(
     id: ObjectId,
 ) -> Result<Response, ApiError> {
     if !forwarded && state.cluster.enabled() {
-        let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
-        if let Some(resp) = state.cluster.forward(&req.method, pq).await {
+        // Reads need no key: the caller's `apikey` is never sent to a peer.
+        let pq = match req.uri.query().map(query_without_key) {
+            Some(q) if !q.is_empty() => format!("{}?{q}", req.uri.path()),
+            _ => req.uri.path().to_owned(),
+        };
+        if let Some(resp) = state.cluster.forward(&req.method, &pq).await {
             return Ok(resp);
         }
     }
     Err(ApiError::NotFound(format!("not found: {}", id.path())))
+}
+
+/// `query` without its `apikey` parameters, however their names are encoded
+/// (`api%6Bey=` is `apikey=` to the query parser); the other pairs stay as sent.
+fn query_without_key(query: &str) -> String {
+    query
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or("");
+            form_urlencoded::parse(name.as_bytes())
+                .next()
+                .is_none_or(|(k, _)| k != "apikey")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Hashes a body without storing it (`/kv`).
@@ -255,20 +277,29 @@ async fn burst<S: Store>(
     };
     // The list is refused by its length before a byte of it is read.
     check_burst_len(list.len).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    // The list's bytes are dropped once parsed: only the ids (32 bytes a member,
+    // against at least 70 a line) stay while members are checked and streamed.
     let members = parse_burst(&read_all(list.body).await?)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let mut total = 0u64;
-    for m in &members {
-        match state.store.stat(*m, params.chtimes).await? {
-            Some(meta) => total += meta.len,
-            None => {
-                return Err(ApiError::NotFound(format!(
-                    "burst member missing: {}",
-                    m.path()
-                )));
+    // Members are checked a few at a time (each check is a hop to the blocking
+    // pool); the first missing one ends the request.
+    let chtimes = params.chtimes;
+    let total = futures_util::stream::iter(members.iter().copied())
+        .map(|m| {
+            let store = state.store.clone();
+            async move {
+                match store.stat(m, chtimes).await? {
+                    Some(meta) => Ok(meta.len),
+                    None => Err(ApiError::NotFound(format!(
+                        "burst member missing: {}",
+                        m.path()
+                    ))),
+                }
             }
-        }
-    }
+        })
+        .buffered(BURST_CHECKS)
+        .try_fold(0u64, |acc, len| async move { Ok(acc + len) })
+        .await?;
     tracing::debug!(members = members.len(), bytes = total, "burst");
     let store = state.store.clone();
     let stream = futures_util::stream::iter(members)
@@ -291,4 +322,21 @@ async fn burst<S: Store>(
 fn error_stream(msg: String) -> BodyStream {
     tracing::warn!(%msg, "aborting a burst");
     Box::pin(futures_util::stream::iter([Err(io::Error::other(msg))]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_is_cut_from_forwarded_queries() {
+        assert_eq!(query_without_key("apikey=K"), "");
+        assert_eq!(
+            query_without_key("burst=1&apikey=K&format=*"),
+            "burst=1&format=*"
+        );
+        assert_eq!(query_without_key("api%6Bey=K&chtimes=0"), "chtimes=0");
+        assert_eq!(query_without_key("apikey&apikey=&x=apikey"), "x=apikey");
+        assert_eq!(query_without_key("format=%2A"), "format=%2A");
+    }
 }

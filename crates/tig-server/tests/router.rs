@@ -335,7 +335,13 @@ async fn repeated_failures_are_throttled() {
     for _ in 0..3 {
         assert_error(&call(&app, Method::GET, "/?apikey=bad", "").await, 401);
     }
-    assert_error(&call(&app, Method::GET, "/?apikey=abc", "").await, 429);
+    // Further failures get 429; the right key is still served (issue 10.2).
+    assert_error(&call(&app, Method::GET, "/?apikey=bad", "").await, 429);
+    assert_error(&call(&app, Method::GET, "/", "").await, 429);
+    assert_eq!(
+        call(&app, Method::GET, "/?apikey=abc", "").await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]

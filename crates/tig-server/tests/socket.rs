@@ -57,11 +57,34 @@ fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// The names in `dir` apart from the temp area `.tig-tmp`, plus any temp file in
+/// it (its per-process `lock` files are not counted).
+fn entries(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        if name != ".tig-tmp" {
+            out.push(name);
+        }
+    }
+    if let Ok(dirs) = std::fs::read_dir(dir.join(".tig-tmp")) {
+        for d in dirs.flatten() {
+            if d.file_type().unwrap().is_dir() {
+                for f in std::fs::read_dir(d.path()).unwrap().flatten() {
+                    if f.file_name() != "lock" {
+                        out.push(format!(".tig-tmp/{:?}", f.path()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Every `<h>.tig` in `dir` hashes to its name, or is one of `slots`; nothing
 /// else is there.
 fn assert_clean_dir(dir: &Path, slots: &[ObjectId]) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let name = entry.unwrap().file_name().into_string().unwrap();
+    for name in entries(dir) {
         let id = ObjectId::from_file_name(&name).unwrap_or_else(|| panic!("stray file {name}"));
         if slots.contains(&id) {
             continue;
@@ -187,7 +210,7 @@ async fn twenty_identical_puts_make_one_valid_object() {
         .unwrap();
     assert_eq!(&got[..], &data[..]);
     let dir = s.stop().await;
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    assert_eq!(entries(dir.path()).len(), 1);
     assert_clean_dir(dir.path(), &[]);
 }
 
@@ -220,7 +243,7 @@ async fn streamed_upload_without_length_and_oversize_refusal() {
         assert_eq!(r.status(), 413);
     }
     let dir = s.stop().await;
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    assert_eq!(entries(dir.path()).len(), 1);
     assert_clean_dir(dir.path(), &[]);
 }
 
@@ -375,11 +398,13 @@ async fn shutdown_lets_an_open_request_finish() {
     let dir = s.dir.path().to_owned();
     let mut seen = false;
     for _ in 0..500 {
-        seen = std::fs::read_dir(&dir).unwrap().any(|e| {
-            e.unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with(".tmp-")
+        // Temp files live in `<root>/.tig-tmp/<process dir>/`, next to its `lock`.
+        seen = std::fs::read_dir(dir.join(".tig-tmp")).unwrap().any(|d| {
+            let d = d.unwrap();
+            d.file_type().unwrap().is_dir()
+                && std::fs::read_dir(d.path())
+                    .unwrap()
+                    .any(|f| f.unwrap().file_name() != "lock")
         });
         if seen {
             break;

@@ -1,8 +1,9 @@
 //! The filesystem backend: one file `<root>/<h>.tig` per object.
 //!
-//! Writes stream into a private temp file (`<root>/.tmp-<pid>-<n>`, a name that can
-//! never look like an object and is never served or listed) while hashing, and are
-//! published only when whole:
+//! Writes stream into a private temp file while hashing, and are published only
+//! when whole. Temp files live in this process's own directory
+//! `<root>/.tig-tmp/<pid>-<nonce>/` (`.tig-tmp` is created 0700; no name in it can
+//! look like an object, so it is never served or listed). Publication:
 //! - content: fsync, then `link(temp, <h>.tig)`, which refuses to replace anything;
 //!   if the name exists it is either the same content (a dedupe: the timer is
 //!   refreshed) or a slot with other bytes (a conflict; nothing changes);
@@ -10,8 +11,21 @@
 //! - set-if-not: fsync, then `link`, which is exclusive (the seed's `O_EXCL`);
 //! - append: the body is received whole first, then appended with `O_APPEND`.
 //!
-//! A dropped connection or a crash leaves at most a temp file, removed by a drop
-//! guard or at the next start. Every operation that changes or deletes a name holds
+//! Durability: with `fsync` on (the default) the file's data and then the root
+//! directory are fsynced before a write returns, so an acknowledged write
+//! survives a crash or power loss.
+//!
+//! A dropped connection leaves nothing (a drop guard removes the temp file). A
+//! crash leaves at most the dead process's temp directory: each process holds an
+//! exclusive `flock` on `<its dir>/lock` for its lifetime, and start-up removes
+//! only directories whose lock is free (creation and the clean-up scan are
+//! serialized by a `flock` on `.tig-tmp/.lock`, so a starting server never
+//! removes another live server's files). Nothing else in the root is touched.
+//!
+//! A full disk (`ENOSPC`, `EDQUOT`) is [`StoreError::Full`]; nothing partial is
+//! left (an append that failed half-way is cut back to its old length).
+//!
+//! Every operation that changes or deletes a name holds
 //! that name's lock (a striped async mutex), so appends are serialized and the
 //! sweeper never races a writer. All file system calls run on tokio's blocking
 //! pool; small bodies need one hop there, large ones one hop per buffer.
@@ -62,12 +76,17 @@ const SMALL_READ: u64 = 64 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 /// Number of lock stripes (names share a lock when their first bytes collide).
 const STRIPES: usize = 1024;
-/// Prefix of private temp files.
-pub const TEMP_PREFIX: &str = ".tmp-";
 /// Permission bits of a published content file: read-only.
 pub const CONTENT_MODE: u32 = 0o444;
 /// Permission bits of a slot file (distinct from every mode other writers use).
 pub const SLOT_MODE: u32 = 0o604;
+/// The directory under the root holding each process's private temp directory.
+pub const TEMP_DIR: &str = ".tig-tmp";
+/// The lock file inside a process's temp directory (held with `flock` while the
+/// process lives).
+const LOCK_FILE: &str = "lock";
+/// The lock in [`TEMP_DIR`] serializing creation and clean-up of process directories.
+const SCAN_LOCK: &str = ".lock";
 
 /// Tuning of the filesystem backend.
 #[derive(Debug, Clone)]
@@ -105,6 +124,10 @@ impl std::fmt::Debug for FsStore {
 
 struct Inner {
     root: PathBuf,
+    /// This process's private temp directory.
+    tmp: PathBuf,
+    /// The open, `flock`ed lock file of `tmp`: the lock lives as long as the store.
+    _tmp_lock: File,
     started: SystemTime,
     opts: FsOptions,
     locks: Box<[Arc<AsyncMutex<()>>]>,
@@ -112,6 +135,15 @@ struct Inner {
     /// Kinds of files whose mode could not be set to a mark, by name, with the
     /// inode and length they were decided for (any change means: decide again).
     unmarked: Mutex<HashMap<ObjectId, (u64, u64, Kind)>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Still holding the lock (fields drop after this): nobody else removes it.
+        if let Err(e) = fs::remove_dir_all(&self.tmp) {
+            tracing::warn!(dir = %self.tmp.display(), error = %e, "cannot remove the temp directory");
+        }
+    }
 }
 
 /// A temp file that deletes itself unless published by rename.
@@ -153,16 +185,16 @@ impl FsStore {
     pub async fn open(root: impl Into<PathBuf>, opts: FsOptions) -> Result<Self, StoreError> {
         let root: PathBuf = root.into();
         let dir = root.clone();
-        let removed = blocking(move || {
+        let (tmp, tmp_lock, removed) = blocking(move || {
             let meta = fs::metadata(&dir)?;
             if !meta.is_dir() {
                 return Err(io::Error::new(io::ErrorKind::NotADirectory, "not a directory").into());
             }
-            Ok(remove_stale_temps(&dir)?)
+            Ok(temp_dir_for_this_process(&dir)?)
         })
         .await?;
         if removed > 0 {
-            tracing::info!(removed, "removed stale temp files");
+            tracing::info!(removed, "removed temp directories of dead tig processes");
         }
         let locks = (0..STRIPES)
             .map(|_| Arc::new(AsyncMutex::new(())))
@@ -170,6 +202,8 @@ impl FsStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 root,
+                tmp,
+                _tmp_lock: tmp_lock,
                 started: SystemTime::now(),
                 opts,
                 locks,
@@ -285,9 +319,7 @@ impl Inner {
 
     fn new_temp(&self) -> io::Result<TempFile> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let path = self
-            .root
-            .join(format!("{TEMP_PREFIX}{}-{n}", std::process::id()));
+        let path = self.tmp.join(n.to_string());
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -314,6 +346,14 @@ impl Inner {
         Ok(t)
     }
 
+    /// Makes a new or replaced name in the root durable (fsync of the directory).
+    fn sync_root(&self) -> io::Result<()> {
+        if self.opts.fsync {
+            File::open(&self.root)?.sync_all()?;
+        }
+        Ok(())
+    }
+
     /// Links a complete temp file to `<id>.tig` without ever replacing a file.
     fn publish_content(&self, temp: TempFile, id: ObjectId) -> Result<(), StoreError> {
         let target = self.path(id);
@@ -321,6 +361,7 @@ impl Inner {
         match fs::hard_link(&temp.path, &target) {
             Ok(()) => {
                 self.forget(id);
+                self.sync_root()?;
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -328,6 +369,7 @@ impl Inner {
                     None => {
                         // Deleted behind our back (not by us: we hold the lock).
                         fs::hard_link(&temp.path, &target)?;
+                        self.sync_root()?;
                         Ok(())
                     }
                     Some(Kind::Content) => {
@@ -457,6 +499,7 @@ impl Inner {
                 fs::rename(&t.path, &target)?;
                 t.keep = true;
                 self.forget(id);
+                self.sync_root()?;
                 Ok(SlotOutcome::Written)
             }
             SlotWrite::IfAbsent => {
@@ -465,6 +508,7 @@ impl Inner {
                 match fs::hard_link(&t.path, &target) {
                     Ok(()) => {
                         self.forget(id);
+                        self.sync_root()?;
                         Ok(SlotOutcome::Created)
                     }
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(SlotOutcome::Existed),
@@ -473,18 +517,47 @@ impl Inner {
             }
             SlotWrite::Append => {
                 let existed = self.ensure_not_content(id)?;
-                let mut out = OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .mode(SLOT_MODE)
-                    .open(&target)?;
-                if let Some(mut t) = inc.temp {
-                    t.file.rewind()?;
-                    io::copy(&mut t.file, &mut out)?;
-                }
-                out.write_all(&inc.tail)?;
-                if self.opts.fsync {
-                    out.sync_data()?;
+                let (mut out, created) = match OpenOptions::new().append(true).open(&target) {
+                    Ok(f) => (f, false),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => (
+                        OpenOptions::new()
+                            .append(true)
+                            .create(true)
+                            .mode(SLOT_MODE)
+                            .open(&target)?,
+                        true,
+                    ),
+                    Err(e) => return Err(e.into()),
+                };
+                let old_len = out.metadata()?.len();
+                let mut temp = inc.temp;
+                let res = (|| -> io::Result<()> {
+                    if let Some(t) = temp.as_mut() {
+                        t.file.rewind()?;
+                        io::copy(&mut t.file, &mut out)?;
+                    }
+                    out.write_all(&inc.tail)?;
+                    if self.opts.fsync {
+                        out.sync_data()?;
+                    }
+                    if created {
+                        self.sync_root()?;
+                    }
+                    Ok(())
+                })();
+                if let Err(e) = res {
+                    // Nothing partial: cut the slot back (or remove the one this
+                    // call created).
+                    let undo = if created {
+                        remove_if_present(&target)
+                    } else {
+                        out.set_len(old_len)
+                    };
+                    if let Err(u) = undo {
+                        tracing::error!(path = %target.display(), error = %u, "cannot undo a failed append");
+                    }
+                    self.forget(id);
+                    return Err(e.into());
                 }
                 // A new file is exactly the body: content if it hashes to the name.
                 let want = if existed { SLOT_MODE } else { own_mode };
@@ -613,20 +686,71 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
     }
 }
 
-fn remove_stale_temps(dir: &Path) -> io::Result<usize> {
-    let mut n = 0;
-    for entry in fs::read_dir(dir)? {
+/// Creates (0700) `<root>/.tig-tmp`, removes the temp directories of tig
+/// processes that are gone (their lock is free), and creates and locks this
+/// process's own. Returns its path, its locked lock file and how many stale
+/// directories were removed.
+fn temp_dir_for_this_process(root: &Path) -> io::Result<(PathBuf, File, usize)> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let base = root.join(TEMP_DIR);
+    match fs::DirBuilder::new().mode(0o700).create(&base) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    let meta = fs::symlink_metadata(&base)?;
+    if !meta.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            format!("{} is not a directory", base.display()),
+        ));
+    }
+    if meta.permissions().mode() & 0o777 != 0o700 {
+        fs::set_permissions(&base, fs::Permissions::from_mode(0o700))?;
+    }
+    // Creating a process directory and locking it is one step for everyone
+    // else's clean-up scan.
+    let scan = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(base.join(SCAN_LOCK))?;
+    rustix::fs::flock(&scan, rustix::fs::FlockOperation::LockExclusive)?;
+    let mut removed = 0;
+    for entry in fs::read_dir(&base)? {
         let entry = entry?;
-        if entry
-            .file_name()
-            .to_str()
-            .is_some_and(|s| s.starts_with(TEMP_PREFIX))
-        {
-            remove_if_present(&entry.path())?;
-            n += 1;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let dir = entry.path();
+        let stale = match File::open(dir.join(LOCK_FILE)) {
+            // Held by a live process: WouldBlock. Free: its owner is gone.
+            Ok(f) => {
+                rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
+            }
+            // Creation is serialized with this scan: no lock file means a process
+            // died before it could make one.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+            Err(e) => return Err(e),
+        };
+        if stale {
+            match fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => removed += 1,
+            }
         }
     }
-    Ok(n)
+    let nonce = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let own = base.join(format!("{}-{nonce:x}", std::process::id()));
+    fs::DirBuilder::new().mode(0o700).create(&own)?;
+    let lock = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(own.join(LOCK_FILE))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
+    drop(scan);
+    Ok((own, lock, removed))
 }
 
 /// Streams `len` bytes of an open file.
@@ -799,17 +923,75 @@ mod tests {
 
     conformance::suite!(store);
 
+    /// Every file name under the root except the temp directories' lock files:
+    /// objects at the top, temp files as `.tig-tmp/<dir>/<name>`.
+    fn leftovers(root: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(root).unwrap() {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            if name != TEMP_DIR {
+                out.push(name);
+            }
+        }
+        for d in fs::read_dir(root.join(TEMP_DIR)).unwrap() {
+            let d = d.unwrap();
+            if !d.file_type().unwrap().is_dir() {
+                continue;
+            }
+            for f in fs::read_dir(d.path()).unwrap() {
+                let f = f.unwrap().file_name().into_string().unwrap();
+                if f != LOCK_FILE {
+                    out.push(format!("{TEMP_DIR}/{:?}/{f}", d.file_name()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
     #[tokio::test]
-    async fn startup_removes_stale_temp_files_and_keeps_objects() {
+    async fn startup_removes_only_what_a_dead_tig_left() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let id = ObjectId::digest(b"x");
         fs::write(dir.path().join(id.file_name()), b"x").unwrap();
-        fs::write(dir.path().join(".tmp-1-2"), b"half").unwrap();
-        let s = FsStore::open(dir.path(), FsOptions::default())
+        // Not ours: another program's file that merely looks like an old temp file.
+        fs::write(dir.path().join(".tmp-important"), b"keep me").unwrap();
+        // A dead tig's directory: a lock file nobody holds, and one without any.
+        let tmp = dir.path().join(TEMP_DIR);
+        fs::create_dir_all(tmp.join("1-dead")).unwrap();
+        fs::write(tmp.join("1-dead").join(LOCK_FILE), b"").unwrap();
+        fs::write(tmp.join("1-dead").join("7"), b"half").unwrap();
+        fs::create_dir_all(tmp.join("2-nolock")).unwrap();
+        fs::write(tmp.join("2-nolock").join("3"), b"half").unwrap();
+        let live = FsStore::open(dir.path(), FsOptions::default())
             .await
             .unwrap();
-        assert!(!dir.path().join(".tmp-1-2").exists());
-        assert_eq!(s.list().await.unwrap(), vec![id]);
+        assert!(!tmp.join("1-dead").exists());
+        assert!(!tmp.join("2-nolock").exists());
+        assert_eq!(
+            fs::read(dir.path().join(".tmp-important")).unwrap(),
+            b"keep me"
+        );
+        assert_eq!(
+            fs::metadata(&tmp).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert_eq!(live.list().await.unwrap(), vec![id]);
+        // A live server's in-flight temp file survives a second server starting
+        // on the same root.
+        let t = live.inner.new_temp().unwrap();
+        let second = FsStore::open(dir.path(), FsOptions::default())
+            .await
+            .unwrap();
+        assert!(t.path.exists(), "a live server's temp file was removed");
+        drop(t);
+        // A clean shutdown removes the process's own directory.
+        let own = second.inner.tmp.clone();
+        assert!(own.exists());
+        drop(second);
+        assert!(!own.exists());
+        assert!(live.inner.tmp.exists());
     }
 
     #[tokio::test]
@@ -838,11 +1020,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(id, ObjectId::digest(&data));
-        let names: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert_eq!(names, vec![id.file_name()]);
+        assert_eq!(leftovers(dir.path()), vec![id.file_name()]);
         assert_eq!(fs::read(dir.path().join(id.file_name())).unwrap(), data);
     }
 
@@ -856,7 +1034,7 @@ mod tests {
         ]));
         let err = s.put_content(body, u64::MAX).await.unwrap_err();
         assert!(matches!(err, StoreError::Body(_)), "{err}");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert!(leftovers(dir.path()).is_empty());
     }
 
     #[tokio::test]

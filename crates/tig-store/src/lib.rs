@@ -210,14 +210,22 @@ pub enum StoreError {
     /// Reading the request body failed (e.g. the client went away).
     #[error("reading the request body failed: {0}")]
     Body(io::Error),
+    /// The storage is full (no space, or over quota); nothing was stored.
+    #[error("storage is full: {0}")]
+    Full(io::Error),
     /// The storage itself failed.
     #[error("storage I/O failed: {0}")]
     Io(io::Error),
 }
 
 impl From<io::Error> for StoreError {
+    /// `ENOSPC` and `EDQUOT` become [`StoreError::Full`]; everything else
+    /// [`StoreError::Io`].
     fn from(e: io::Error) -> Self {
-        Self::Io(e)
+        match e.kind() {
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Self::Full(e),
+            _ => Self::Io(e),
+        }
     }
 }
 

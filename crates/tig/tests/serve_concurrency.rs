@@ -143,7 +143,7 @@ fn twenty_concurrent_identical_puts_make_one_valid_object() {
         wait_until(
             std::time::Duration::from_secs(10),
             std::time::Duration::from_millis(50),
-            || std::fs::read_dir(&s.root).expect("dir").count() == 1
+            || root_entries(&s.root).len() == 1
         ),
         "leftover files in the root"
     );

@@ -296,14 +296,10 @@ fn dropped_connections_leave_nothing_partial() {
     // Only the slot remains, unchanged, and no temp file stays behind.
     assert!(
         wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-            std::fs::read_dir(&s.root).expect("dir").count() == 1
+            root_entries(&s.root).len() == 1
         }),
         "files left by dropped uploads: {:?}",
-        std::fs::read_dir(&s.root)
-            .expect("dir")
-            .flatten()
-            .map(|e| e.file_name())
-            .collect::<Vec<_>>()
+        root_entries(&s.root)
     );
     let r = c.get(s.obj_url(&slot)).send().expect("get");
     assert_eq!(

@@ -11,15 +11,10 @@ use std::time::Duration;
 
 use common::*;
 
-/// Every file in `root` (any name): refused uploads must leave none behind.
+/// Every file in `root` (any name, temp files included): refused uploads must
+/// leave none behind.
 fn all_files(root: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(root)
-        .expect("read root")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
+    root_entries(root)
 }
 
 /// Sends `head` then `body` on a raw socket while reading the reply concurrently

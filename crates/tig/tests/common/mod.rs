@@ -545,6 +545,35 @@ pub fn tig_files(root: &Path) -> Vec<(String, PathBuf)> {
     out
 }
 
+/// Every entry of `root` except the server's temp area `.tig-tmp`, plus every
+/// temp file inside it (as `.tig-tmp/<process dir>/<name>`; the per-process
+/// `lock` files and the scan lock are not counted). "Nothing left behind"
+/// means this lists only the objects (and `apikey`).
+pub fn root_entries(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(root).expect("read root").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != ".tig-tmp" {
+            out.push(name);
+        }
+    }
+    if let Ok(dirs) = std::fs::read_dir(root.join(".tig-tmp")) {
+        for d in dirs.flatten() {
+            if !d.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            for f in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
+                let f = f.file_name().to_string_lossy().into_owned();
+                if f != "lock" {
+                    out.push(format!(".tig-tmp/{}/{f}", d.file_name().to_string_lossy()));
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Whether `s` is 64 lowercase hex characters.
 pub fn is_hash(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
