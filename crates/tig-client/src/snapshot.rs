@@ -20,7 +20,7 @@ use bytes::Bytes;
 use tig_core::ObjectId;
 
 use crate::cache::{Cache, FileStamp};
-use crate::chunk::{ChunkParams, chunks, decode_burst, encode_burst};
+use crate::chunk::{ChunkParams, chunks, encode_burst};
 use crate::error::{Error, Result};
 use crate::fetch::{LIST_MAX, set_mode};
 use crate::http::Client;
@@ -398,12 +398,10 @@ impl Client {
             })?;
         let n = match e.kind {
             Kind::Burst => {
-                let members = decode_burst(&self.fetch_bytes(&e.id, LIST_MAX)?)?;
-                let mut total = 0;
-                for m in members {
-                    total += self.fetch_object_into(&m, true, tmp.as_file_mut(), pb, u64::MAX)?;
-                }
-                total
+                // Members fetched in parallel, each verified, appended in order.
+                let n = self.fetch_into(&e.id, true, tmp.as_file_mut(), e.size)?;
+                pb.inc(n);
+                n
             }
             _ => self.fetch_object_into(&e.id, true, tmp.as_file_mut(), pb, u64::MAX)?,
         };
