@@ -144,11 +144,9 @@ async fn check_batch<S: Store>(
 /// Whether `id` holds content here; refreshes its retention timer when it does.
 async fn is_content<S: Store>(store: &S, id: ObjectId) -> io::Result<bool> {
     let to_io = |e: tig_store::StoreError| io::Error::other(e.to_string());
-    // `stat` is cheap and answers most misses; only a present name is classified.
-    if store.stat(id, true).await.map_err(to_io)?.is_none() {
-        return Ok(false);
-    }
-    Ok(store.kind(id).await.map_err(to_io)? == Some(Kind::Content))
+    // One `stat`: the kind comes with it, without hashing the bytes.
+    let meta = store.stat(id, true).await.map_err(to_io)?;
+    Ok(meta.is_some_and(|m| m.kind == Kind::Content))
 }
 
 /// The names among `ids` that some peer vouches for (left out of its own answer).
