@@ -7,12 +7,12 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {err}")]
     Read {
         /// The file.
         path: String,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, not a `source`: said once).
+        err: std::io::Error,
     },
     /// The certificate file holds no certificate.
     #[error("no certificate found in {0}")]
@@ -28,26 +28,26 @@ pub enum TlsError {
 /// Builds a server config (HTTP/2 and HTTP/1.1 via ALPN) from PEM files.
 pub fn load(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let read = |p: &Path| {
-        std::fs::read(p).map_err(|source| TlsError::Read {
+        std::fs::read(p).map_err(|err| TlsError::Read {
             path: p.display().to_string(),
-            source,
+            err,
         })
     };
     let cert_pem = read(cert)?;
     let key_pem = read(key)?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
         .collect::<Result<_, _>>()
-        .map_err(|source| TlsError::Read {
+        .map_err(|err| TlsError::Read {
             path: cert.display().to_string(),
-            source,
+            err,
         })?;
     if certs.is_empty() {
         return Err(TlsError::NoCertificate(cert.display().to_string()));
     }
     let key_der = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .map_err(|source| TlsError::Read {
+        .map_err(|err| TlsError::Read {
             path: key.display().to_string(),
-            source,
+            err,
         })?
         .ok_or_else(|| TlsError::NoKey(key.display().to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());

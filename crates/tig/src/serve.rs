@@ -208,7 +208,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .ok()
             .and_then(|mut a| a.next())
-            .with_context(|| format!("bad --listen address {listen:?}"))?,
+            .with_context(|| {
+                format!(
+                    "bad --listen address {listen:?}: expected HOST:PORT, e.g. 127.0.0.1:7777, 0.0.0.0:7777 or [::]:7777"
+                )
+            })?,
     };
     if args.root.is_some() && !root.exists() {
         // An explicit data directory is created like `mkdir -p`, so the README's
