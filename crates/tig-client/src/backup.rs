@@ -42,9 +42,9 @@ impl Client {
     /// skipped, except that with `refresh_slots` local files whose bytes do not hash
     /// to their name (key-value slots, which change) are fetched again.
     pub fn backup(&self, dest: &Path, refresh_slots: bool) -> Result<BackupResult> {
+        let listed = self.list()?;
         std::fs::create_dir_all(dest)
             .map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
-        let listed = self.list()?;
         let mut res = BackupResult {
             listed: listed.len() as u64,
             ..Default::default()

@@ -25,6 +25,17 @@ pub enum Error {
         /// Why, as reqwest says it.
         reason: String,
     },
+    /// No connection could be made to the server (after retries).
+    #[error("cannot connect ({reason}): is the server running at {server}?")]
+    Unreachable {
+        /// The request, e.g. `GET /<h>.tig` (not in the message: callers name
+        /// what they were doing).
+        what: String,
+        /// The server's base URL.
+        server: String,
+        /// The innermost cause, e.g. "Connection refused (os error 111)".
+        reason: String,
+    },
     /// The object is not on the server.
     #[error("{what}: not found on the server (404)")]
     NotFound {
@@ -82,6 +93,15 @@ impl Error {
         Self::Io {
             context: context.into(),
             err,
+        }
+    }
+
+    /// The kind of a local I/O failure (e.g. `BrokenPipe` when the output was
+    /// closed), `None` for every other error.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            Self::Io { err, .. } => Some(err.kind()),
+            _ => None,
         }
     }
 

@@ -114,8 +114,160 @@ impl Client {
             return Ok(n);
         }
         let list = self.fetch_bytes(id, tig_core::MAX_BURST_LIST)?;
-        let members = decode_burst(&list)?;
+        let members = burst_members(&list)?;
         self.fetch_members_into(&members, file, max)
+    }
+
+    /// Downloads `id` (with `burst`, its members) into `<out>.part` next to
+    /// `out`, verifies the whole, and renames it to `out`. With `resume`, the
+    /// bytes already in `<out>.part` (from an interrupted run) are kept: a plain
+    /// object continues with `Range: bytes=N-` (from the start when the server
+    /// ignores ranges), a burst at its first member not complete on disk; the
+    /// whole is still hashed before the rename. Without `resume` an old part
+    /// file is started afresh. A transfer that breaks leaves the part file for
+    /// a later `resume`; a hash mismatch removes it.
+    pub fn fetch_to_path_resuming(
+        &self,
+        id: &ObjectId,
+        burst: bool,
+        out: &Path,
+        resume: bool,
+    ) -> Result<u64> {
+        let part = part_path(out);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(!resume)
+            .open(&part)
+            .map_err(|e| Error::io(format!("opening {}", part.display()), e))?;
+        let r = if burst {
+            self.resume_burst(id, &mut file)
+        } else {
+            self.resume_plain(id, &mut file)
+        };
+        let n = match r {
+            Ok(n) => n,
+            Err(e) => {
+                if !matches!(e, Error::Transport { .. } | Error::Unreachable { .. }) {
+                    let _ = std::fs::remove_file(&part);
+                }
+                return Err(e);
+            }
+        };
+        file.sync_all()
+            .map_err(|e| Error::io(format!("writing {}", part.display()), e))?;
+        drop(file);
+        set_mode(&part, 0o644)?;
+        std::fs::rename(&part, out)
+            .map_err(|e| Error::io(format!("renaming into {}", out.display()), e))?;
+        Ok(n)
+    }
+
+    /// A plain object into `file`, continuing after the bytes already there.
+    fn resume_plain(&self, id: &ObjectId, file: &mut File) -> Result<u64> {
+        let announced = self.head_len(id)?.flatten();
+        let pb = progress::bar(self.cfg.progress, announced, "get");
+        let r = self.retrying(id, |c| c.resume_plain_once(id, announced, file, &pb));
+        pb.finish_and_clear();
+        r
+    }
+
+    fn resume_plain_once(
+        &self,
+        id: &ObjectId,
+        announced: Option<u64>,
+        file: &mut File,
+        pb: &ProgressBar,
+    ) -> Result<u64> {
+        let io = |e| Error::io("reading the part file", e);
+        let mut have = file.seek(SeekFrom::End(0)).map_err(io)?;
+        if announced.is_some_and(|n| have > n) {
+            have = 0;
+        }
+        file.set_len(have)
+            .map_err(|e| Error::io("truncating the part file", e))?;
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
+        let mut hasher = hash_prefix(file, have)?;
+        pb.set_position(have);
+        let mut resp = match self.get_from(id, have)? {
+            Ranged::Rest(resp) => resp,
+            Ranged::Whole(resp) => {
+                file.set_len(0)
+                    .map_err(|e| Error::io("truncating the part file", e))?;
+                hasher = Hasher::new();
+                have = 0;
+                pb.set_position(0);
+                resp
+            }
+            Ranged::NothingLeft => {
+                return verified(id, hasher, have);
+            }
+        };
+        file.seek(SeekFrom::Start(have)).map_err(io)?;
+        let limit = announced.unwrap_or(u64::MAX);
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut *file);
+        let mut seen = have;
+        let r = crate::http::read_body(&mut resp, &format!("GET {}", id.path()), |bytes| {
+            seen += bytes.len() as u64;
+            if seen > limit {
+                return Err(Error::invalid(
+                    id.path(),
+                    format!("the server sent more than the {limit} bytes its HEAD announced"),
+                ));
+            }
+            hasher.update(bytes);
+            w.write_all(bytes)
+                .map_err(|e| Error::io("writing the part file", e))?;
+            pb.inc(bytes.len() as u64);
+            Ok(())
+        });
+        // Keep what arrived for the next attempt, even when the transfer broke.
+        w.flush()
+            .map_err(|e| Error::io("writing the part file", e))?;
+        r?;
+        verified(id, hasher, seen)
+    }
+
+    /// A burst into `file`: the members complete (and matching) on disk are
+    /// kept, the rest fetched from the first one that is not.
+    fn resume_burst(&self, id: &ObjectId, file: &mut File) -> Result<u64> {
+        let list = self.fetch_bytes(id, LIST_MAX)?;
+        let members = burst_members(&list)?;
+        let have = file
+            .seek(SeekFrom::End(0))
+            .map_err(|e| Error::io("reading the part file", e))?;
+        let mut pos = 0u64;
+        let mut done = 0;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io("reading the part file", e))?;
+        for m in &members {
+            if pos >= have {
+                break;
+            }
+            let Some(Some(len)) = self.member_client(m)?.head_len(&m.id)? else {
+                break;
+            };
+            if pos + len > have || hash_prefix(file, len)?.finish() != m.id {
+                break;
+            }
+            pos += len;
+            done += 1;
+        }
+        tracing::debug!(kept = done, bytes = pos, "resuming a burst");
+        file.set_len(pos)
+            .map_err(|e| Error::io("truncating the part file", e))?;
+        file.seek(SeekFrom::Start(pos))
+            .map_err(|e| Error::io("seeking the part file", e))?;
+        Ok(pos + self.fetch_members_into(&members[done..], file, u64::MAX)?)
+    }
+
+    /// The client for a burst member: its own server when the list named one.
+    pub(crate) fn member_client(&self, m: &Member) -> Result<Client> {
+        match &m.server {
+            Some(server) if *server != self.cfg.server => self.with_server(server),
+            _ => Ok(self.clone()),
+        }
     }
 
     /// Downloads one object at the end of `file`, retrying from the same offset.
@@ -145,7 +297,7 @@ impl Client {
 
     /// Fetches the members of a burst in parallel (bounded), each verified, and
     /// appends them to `file` in order; more than `max` bytes in all is an error.
-    fn fetch_members_into(&self, members: &[ObjectId], file: &mut File, max: u64) -> Result<u64> {
+    fn fetch_members_into(&self, members: &[Member], file: &mut File, max: u64) -> Result<u64> {
         let pb = progress::bar(self.cfg.progress, None, "get (burst)");
         let mut total = 0u64;
         for batch in members.chunks(self.cfg.jobs * 2) {
@@ -158,8 +310,10 @@ impl Client {
                     s.spawn(|| {
                         loop {
                             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(id) = batch.get(i) else { break };
-                            let r = self.fetch_small(id, &pb);
+                            let Some(m) = batch.get(i) else { break };
+                            let r = self
+                                .member_client(m)
+                                .and_then(|c| c.fetch_small(&m.id, &pb));
                             let failed = r.is_err();
                             if let Ok(mut g) = results.lock() {
                                 g[i] = Some(r);
@@ -177,7 +331,7 @@ impl Client {
                 match slot {
                     Some(Ok(Some(bytes))) => {
                         if total + bytes.len() as u64 > max {
-                            return Err(Error::invalid(batch[i].path(), download_limit(max)));
+                            return Err(Error::invalid(batch[i].id.path(), download_limit(max)));
                         }
                         file.write_all(&bytes)
                             .map_err(|e| Error::io("writing the temp file", e))?;
@@ -185,7 +339,8 @@ impl Client {
                     }
                     Some(Ok(None)) => {
                         total += self
-                            .fetch_object_into(&batch[i], true, file, &pb, max - total)
+                            .member_client(&batch[i])?
+                            .fetch_object_into(&batch[i].id, true, file, &pb, max - total)
                             .map_err(|e| over_limit(e, || download_limit(max)))?
                     }
                     Some(Err(e)) => return Err(e),
@@ -295,6 +450,87 @@ impl Client {
 }
 
 const TOO_BIG: &str = "larger than expected";
+
+/// One member of a burst list: the object, and the server its line names when
+/// it is a full URL (a stripe spreads its members over several servers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The server base URL of a `http(s)://…/<h>.tig` line, else `None`.
+    pub server: Option<String>,
+    /// The object.
+    pub id: ObjectId,
+}
+
+/// Parses a burst list keeping the server of every full-URL line.
+pub fn burst_members(list: &[u8]) -> Result<Vec<Member>> {
+    let ids = decode_burst(list)?;
+    let text = String::from_utf8_lossy(list);
+    let lines = text.lines().filter(|l| !l.trim().is_empty());
+    Ok(ids
+        .into_iter()
+        .zip(lines)
+        .map(|(id, line)| Member {
+            server: crate::target::parse_target(line)
+                .ok()
+                .and_then(|t| t.server),
+            id,
+        })
+        .collect())
+}
+
+/// `<out>.part`: where `tig get -o out` keeps the bytes until they are verified.
+pub fn part_path(out: &Path) -> std::path::PathBuf {
+    let mut name = out
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".part");
+    out.with_file_name(name)
+}
+
+/// Hashes the next `len` bytes of `file` from its current position.
+fn hash_prefix(file: &mut File, len: u64) -> Result<Hasher> {
+    let mut h = Hasher::new();
+    let mut r = std::io::Read::take(&mut *file, len);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = std::io::Read::read(&mut r, &mut buf)
+            .map_err(|e| Error::io("reading the part file", e))?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    if n != len {
+        return Err(Error::invalid("part file", "shorter than expected"));
+    }
+    Ok(h)
+}
+
+/// The download is `id` exactly when the hash of all its `n` bytes is.
+fn verified(id: &ObjectId, hasher: Hasher, n: u64) -> Result<u64> {
+    let actual = hasher.finish();
+    if actual != *id {
+        return Err(Error::Mismatch {
+            what: id.path(),
+            expected: *id,
+            actual,
+        });
+    }
+    Ok(n)
+}
+
+/// The answer to a GET from an offset.
+pub(crate) enum Ranged {
+    /// 206: the bytes from the offset on.
+    Rest(reqwest::blocking::Response),
+    /// 200: the server sent the whole object (it ignores ranges).
+    Whole(reqwest::blocking::Response),
+    /// 416 at the object's end: nothing is missing.
+    NothingLeft,
+}
 
 /// Gives a [`TOO_BIG`] error the reason `why`; other errors pass unchanged.
 fn over_limit(e: Error, why: impl FnOnce() -> String) -> Error {

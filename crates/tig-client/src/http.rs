@@ -10,6 +10,7 @@
 //! timeout, since reqwest would count the whole upload against it.
 
 use std::io::Read;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,8 +32,9 @@ pub struct Config {
     pub jobs: usize,
     /// Attempts per request for transient failures (at least 1).
     pub attempts: u32,
-    /// The server's body limit: larger files are chunked, chunks never exceed it.
-    pub max_size: u64,
+    /// The body limit to chunk below, overriding the server's: `None` asks the
+    /// server once per run (`Tig-Max-Size` on `HEAD /`, see [`Client::max_size`]).
+    pub max_size: Option<u64>,
     /// Draw progress bars on stderr (the caller decides whether it is a terminal).
     pub progress: bool,
     /// How long a download may wait for the server (for its answer, or for
@@ -41,15 +43,15 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults: 4 jobs, 4 attempts, 128 MiB limit, no progress bars, 60 s idle
-    /// timeout.
+    /// Defaults: 4 jobs, 4 attempts, the server's own limit, no progress bars,
+    /// 60 s idle timeout.
     pub fn new(server: &str) -> Result<Self> {
         Ok(Self {
             server: normalize_server(server)?,
             apikey: None,
             jobs: 4,
             attempts: 4,
-            max_size: 128 << 20,
+            max_size: None,
             progress: false,
             idle_timeout: Some(Duration::from_secs(60)),
         })
@@ -85,6 +87,12 @@ pub enum SlotWrite {
     SetIfNot,
 }
 
+/// The limit assumed when the server does not state one (the server's default).
+pub const DEFAULT_MAX_SIZE: u64 = 128 << 20;
+
+/// The header on every reply to `HEAD /` and `GET /` stating the body limit.
+pub const MAX_SIZE_HEADER: &str = "tig-max-size";
+
 /// A connection to one tig server.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -93,6 +101,9 @@ pub struct Client {
     pub(crate) http: reqwest::blocking::Client,
     /// For requests with a body (uploads): no overall timeout.
     pub(crate) upload: reqwest::blocking::Client,
+    /// The body limit in use, learnt once per run (shared by clones of this
+    /// client for the same server).
+    limit: Arc<Mutex<Option<u64>>>,
 }
 
 impl Client {
@@ -112,7 +123,12 @@ impl Client {
         };
         let http = build(cfg.idle_timeout)?;
         let upload = build(None)?;
-        Ok(Self { cfg, http, upload })
+        Ok(Self {
+            cfg,
+            http,
+            upload,
+            limit: Arc::default(),
+        })
     }
 
     /// The configuration in use.
@@ -124,7 +140,73 @@ impl Client {
     pub fn with_server(&self, server: &str) -> Result<Self> {
         let mut c = self.clone();
         c.cfg.server = normalize_server(server)?;
+        c.limit = Arc::default();
         Ok(c)
+    }
+
+    /// The body limit to stay below: `--max-size` when given, else what the
+    /// server states in `Tig-Max-Size` on `HEAD /` (asked once per run), else
+    /// [`DEFAULT_MAX_SIZE`] for a server that does not say.
+    pub fn max_size(&self) -> Result<u64> {
+        let mut g = self.limit.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = *g {
+            return Ok(n);
+        }
+        let n = match self.cfg.max_size {
+            Some(n) => n,
+            None => self.server_limit()?.unwrap_or(DEFAULT_MAX_SIZE),
+        };
+        *g = Some(n);
+        Ok(n)
+    }
+
+    /// After a refusal (413): asks the server for its limit again and adopts
+    /// it when it is below the limit in use. `true` means the caller should
+    /// cut its bodies again and retry.
+    pub fn relearn_max_size(&self) -> Result<bool> {
+        let Some(stated) = self.server_limit()? else {
+            return Ok(false);
+        };
+        let mut g = self.limit.lock().unwrap_or_else(|p| p.into_inner());
+        let current = g.or(self.cfg.max_size).unwrap_or(u64::MAX);
+        if stated < current {
+            tracing::debug!(
+                stated,
+                current,
+                "the server's limit is lower: cutting again"
+            );
+            *g = Some(stated);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Runs `f`, and again (at most twice more) when it ended in a 413 and the
+    /// server now states a lower limit than the one `f` cut its bodies by.
+    pub fn adapting<T>(&self, mut f: impl FnMut() -> Result<T>) -> Result<T> {
+        let mut tries = 0;
+        loop {
+            match f() {
+                Err(Error::Status { status: 413, .. })
+                    if tries < 2 && self.relearn_max_size()? =>
+                {
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// `HEAD /`: the limit the server states, `None` when it does not.
+    pub fn server_limit(&self) -> Result<Option<u64>> {
+        let what = "HEAD /".to_string();
+        let url = self.url("/", &[], false)?;
+        let resp = self.send(&what, true, || Ok(self.http.head(url.clone())))?;
+        Ok(resp
+            .headers()
+            .get(MAX_SIZE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok()))
     }
 
     /// `server + path` with `query` pairs and, when `auth`, the API key.
@@ -173,6 +255,13 @@ impl Client {
                 Err(e) if !last && (e.is_connect() || (idempotent && !e.is_builder())) => {
                     tracing::debug!(%what, error = %e, attempt, "transfer failed, retrying");
                 }
+                Err(e) if e.is_connect() => {
+                    return Err(Error::Unreachable {
+                        what: what.to_string(),
+                        server: self.cfg.server.clone(),
+                        reason: root_cause(&e),
+                    });
+                }
                 Err(e) => {
                     return Err(Error::Transport {
                         what: what.to_string(),
@@ -187,7 +276,7 @@ impl Client {
     }
 
     /// Turns a non-2xx answer into an error naming `what`.
-    pub(crate) fn check(what: &str, resp: Response) -> Result<Response> {
+    pub(crate) fn check(&self, what: &str, resp: Response) -> Result<Response> {
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -204,7 +293,15 @@ impl Client {
             message = status.canonical_reason().unwrap_or("").to_string();
         }
         if status == StatusCode::PAYLOAD_TOO_LARGE {
-            message.push_str(" (over the server's size limit: give tig the server's --max-size so it chunks below it)");
+            message.push_str(" (over the server's size limit: tig put chunks below the limit the server states; --max-size overrides it)");
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            message = if self.cfg.apikey.is_some() {
+                "the server refused the API key (check --apikey-file PATH or TIG_APIKEY)".into()
+            } else {
+                "the server needs an API key for this: pass --apikey-file PATH or set TIG_APIKEY"
+                    .into()
+            };
         }
         Err(Error::Status {
             what: what.to_string(),
@@ -228,7 +325,7 @@ impl Client {
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let resp = Self::check(&what, resp)?;
+        let resp = self.check(&what, resp)?;
         // The header itself: reqwest's `content_length()` is the (empty) body's.
         let len = resp
             .headers()
@@ -240,14 +337,37 @@ impl Client {
 
     /// `PUT /`: stores `body` as content and returns the id the server named. The
     /// caller compares it with the id it computed.
+    ///
+    /// When sending fails (the server may refuse an oversized body and close
+    /// before reading it, which the sender sees as a broken pipe), the server's
+    /// stated limit is asked: a body over it is reported as the 413 it is.
     pub fn put_content(&self, body: &Payload) -> Result<ObjectId> {
         let what = "PUT /".to_string();
         let url = self.url("/", &[], true)?;
-        let resp = self.send(&what, true, || {
-            Ok(self.upload.put(url.clone()).body(to_body(body)?))
-        })?;
-        let resp = Self::check(&what, resp)?;
+        let resp = self
+            .send(&what, true, || {
+                Ok(self.upload.put(url.clone()).body(to_body(body)?))
+            })
+            .map_err(|e| self.explain_failed_upload(&what, body.len(), e))?;
+        let resp = self.check(&what, resp)?;
         parse_path_reply(&what, resp)
+    }
+
+    /// A failed send of `len` bytes: a 413 when the server states a lower limit.
+    fn explain_failed_upload(&self, what: &str, len: u64, e: Error) -> Error {
+        if !matches!(e, Error::Transport { .. }) {
+            return e;
+        }
+        match self.server_limit() {
+            Ok(Some(limit)) if len > limit => Error::Status {
+                what: what.to_string(),
+                status: 413,
+                message: format!(
+                    "{len} bytes are over the server's limit of {limit} (the server closed the connection; tig put chunks below the limit the server states; --max-size overrides it)"
+                ),
+            },
+            _ => e,
+        }
     }
 
     /// Writes a key-value slot. Returns whether the slot was created (only
@@ -262,10 +382,12 @@ impl Client {
         let url = self.url(&slot.path(), query, true)?;
         // An append or set-if-not that reached the server must not be sent twice.
         let idempotent = how == SlotWrite::Set;
-        let resp = self.send(&what, idempotent, || {
-            Ok(self.upload.put(url.clone()).body(body.clone()))
-        })?;
-        let resp = Self::check(&what, resp)?;
+        let resp = self
+            .send(&what, idempotent, || {
+                Ok(self.upload.put(url.clone()).body(body.clone()))
+            })
+            .map_err(|e| self.explain_failed_upload(&what, body.len() as u64, e))?;
+        let resp = self.check(&what, resp)?;
         let created = resp
             .headers()
             .get("tig-created")
@@ -281,7 +403,44 @@ impl Client {
         let query: &[(&str, &str)] = if touch { &[] } else { &[("chtimes", "0")] };
         let url = self.url(&id.path(), query, false)?;
         let resp = self.send(&what, true, || Ok(self.http.get(url.clone())))?;
-        Self::check(&what, resp)
+        self.check(&what, resp)
+    }
+
+    /// `GET /<h>.tig` from byte `from` on (`Range: bytes=from-`).
+    pub(crate) fn get_from(&self, id: &ObjectId, from: u64) -> Result<crate::fetch::Ranged> {
+        use crate::fetch::Ranged;
+        if from == 0 {
+            return Ok(Ranged::Whole(self.get(id, true)?));
+        }
+        let what = format!("GET {} (from byte {from})", id.path());
+        let url = self.url(&id.path(), &[], false)?;
+        let range = format!("bytes={from}-");
+        let resp = self.send(&what, true, || {
+            Ok(self
+                .http
+                .get(url.clone())
+                .header(reqwest::header::RANGE, range.as_str()))
+        })?;
+        match resp.status() {
+            StatusCode::RANGE_NOT_SATISFIABLE => Ok(Ranged::NothingLeft),
+            StatusCode::PARTIAL_CONTENT => {
+                let starts_right = resp
+                    .headers()
+                    .get(reqwest::header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("bytes "))
+                    .and_then(|v| v.split_once('-'))
+                    .is_some_and(|(start, _)| start.trim().parse::<u64>().ok() == Some(from));
+                if !starts_right {
+                    return Err(Error::invalid(
+                        format!("reply to {what}"),
+                        "206 without a Content-Range starting at the byte asked for",
+                    ));
+                }
+                Ok(Ranged::Rest(resp))
+            }
+            _ => Ok(Ranged::Whole(self.check(&what, resp)?)),
+        }
     }
 
     /// `DELETE /<h>.tig` (slots only; the server refuses content with 409).
@@ -289,25 +448,36 @@ impl Client {
         let what = format!("DELETE {}", id.path());
         let url = self.url(&id.path(), &[], true)?;
         let resp = self.send(&what, true, || Ok(self.http.delete(url.clone())))?;
-        Self::check(&what, resp).map(drop)
+        self.check(&what, resp).map(drop)
     }
 
     /// `GET /?apikey=K`: every object the server holds, newest first.
+    /// A server without an API key has listing disabled: that is an error,
+    /// told apart from an empty store by its `Tig-Listing: disabled` header.
     pub fn list(&self) -> Result<Vec<ObjectId>> {
-        if self.cfg.apikey.is_none() {
-            return Err(Error::Usage(
-                "listing needs the server's API key (--apikey-file PATH or TIG_APIKEY)".into(),
-            ));
+        let what = if self.cfg.apikey.is_some() {
+            "GET /?apikey=…"
+        } else {
+            "GET /"
         }
-        let what = "GET /?apikey=…".to_string();
+        .to_string();
         let url = self.url("/", &[], true)?;
         let resp = self.send(&what, true, || Ok(self.http.get(url.clone())))?;
-        let text = Self::check(&what, resp)?
-            .text()
-            .map_err(|e| Error::Transport {
-                what: what.clone(),
-                reason: error_chain(&e),
-            })?;
+        let resp = self.check(&what, resp)?;
+        if resp
+            .headers()
+            .get("tig-listing")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"disabled"))
+        {
+            return Err(Error::Usage(format!(
+                "{what}: the server at {} runs without an API key, so its listing is disabled (not empty): start it with an API key to back it up",
+                self.cfg.server
+            )));
+        }
+        let text = resp.text().map_err(|e| Error::Transport {
+            what: what.clone(),
+            reason: error_chain(&e),
+        })?;
         text.lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| {
@@ -360,6 +530,15 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     redact(&s)
+}
+
+/// The innermost cause of `e` (e.g. "Connection refused (os error 111)").
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    redact(&cur.to_string())
 }
 
 fn redact(s: &str) -> String {

@@ -16,6 +16,7 @@
 //!   the server holds;
 //! - [`chunk`]: FastCDC chunk sizes and burst lists; [`tree`]: the snapshot tree
 //!   format; [`snapshot`]: snapshot and restore; [`backup`]: mirroring.
+//! - [`spread`]: one file over several servers (XOR-split, stripes).
 //! - [`kv`]: key-value slots; [`target`]: names on the command line; [`size`]: sizes.
 
 pub mod backup;
@@ -28,6 +29,7 @@ pub mod kv;
 mod progress;
 pub mod size;
 pub mod snapshot;
+pub mod spread;
 pub mod target;
 pub mod tree;
 pub mod upload;
@@ -38,5 +40,6 @@ pub use http::{Client, Config, Payload, SlotWrite};
 pub use kv::slot_id;
 pub use size::{human, parse_size};
 pub use snapshot::{RestoreResult, SnapshotOptions, SnapshotResult};
+pub use spread::{SplitResult, parse_split};
 pub use target::{Target, normalize_server, parse_target};
 pub use upload::{Counts, PutResult};

@@ -105,7 +105,7 @@ impl Client {
                 dir.display()
             )));
         }
-        let params = ChunkParams::for_limit(self.cfg.max_size)?;
+        let params = ChunkParams::for_limit(self.max_size()?)?;
         let (root, total) = scan(dir, opts)?;
         let mut cache = match Cache::default_dir() {
             Some(d) if !opts.no_cache => Cache::load(&d, &self.cfg.server, dir, params.max),
@@ -227,7 +227,7 @@ impl Client {
                 continue;
             }
             let list = encode_burst(ids);
-            if list.len() as u64 > self.cfg.max_size {
+            if list.len() as u64 > self.max_size()? {
                 return Err(Error::Usage(
                     "a file's burst list is over --max-size; raise --max-size".into(),
                 ));
@@ -313,7 +313,11 @@ impl Client {
             }
             Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
         }
-        let mut res = RestoreResult::default();
+        // The root counts as a directory, as `snapshot` counts it.
+        let mut res = RestoreResult {
+            dirs: 1,
+            ..Default::default()
+        };
         let mut blobs: Vec<(PathBuf, Entry)> = Vec::new();
         let mut bursts: Vec<(PathBuf, Entry)> = Vec::new();
         let mut links: Vec<(PathBuf, Entry)> = Vec::new();

@@ -223,7 +223,7 @@ impl Client {
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(false);
         }
-        let resp = Self::check(&what, resp)?;
+        let resp = self.check(&what, resp)?;
         Ok(is_content_etag(resp.headers(), id))
     }
 
@@ -261,7 +261,7 @@ impl Client {
                     message: text.lines().next().unwrap_or("").trim().to_string(),
                 });
             }
-            let resp = Self::check(&what, resp)?;
+            let resp = self.check(&what, resp)?;
             let text = resp.text().map_err(|e| Error::Transport {
                 what: what.clone(),
                 reason: error_chain(&e),
@@ -380,11 +380,17 @@ impl Client {
             .collect()
     }
 
+    /// Stores a file, cut below the server's limit ([`Client::max_size`]); a
+    /// 413 on the way (the limit was lowered) cuts again below the new one.
+    pub fn put_file(&self, path: &Path, chunked: bool) -> Result<PutResult> {
+        self.adapting(|| self.put_file_once(path, chunked))
+    }
+
     /// Stores a file. Up to `max_size` bytes (and without `chunked`) it is one object
     /// uploaded as it is read; larger, it is cut into content-defined chunks that are
     /// uploaded in parallel (skipping those the server has), then a burst list naming
     /// them in order is uploaded last and returned.
-    pub fn put_file(&self, path: &Path, chunked: bool) -> Result<PutResult> {
+    fn put_file_once(&self, path: &Path, chunked: bool) -> Result<PutResult> {
         let meta = std::fs::metadata(path)
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         if !meta.is_file() {
@@ -395,7 +401,8 @@ impl Client {
         }
         let size = meta.len();
         let stats = Stats::default();
-        if !chunked && size <= self.cfg.max_size {
+        let max_size = self.max_size()?;
+        if !chunked && size <= max_size {
             let pb = progress::bar(self.cfg.progress, Some(size), "hash");
             let id = hash_file(path, &pb)?;
             pb.finish_and_clear();
@@ -415,15 +422,7 @@ impl Client {
                 } else {
                     Payload::File(path.to_path_buf(), size)
                 };
-                let got = self.put_content(&body).map_err(|e| match e {
-                    Error::Transport { what, reason } if size > IN_MEMORY_MAX => Error::Transport {
-                        what,
-                        reason: format!(
-                            "{reason} (if the server's size limit is below {size} bytes it refused the body: give tig the server's --max-size)"
-                        ),
-                    },
-                    other => other,
-                }).map_err(|e| naming(path, e))?;
+                let got = self.put_content(&body).map_err(|e| naming(path, e))?;
                 check_reply(&id, &got)?;
                 stats.upload(size);
             }
@@ -435,7 +434,7 @@ impl Client {
                 counts: stats.counts(),
             });
         }
-        let params = ChunkParams::for_limit(self.cfg.max_size)?;
+        let params = ChunkParams::for_limit(max_size)?;
         let pb = progress::bar(self.cfg.progress, Some(size), "put");
         let file =
             File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
@@ -461,7 +460,7 @@ impl Client {
         })?;
         pb.finish_and_clear();
         let list = encode_burst(&ids);
-        if list.len() as u64 > self.cfg.max_size {
+        if list.len() as u64 > max_size {
             return Err(Error::Usage(format!(
                 "the burst list ({} bytes) is over --max-size; raise --max-size",
                 list.len()

@@ -24,9 +24,10 @@ pub struct Conn {
     /// A file holding the API key (trailing newlines trimmed); else env TIG_APIKEY.
     #[arg(long, value_name = "PATH", global = true)]
     apikey_file: Option<PathBuf>,
-    /// The server's body limit: larger files are chunked; no chunk exceeds it.
-    #[arg(long, env = "TIG_MAX_SIZE", default_value = "128MiB", value_parser = size_arg, global = true)]
-    max_size: u64,
+    /// Override the server's body limit (by default tig asks the server, which
+    /// states it in `Tig-Max-Size`): no request body tig sends exceeds it.
+    #[arg(long, env = "TIG_MAX_SIZE", value_name = "SIZE", value_parser = size_arg, global = true)]
+    max_size: Option<u64>,
     /// Requests in flight at once.
     #[arg(long, short = 'j', default_value_t = 4, global = true)]
     jobs: usize,
@@ -51,16 +52,28 @@ pub enum Command {
         /// Print a JSON object (path, burst, size, chunks, upload counts).
         #[arg(long)]
         json: bool,
+        /// XOR-split over two servers: a random pad on A, FILE XOR pad on B;
+        /// prints `xor:URL_A/<pad>.tig,URL_B/<share>.tig` (each may be a burst).
+        #[arg(long, value_name = "URL_A,URL_B", conflicts_with_all = ["stripe", "chunked"])]
+        split: Option<String>,
+        /// Stripe over servers: chunks placed by hash, the burst list (naming each
+        /// member by full URL) on the first; prints `URL_A/<list>.tig?burst=1`.
+        #[arg(long, value_name = "URL_A,URL_B[,…]", conflicts_with = "chunked")]
+        stripe: Option<String>,
         #[command(flatten)]
         conn: Conn,
     },
     /// Download an object, verify every hash, write it to a file or stdout.
     Get {
-        /// A hash, `/<h>.tig`, or URL; `?burst=1` (as printed by put) expands a burst.
+        /// A hash, `/<h>.tig`, or URL; `?burst=1` (as printed by put) expands a
+        /// burst; `xor:URL_A,URL_B` (as printed by put --split) joins a split.
         name: String,
-        /// Write here (atomically, only once verified) instead of stdout.
+        /// Write here (via FILE.part, renamed only once verified) instead of stdout.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Continue an interrupted download from the bytes in FILE.part.
+        #[arg(long = "continue", requires = "output")]
+        resume: bool,
         /// Treat the object as a burst list and fetch its members.
         #[arg(long)]
         burst: bool,
@@ -147,23 +160,36 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             chunked,
             url,
             json,
+            split,
+            stripe,
             conn,
         } => {
             let client = connect(&conn)?;
+            if let Some(list) = split {
+                return put_split(&client, &list, &file);
+            }
+            let client = match &stripe {
+                Some(list) => {
+                    let servers = servers(&client, list)?;
+                    anyhow::ensure!(!servers.is_empty(), "--stripe needs server URLs");
+                    Striped(servers)
+                }
+                None => Single(client),
+            };
             let (res, _spool);
             if file == "-" {
                 let mut tmp =
                     tempfile::NamedTempFile::new().context("creating a temp file for stdin")?;
                 std::io::copy(&mut std::io::stdin().lock(), tmp.as_file_mut())
                     .context("reading stdin")?;
-                res = client.put_file(tmp.path(), chunked)?;
+                res = client.put(tmp.path(), chunked)?;
                 _spool = Some(tmp);
             } else {
-                res = client.put_file(std::path::Path::new(&file), chunked)?;
+                res = client.put(std::path::Path::new(&file), chunked)?;
                 _spool = None;
             }
-            let mut name = if url {
-                format!("{}{}", client.config().server, res.id.path())
+            let mut name = if url || stripe.is_some() {
+                format!("{}{}", client.first().config().server, res.id.path())
             } else {
                 res.id.path()
             };
@@ -173,9 +199,9 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             if json {
                 let mut v = serde_json::to_value(res)?;
                 v["path"] = serde_json::Value::String(name);
-                println!("{v}");
+                outln!("{v}")?;
             } else {
-                println!("{name}");
+                outln!("{name}")?;
             }
             let shape = if res.burst {
                 format!("{} chunk(s) + a burst list", res.chunks)
@@ -192,16 +218,28 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Get {
             name,
             output,
+            resume,
             burst,
             conn,
         } => {
+            if name.trim().starts_with("xor:") {
+                return get_split(&conn, &name, output.as_deref());
+            }
             let target = parse_target(&name)?;
             let client = connect_for(&conn, &target)?;
             let burst = burst || target.burst;
             match output {
                 Some(path) => {
                     client
-                        .fetch_to_path(&target.id, burst, &path)
+                        .fetch_to_path_resuming(&target.id, burst, &path, resume)
+                        .map_err(|e| match e {
+                            e @ (tig_client::Error::Transport { .. }
+                            | tig_client::Error::Unreachable { .. }) => anyhow::anyhow!(
+                                "{e} (the bytes so far are in {}: add --continue to resume)",
+                                tig_client::fetch::part_path(&path).display()
+                            ),
+                            e => e.into(),
+                        })
                         .with_context(|| format!("get {}", target.id.path()))?;
                 }
                 None => {
@@ -239,9 +277,9 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 res.root.path()
             };
             if json {
-                println!("{}", serde_json::to_value(res)?);
+                outln!("{}", serde_json::to_value(res)?)?;
             } else {
-                println!("{name}");
+                outln!("{name}")?;
             }
             summary(&format!(
                 "snapshot: {} file(s) ({} read, {} unchanged per the cache), {} dir(s), {} link(s), {}; {}",
@@ -263,11 +301,20 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         } => {
             let target = parse_target(&root)?;
             let client = connect_for(&conn, &target)?;
-            let res = client
-                .restore(&target.id, &dir)
-                .with_context(|| format!("restore {} into {}", target.id.path(), dir.display()))?;
+            let created = std::fs::symlink_metadata(&dir).is_err();
+            let res = client.restore(&target.id, &dir).map_err(|e| {
+                // A directory this run made holds nothing of the user's: leave none.
+                if created {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+                anyhow::Error::from(e).context(format!(
+                    "restore {} into {}",
+                    target.id.path(),
+                    dir.display()
+                ))
+            })?;
             if json {
-                println!("{}", serde_json::to_value(res)?);
+                outln!("{}", serde_json::to_value(res)?)?;
             }
             summary(&format!(
                 "restored {} file(s), {} dir(s), {} link(s), {} into {} (every object verified)",
@@ -290,7 +337,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 .backup(&dest, refresh_slots)
                 .with_context(|| format!("backup into {}", dest.display()))?;
             if json {
-                println!("{}", serde_json::to_value(res)?);
+                outln!("{}", serde_json::to_value(res)?)?;
             }
             summary(&format!(
                 "backup: {} listed, {} already present, fetched {} ({}): {} verified, {} unverifiable (key-value slots: their name is not the hash of their bytes), {} expired before fetch",
@@ -309,20 +356,25 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
 
 fn run_kv(cmd: KvCommand, conn: &Conn) -> anyhow::Result<ExitCode> {
     let client = || connect(conn);
-    let value =
-        |v: &str| -> anyhow::Result<bytes_value::Value> { bytes_value::read(v, conn.max_size) };
+    let value = |v: &str| -> anyhow::Result<bytes_value::Value> {
+        if v == "-" {
+            bytes_value::read(v, connect(conn)?.max_size()?)
+        } else {
+            bytes_value::read(v, u64::MAX)
+        }
+    };
     match cmd {
         KvCommand::Set { key, value: v } => {
             let slot = client()?.kv_set(key.as_bytes(), value(&v)?.into())?;
-            println!("{}", slot.path());
+            outln!("{}", slot.path())?;
         }
         KvCommand::Append { key, value: v } => {
             let slot = client()?.kv_append(key.as_bytes(), value(&v)?.into())?;
-            println!("{}", slot.path());
+            outln!("{}", slot.path())?;
         }
         KvCommand::Setifnot { key, value: v } => {
             if client()?.kv_setifnot(key.as_bytes(), value(&v)?.into())? {
-                println!("{}", tig_client::slot_id(key.as_bytes()).path());
+                outln!("{}", tig_client::slot_id(key.as_bytes()).path())?;
             } else {
                 eprintln!("tig: kv setifnot: {key:?} already has a value");
                 return Ok(ExitCode::from(3));
@@ -330,15 +382,30 @@ fn run_kv(cmd: KvCommand, conn: &Conn) -> anyhow::Result<ExitCode> {
         }
         KvCommand::Get { key } => {
             let stdout = std::io::stdout();
-            client()?.kv_get(key.as_bytes(), &mut stdout.lock())?;
+            client()?
+                .kv_get(key.as_bytes(), &mut stdout.lock())
+                .map_err(|e| no_such_key(e, "get", &key))?;
         }
         KvCommand::Del { key } => {
-            let slot = client()?.kv_del(key.as_bytes())?;
-            println!("{}", slot.path());
+            let slot = client()?
+                .kv_del(key.as_bytes())
+                .map_err(|e| no_such_key(e, "del", &key))?;
+            outln!("{}", slot.path())?;
         }
-        KvCommand::Path { key } => println!("{}", tig_client::slot_id(key.as_bytes()).path()),
+        KvCommand::Path { key } => outln!("{}", tig_client::slot_id(key.as_bytes()).path())?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A 404 on a key's slot, said with the key.
+fn no_such_key(e: tig_client::Error, op: &str, key: &str) -> anyhow::Error {
+    match e {
+        tig_client::Error::NotFound { .. } => anyhow::anyhow!(
+            "kv {op}: no value for key {key:?} (404: slot {} not on the server)",
+            tig_client::slot_id(key.as_bytes()).path()
+        ),
+        e => e.into(),
+    }
 }
 
 /// A kv value from the command line, or stdin for `-` (at most the size limit).
@@ -359,11 +426,118 @@ mod bytes_value {
             .context("reading stdin")?;
         anyhow::ensure!(
             buf.len() as u64 <= limit,
-            "the value on stdin is over --max-size ({})",
+            "the value on stdin is over the server's size limit ({})",
             human(limit)
         );
         Ok(buf)
     }
+}
+
+/// Where `put` stores: one server, or a stripe over several.
+enum PutTo {
+    Single(Client),
+    Striped(Vec<Client>),
+}
+use PutTo::{Single, Striped};
+
+impl PutTo {
+    fn put(
+        &self,
+        path: &std::path::Path,
+        chunked: bool,
+    ) -> tig_client::Result<tig_client::PutResult> {
+        match self {
+            Single(c) => c.put_file(path, chunked),
+            Striped(servers) => Client::put_stripe(path, servers),
+        }
+    }
+    fn first(&self) -> &Client {
+        match self {
+            Single(c) => c,
+            Striped(servers) => &servers[0],
+        }
+    }
+}
+
+/// Clients for a comma-separated list of server URLs.
+fn servers(client: &Client, list: &str) -> anyhow::Result<Vec<Client>> {
+    list.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| Ok(client.with_server(s.trim())?))
+        .collect()
+}
+
+/// `put --split URL_A,URL_B FILE`.
+fn put_split(client: &Client, list: &str, file: &str) -> anyhow::Result<ExitCode> {
+    let servers = servers(client, list)?;
+    let [a, b] = servers.as_slice() else {
+        anyhow::bail!("--split needs exactly two server URLs (URL_A,URL_B)");
+    };
+    let (res, _spool);
+    if file == "-" {
+        let mut tmp = tempfile::NamedTempFile::new().context("creating a temp file for stdin")?;
+        std::io::copy(&mut std::io::stdin().lock(), tmp.as_file_mut()).context("reading stdin")?;
+        res = Client::put_split(tmp.path(), a, b)?;
+        _spool = Some(tmp);
+    } else {
+        res = Client::put_split(std::path::Path::new(file), a, b)?;
+        _spool = None;
+    }
+    outln!("{}", res.reference(&a.config().server, &b.config().server))?;
+    summary(&format!(
+        "put --split {}: pad on {}, share on {}; {}; {}",
+        human(res.pad.size),
+        a.config().server,
+        b.config().server,
+        upload_counts(&res.pad.counts),
+        upload_counts(&res.share.counts)
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `get xor:URL_A,URL_B [-o OUT]`: the output appears only once both shares
+/// were verified.
+fn get_split(
+    conn: &Conn,
+    name: &str,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let (a, b) = tig_client::parse_split(name)?;
+    let client = connect(conn)?;
+    match output {
+        Some(path) => {
+            let dir = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => std::path::Path::new("."),
+            };
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".tig-get-")
+                .tempfile_in(dir)
+                .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+            client
+                .get_split(&a, &b, &mut std::io::BufWriter::new(tmp.as_file_mut()))
+                .context("get xor")?;
+            tmp.as_file()
+                .sync_all()
+                .with_context(|| format!("writing {}", path.display()))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                tmp.as_file()
+                    .set_permissions(std::fs::Permissions::from_mode(0o644))
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            tmp.persist(path)
+                .map_err(|e| e.error)
+                .with_context(|| format!("renaming into {}", path.display()))?;
+        }
+        None => {
+            client
+                .get_split(&a, &b, &mut std::io::stdout().lock())
+                .context("get xor")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The upload half of a summary line, shared by `put` and `snapshot`.

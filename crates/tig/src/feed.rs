@@ -170,14 +170,14 @@ fn run_id(cmd: IdCommand) -> anyhow::Result<ExitCode> {
             let pub_path = id.write(&path)?;
             // the feed id on stdout is the result; where the key went is a debug detail
             tracing::debug!(key = %path.display(), public = %pub_path.display(), "wrote key pair");
-            println!("{}", id.feed_id());
+            outln!("{}", id.feed_id())?;
         }
         IdCommand::Show { key } => {
             let path = match key {
                 Some(p) => p,
                 None => default_key()?,
             };
-            println!("{}", identity::read_feed_id(&path)?);
+            outln!("{}", identity::read_feed_id(&path)?)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -192,7 +192,7 @@ fn run_feed(cmd: FeedCommand, dir: &Path) -> anyhow::Result<ExitCode> {
         FeedCommand::Init { dir: target } => {
             let target = target.unwrap_or_else(|| dir.to_path_buf());
             let store = FeedStore::init(&target)?;
-            println!("{}", store.path().display());
+            outln!("{}", store.path().display())?;
         }
         FeedCommand::Append(args) => return append(args, dir),
         FeedCommand::Log {
@@ -210,18 +210,18 @@ fn run_feed(cmd: FeedCommand, dir: &Path) -> anyhow::Result<ExitCode> {
             let store = open_store(dir)?;
             if delete {
                 let id = store.remove_alias(&name)?;
-                println!("removed alias {name} (feed {id} kept)");
+                outln!("removed alias {name} (feed {id} kept)")?;
             } else {
                 let feed = feed.context("give the feed the alias points at")?;
                 let id = store.resolve(&feed)?;
                 store.alias(&name, &id, force)?;
-                println!("refs/heads/{name} -> {}", id.ref_name());
+                outln!("refs/heads/{name} -> {}", id.ref_name())?;
             }
         }
         FeedCommand::List { json } => list(dir, json)?,
         FeedCommand::AllowedSigners => {
             let store = open_store(dir)?;
-            print!("{}", store.allowed_signers()?);
+            out!("{}", store.allowed_signers()?)?;
         }
         FeedCommand::Sync(c) => return crate::feed_sync::run(c, dir),
     }

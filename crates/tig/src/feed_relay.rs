@@ -304,7 +304,7 @@ fn connect(url: &RelayUrl, args: &RelayArgs) -> anyhow::Result<Client> {
         None => args.apikey.clone().filter(|k| !k.is_empty()),
     };
     if let Some(max) = args.max_size()? {
-        cfg.max_size = max;
+        cfg.max_size = Some(max);
     }
     let idle = args.idle_timeout()?;
     cfg.idle_timeout = (idle > 0).then(|| std::time::Duration::from_secs(idle));
@@ -478,10 +478,10 @@ pub fn push(
         if json {
             print_json(&summary)?;
         } else {
-            println!(
+            outln!(
                 "{url}: the relay has every message of {} feed(s); nothing to push",
                 up_to_date.len()
-            );
+            )?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -524,14 +524,14 @@ pub fn push(
     } else {
         for f in &summary.feeds {
             match &f.since {
-                Some(b) => println!("{}: {}..{}", f.feed, short(b), short(&f.tip)),
-                None => println!("{}: published up to {}", f.feed, short(&f.tip)),
+                Some(b) => outln!("{}: {}..{}", f.feed, short(b), short(&f.tip))?,
+                None => outln!("{}: published up to {}", f.feed, short(&f.tip))?,
             }
         }
         for f in &up_to_date {
-            println!("{f}: up to date on the relay");
+            outln!("{f}: up to date on the relay")?;
         }
-        println!(
+        outln!(
             "{url}: {} bundle {}, {} message(s), {} bytes{}",
             kind.as_str(),
             line.target(),
@@ -542,7 +542,7 @@ pub fn push(
             } else {
                 String::new()
             }
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -828,7 +828,7 @@ pub fn pull(
                 feeds: Vec::new(),
             })?;
         } else {
-            println!("{url}: the channel is empty; nothing to pull");
+            outln!("{url}: the channel is empty; nothing to pull")?;
         }
         return Ok(ExitCode::SUCCESS);
     }

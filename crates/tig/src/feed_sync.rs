@@ -199,7 +199,7 @@ pub(crate) fn resolve(store: &FeedStore, s: &str) -> anyhow::Result<String> {
 }
 
 pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?)?;
     Ok(())
 }
 
@@ -233,21 +233,21 @@ pub(crate) fn print_pull_report(
         print_json(report)?;
     } else {
         if report.feeds.is_empty() {
-            println!("{}: no feeds", report.source);
+            outln!("{}: no feeds", report.source)?;
         }
         for f in &report.feeds {
             let n = f.new_messages;
             match &f.outcome {
-                Outcome::Created => println!("{}: new feed, {n} messages", f.feed),
-                Outcome::FastForward { from } => println!(
+                Outcome::Created => outln!("{}: new feed, {n} messages", f.feed)?,
+                Outcome::FastForward { from } => outln!(
                     "{}: {}..{}, {n} new messages",
                     f.feed,
                     short(from),
                     short(&f.tip)
-                ),
-                Outcome::UpToDate => println!("{}: up to date", f.feed),
-                Outcome::LocalAhead => println!("{}: this store is ahead", f.feed),
-                Outcome::Fork { local, fork_point } => println!(
+                )?,
+                Outcome::UpToDate => outln!("{}: up to date", f.feed)?,
+                Outcome::LocalAhead => outln!("{}: this store is ahead", f.feed)?,
+                Outcome::Fork { local, fork_point } => outln!(
                     "{}: FORK: received {} diverges from local {} (fork point {}); both kept, received as refs/remotes/{}/{}",
                     f.feed,
                     short(&f.tip),
@@ -255,7 +255,7 @@ pub(crate) fn print_pull_report(
                     fork_point.as_deref().map(short).unwrap_or("none"),
                     report.name,
                     f.feed
-                ),
+                )?,
                 Outcome::Rejected { violations } => {
                     for (commit, rule) in violations {
                         eprintln!("tig: {}: rejected, no ref moved: {commit}: {rule}", f.feed);
@@ -264,19 +264,19 @@ pub(crate) fn print_pull_report(
             }
             if !matches!(f.outcome, Outcome::Fork { .. }) {
                 for (r, oid) in &f.forks_with {
-                    println!(
+                    outln!(
                         "{}: FORK: received {} diverges from {r} ({}); both kept",
                         f.feed,
                         short(&f.tip),
                         short(oid)
-                    );
+                    )?;
                 }
             }
             if let Some(p) = &f.preserved {
-                println!(
+                outln!(
                     "{}: the source rewrote this feed; its old tip is kept as {p}",
                     f.feed
-                );
+                )?;
             }
         }
     }
@@ -311,13 +311,11 @@ fn push(
                 eprintln!("tig: {feed}: not pushed: {reason}");
             }
             _ if json => {}
-            PushOutcome::Created => println!("{feed}: new at destination ({})", short(tip)),
-            PushOutcome::FastForward { from } => {
-                println!("{feed}: {}..{}", short(from), short(tip))
-            }
-            PushOutcome::UpToDate => println!("{feed}: up to date"),
+            PushOutcome::Created => outln!("{feed}: new at destination ({})", short(tip))?,
+            PushOutcome::FastForward { from } => outln!("{feed}: {}..{}", short(from), short(tip))?,
+            PushOutcome::UpToDate => outln!("{feed}: up to date")?,
             PushOutcome::RemoteAhead => {
-                println!("{feed}: destination is ahead (pull to get its messages)")
+                outln!("{feed}: destination is ahead (pull to get its messages)")?
             }
         }
     }
@@ -430,7 +428,7 @@ fn bundle_create(
     if json {
         print_json(&summary)?;
     } else {
-        println!(
+        outln!(
             "{}: {} feed(s), {} message(s), {} bytes{}",
             file.display(),
             summary.feeds.len(),
@@ -444,7 +442,7 @@ fn bundle_create(
                     summary.prerequisites.len()
                 )
             }
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -461,28 +459,30 @@ fn forks(
     if json {
         print_json(&found)?;
     } else if found.is_empty() {
-        println!("no forks");
+        outln!("no forks")?;
     } else {
         for f in &found {
             match &f.fork_point {
-                Some(p) => println!(
+                Some(p) => outln!(
                     "fork in feed {} after message #{} ({}):",
-                    f.feed, p.sequence, p.commit
-                ),
-                None => println!("fork in feed {}: different first messages:", f.feed),
+                    f.feed,
+                    p.sequence,
+                    p.commit
+                )?,
+                None => outln!("fork in feed {}: different first messages:", f.feed)?,
             }
             for m in &f.messages {
-                println!(
+                outln!(
                     "  #{} {} signature {}  {:?}",
                     m.sequence,
                     m.commit,
                     m.signature,
                     m.content.lines().next().unwrap_or("")
-                );
-                println!("      on {}", m.tips.join(", "));
+                )?;
+                outln!("      on {}", m.tips.join(", "))?;
             }
             if !f.is_proof() {
-                println!("  (not a proof: fewer than two validly signed messages)");
+                outln!("  (not a proof: fewer than two validly signed messages)")?;
             }
         }
     }
@@ -493,13 +493,13 @@ fn forks(
         }
         let s = sync::export_proof(&store, &found, &path)?;
         if !json {
-            println!(
+            outln!(
                 "proof written to {} ({} conflicting messages, {} bytes); check it with `tig feed verify-proof {}`",
                 path.display(),
                 s.feeds.len(),
                 s.bytes,
                 path.display()
-            );
+            )?;
         }
     }
     Ok(if found.is_empty() {
@@ -515,7 +515,7 @@ fn verify_proof(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
         print_json(&report)?;
     } else {
         for f in &report.forks {
-            println!(
+            outln!(
                 "proven: feed {} signed {} different messages #{} after {}",
                 f.feed,
                 f.messages.len(),
@@ -523,9 +523,9 @@ fn verify_proof(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 f.parent
                     .as_deref()
                     .unwrap_or("nothing (two first messages)")
-            );
+            )?;
             for (c, content) in &f.messages {
-                println!("  {c}  {:?}", content.lines().next().unwrap_or(""));
+                outln!("  {c}  {:?}", content.lines().next().unwrap_or(""))?;
             }
         }
     }
@@ -583,11 +583,11 @@ fn delete(dir: &Path, feed: &str, yes: bool) -> anyhow::Result<ExitCode> {
         }
     }
     let report = sync::delete_feed(&store, &fid)?;
-    println!(
+    outln!(
         "deleted feed {}: {} message(s), refs: {}",
         report.feed,
         report.commits,
         report.refs.join(", ")
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }

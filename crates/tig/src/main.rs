@@ -9,6 +9,23 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `println!` that returns the write's `io::Result` instead of panicking, so a
+/// closed stdout (`tig … | head`) reaches [`main`] as a `BrokenPipe` error.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `print!` that returns the write's `io::Result` (see [`outln`]).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod client;
 mod feed;
 mod feed_relay;
@@ -38,8 +55,8 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
-        Command::Feed(cmd) => quiet_on_closed_stdout(|| feed::run(cmd)),
-        Command::Client(cmd) => quiet_on_closed_stdout(|| client::run(cmd)),
+        Command::Feed(cmd) => feed::run(cmd),
+        Command::Client(cmd) => client::run(cmd),
     };
     match result {
         Ok(code) => code,
@@ -68,49 +85,19 @@ fn init_logging() {
         .init();
 }
 
-/// Set by the panic hook when `print!`/`println!` found stdout closed.
-static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Runs a command so that `tig … | head` ends quietly (exit 0, like a write
-/// error `BrokenPipe` below) when the reader goes away.
-///
-/// Rust ignores SIGPIPE, so `println!` to a closed pipe panics ("failed
-/// printing to stdout: Broken pipe") with a backtrace. Restoring SIGPIPE's
-/// default action would need `unsafe` (the workspace denies it) and would
-/// also kill tig without a word when a child it feeds (`gpg`) exits early.
-/// Instead that one panic is recognised: the hook stays silent, the stack
-/// unwinds (temp files are still removed by their destructors) and the panic
-/// is turned into success here. Any other panic is reported as before.
-/// `serve` is left alone: it prints nothing to stdout that matters.
-fn quiet_on_closed_stdout(
-    run: impl FnOnce() -> anyhow::Result<ExitCode>,
-) -> anyhow::Result<ExitCode> {
-    use std::sync::atomic::Ordering;
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let msg = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or("");
-        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
-            STDOUT_CLOSED.store(true, Ordering::SeqCst);
-        } else {
-            report(info);
-        }
-    }));
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
-        Ok(result) => result,
-        Err(_) if STDOUT_CLOSED.load(Ordering::SeqCst) => Ok(ExitCode::SUCCESS),
-        Err(payload) => std::panic::resume_unwind(payload),
-    }
-}
-
+/// A write to a closed stdout (`tig … | head`): Rust ignores SIGPIPE, so the
+/// write fails with `BrokenPipe`, which travels up as an ordinary error (from
+/// `outln!`, a writer, or inside a [`tig_client::Error::Io`]) and is recognised
+/// here by its kind. Like `cat`, tig then exits 0 without a word; temp files
+/// were already removed by their destructors on the way up.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
     err.chain().any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            .is_some_and(|e| e.kind() == BrokenPipe)
+            || cause
+                .downcast_ref::<tig_client::Error>()
+                .is_some_and(|e| e.io_kind() == Some(BrokenPipe))
     })
 }
