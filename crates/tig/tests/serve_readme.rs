@@ -56,18 +56,10 @@ fn readme_store_examples_run_as_documented() {
             .collect();
         let mut script = String::new();
         for c in &commands {
-            let mut c = c
+            let c = c
                 .replace("http://127.0.0.1:7777", &s.url)
                 .replace("127.0.0.1:7777", &s.addr())
                 .replace("/tmp/", &format!("{}/", scratch.display()));
-            if Command::new("bash")
-                .args(["-c", "command -v uuidgen"])
-                .output()
-                .map(|o| !o.status.success())
-                .unwrap_or(true)
-            {
-                c = c.replace("uuidgen", "cat /proc/sys/kernel/random/uuid");
-            }
             script.push_str(&c);
             script.push_str("\nprintf '\\n@@@%s@@@\\n' \"$?\"\n");
         }
@@ -153,8 +145,41 @@ fn readme_store_examples_run_as_documented() {
     let sync = "/7574284e16a554088122dcd49e69f96061965d7c599f834393b563fb31854c7f.tig";
     assert_eq!(one("setifnot=1"), sync);
     assert_eq!(one("append=1"), sync);
-    let uuid = one("uuidgen | time curl");
-    assert_eq!(uuid.trim_end().len(), 36, "{uuid:?}");
+    let random = one("od -An -tx1 | time curl");
+    assert_eq!(random.split_whitespace().count(), 16, "{random:?}");
+    // The README's slot is the one `tig kv` uses for the same key.
+    let slot_line = find("slot=$(")
+        .first()
+        .map(|o| o.0.clone())
+        .expect("the slot line");
+    let pipeline = slot_line
+        .split_once("$(")
+        .and_then(|(_, r)| r.split_once(')'))
+        .map(|(p, _)| p.to_string())
+        .expect("slot=$(…)");
+    let slot = Command::new("bash")
+        .args(["-c", &pipeline])
+        .output()
+        .expect("bash");
+    let kv_path = Command::new(env!("CARGO_BIN_EXE_tig"))
+        .args(["kv", "path", "key"])
+        .output()
+        .expect("tig kv path");
+    assert_eq!(
+        format!("/{}.tig\n", String::from_utf8_lossy(&slot.stdout)),
+        String::from_utf8_lossy(&kv_path.stdout),
+        "README slot pipeline vs tig kv path"
+    );
+    let kv_get = Command::new(env!("CARGO_BIN_EXE_tig"))
+        .args(["kv", "get", "key", "--server", &s.url])
+        .env_remove("TIG_SERVER")
+        .output()
+        .expect("tig kv get");
+    assert_eq!(
+        String::from_utf8_lossy(&kv_get.stdout),
+        "def\n",
+        "{kv_get:?}"
+    );
     // The backup wrote one verified file per listed object.
     for (name, path) in tig_files(&work) {
         let bytes = std::fs::read(path).expect("read");
