@@ -5,7 +5,8 @@
 //! - [`fs`]: the filesystem backend (`<root>/<h>.tig` files, private temp files,
 //!   atomic no-replace publication, per-name locks);
 //! - [`mem`]: an in-memory backend for tests and ephemeral use;
-//! - [`retention`]: the background sweeper that forgets unused objects.
+//! - [`retention`]: the background sweeper that forgets unused objects;
+//! - [`scrub`]: re-hashes content and moves corrupt objects out of the way.
 //!
 //! Every object is named by an [`ObjectId`]. A name holds either *content* (bytes
 //! whose SHA-256 is the name, immutable) or a key-value *slot* (any bytes, mutable).
@@ -29,6 +30,7 @@ pub use tig_core::ObjectId;
 pub mod fs;
 pub mod mem;
 pub mod retention;
+pub mod scrub;
 
 #[cfg(test)]
 mod conformance;

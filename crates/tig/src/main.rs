@@ -30,6 +30,7 @@ mod client;
 mod feed;
 mod feed_relay;
 mod feed_sync;
+mod scrub;
 mod serve;
 
 /// Keep code and data by its hash.
@@ -44,6 +45,8 @@ struct Cli {
 enum Command {
     /// Run the content-addressed HTTP store.
     Serve(serve::ServeArgs),
+    /// Re-hash every content object of a data directory; move corrupt ones aside.
+    Scrub(scrub::ScrubArgs),
     #[command(flatten)]
     Feed(feed::Command),
     #[command(flatten)]
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Scrub(args) => scrub::run(args),
         Command::Feed(cmd) => feed::run(cmd),
         Command::Client(cmd) => client::run(cmd),
     };

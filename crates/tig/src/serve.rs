@@ -56,7 +56,14 @@ pub struct ServeArgs {
     /// Offload objects to the peers and exit after this long (also done on SIGTERM).
     #[arg(long, env = "TIG_LIFETIME", value_name = "DUR", value_parser = parse_duration)]
     pub lifetime: Option<Duration>,
+    /// Re-hash every content object this often in the background (at most
+    /// 32 MiB/s), moving corrupt ones to `<root>/.tig-corrupt/` (see `tig scrub`).
+    #[arg(long, env = "TIG_SCRUB_EVERY", value_name = "DUR", value_parser = parse_duration)]
+    pub scrub_every: Option<Duration>,
 }
+
+/// Rate of the background scrubber (`--scrub-every`), bytes per second.
+const SCRUB_RATE: u64 = 32 << 20;
 
 /// Parses `0` or a humantime duration (`3s`, `10m`, `2w`, `1h30m`); a bare
 /// number means seconds.
@@ -224,6 +231,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store = FsStore::open(&root, FsOptions::default())
         .await
         .with_context(|| format!("cannot use data directory {}", root.display()))?;
+    if let Some(every) = args.scrub_every.filter(|d| !d.is_zero()) {
+        let store = store.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match tig_store::scrub::scrub(&store, Some(SCRUB_RATE)).await {
+                    Ok(r) if r.corrupt.is_empty() => {
+                        tracing::info!(
+                            checked = r.checked,
+                            slots = r.slots,
+                            "scrub: all content matches its name"
+                        );
+                    }
+                    Ok(r) => tracing::error!(
+                        checked = r.checked,
+                        corrupt = r.corrupt.len(),
+                        "scrub: corrupt objects moved to .tig-corrupt"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "scrub failed"),
+                }
+            }
+        });
+    }
     let (api_key, api_key_file) = api_key_source(&root)?;
     let peers = if let Some(c) = &args.cluster {
         parse_cluster(c)?
