@@ -263,14 +263,18 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             conn,
         } => {
             let client = connect(&conn)?;
-            let res = client.snapshot(
-                &dir,
-                SnapshotOptions {
-                    no_ignore,
-                    include_git,
-                    no_cache,
-                },
-            )?;
+            // A 413 (the limit was lowered, or --max-size is above it) runs the
+            // snapshot again cut below the stated limit; uploaded objects are skipped.
+            let res = client.adapting(|| {
+                client.snapshot(
+                    &dir,
+                    SnapshotOptions {
+                        no_ignore,
+                        include_git,
+                        no_cache,
+                    },
+                )
+            })?;
             let name = if url {
                 format!("{}{}", client.config().server, res.root.path())
             } else {

@@ -149,6 +149,30 @@ fn put_learns_the_servers_limit_and_curl_reads_the_burst_back() {
         None,
     );
     assert!(ok(out).trim().ends_with("?burst=1"));
+
+    // the same for a snapshot holding a file over the limit
+    let tree = dir.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::write(tree.join("big"), pseudo_random(23, 3_000_000)).unwrap();
+    let root = ok(run(
+        tig_cmd(
+            &s.url,
+            &[
+                "snapshot",
+                tree.to_str().unwrap(),
+                "--max-size",
+                "64MiB",
+                "--no-cache",
+            ],
+        ),
+        None,
+    ));
+    let back = dir.path().join("back");
+    ok(run(
+        tig_cmd(&s.url, &["restore", root.trim(), back.to_str().unwrap()]),
+        None,
+    ));
+    assert!(std::fs::read(back.join("big")).unwrap() == pseudo_random(23, 3_000_000));
 }
 
 #[test]
