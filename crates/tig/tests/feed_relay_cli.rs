@@ -456,6 +456,11 @@ fn publishing_to_a_relay_with_an_api_key() {
     assert_eq!(o.code, 1, "{o:?}");
     assert_eq!(o.stderr.lines().count(), 1, "one line: {o:?}");
     assert!(o.stderr.contains("401"), "{o:?}");
+    // the 401 says how to give the key (issue 16.10)
+    assert!(
+        o.stderr.contains("TIG_APIKEY") && o.stderr.contains("--apikey-file"),
+        "{o:?}"
+    );
     assert!(head_list(&server, "keyed").is_empty());
     let o = tig_env(
         &store,
