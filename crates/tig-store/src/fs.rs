@@ -824,10 +824,15 @@ fn temp_dir_for_this_process(root: &Path) -> io::Result<(PathBuf, File, usize)> 
         .map_or(0, |d| d.as_nanos());
     let own = base.join(format!("{}-{nonce:x}", std::process::id()));
     fs::DirBuilder::new().mode(0o700).create(&own)?;
-    let lock = OpenOptions::new()
-        .create_new(true)
-        .write(true)
-        .open(own.join(LOCK_FILE))?;
+    // Held open read-only for the process's lifetime (a descriptor open for
+    // writing would, e.g., stop the filesystem from being remounted read-only).
+    drop(
+        OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(own.join(LOCK_FILE))?,
+    );
+    let lock = File::open(own.join(LOCK_FILE))?;
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
     drop(scan);
     Ok((own, lock, removed))
