@@ -29,6 +29,8 @@ macro_rules! out {
 mod client;
 mod feed;
 mod feed_relay;
+mod feed_report;
+mod feed_show;
 mod feed_sync;
 mod scrub;
 mod serve;

@@ -14,11 +14,14 @@
 //!   conflicting messages; proofs exported as self-contained bundles.
 //! - [`graph`]: the branches of one feed as a text graph or Graphviz DOT.
 //! - [`delete`]: drop a feed's refs everywhere and prune its objects.
+//! - [`relay`]: the relay protocol (head lists, push planning, bundle checks,
+//!   apply order, outcome folding) without its HTTP transport.
 
 pub mod bundle;
 pub mod delete;
 pub mod forks;
 pub mod graph;
+pub mod relay;
 pub mod replicate;
 mod util;
 
