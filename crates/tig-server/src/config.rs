@@ -65,6 +65,21 @@ pub enum Peers {
     },
 }
 
+/// How this instance talks TLS to its peers.
+#[derive(Debug, Clone, Default)]
+pub enum PeerTls {
+    /// Verify peer certificates against the built-in web roots, names included.
+    #[default]
+    Verify,
+    /// Trust certificates issued by these CA certificates (`--peer-ca`), whatever
+    /// name or address the peer was reached at: pods are dialled by IP, which a
+    /// cluster's own CA rarely puts in its certificates.
+    Ca(Vec<rustls::pki_types::CertificateDer<'static>>),
+    /// Do not verify (`--peer-insecure`). Such peers are unverified: the API key
+    /// is never sent to them and their slots are never relayed.
+    Insecure,
+}
+
 /// Server configuration.
 #[derive(Clone)]
 pub struct Config {
@@ -92,6 +107,12 @@ pub struct Config {
     pub forward_timeout: Duration,
     /// How long a graceful shutdown waits for open requests.
     pub shutdown_grace: Duration,
+    /// Count requests and serve `/metrics` (`--no-metrics` turns it off).
+    pub metrics: bool,
+    /// `/metrics` is served on this separate address instead of the main one.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// TLS towards peers.
+    pub peer_tls: PeerTls,
 }
 
 impl Default for Config {
@@ -108,6 +129,9 @@ impl Default for Config {
             auth_window: Duration::from_secs(60),
             forward_timeout: Duration::from_millis(1500),
             shutdown_grace: Duration::from_secs(10),
+            metrics: true,
+            metrics_listen: None,
+            peer_tls: PeerTls::Verify,
         }
     }
 }
@@ -121,6 +145,9 @@ impl fmt::Debug for Config {
             .field("api_key_file", &self.api_key_file)
             .field("peers", &self.peers)
             .field("tls", &self.tls.is_some())
+            .field("metrics", &self.metrics)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("peer_tls", &self.peer_tls)
             .finish_non_exhaustive()
     }
 }

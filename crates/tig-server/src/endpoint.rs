@@ -27,6 +27,12 @@ pub enum Endpoint {
     Delete(ObjectId),
     /// `POST /?missing=1`: which of the names in the body lack content.
     Missing,
+    /// `GET|HEAD /healthz`: liveness (see [`crate::ops`]).
+    Health,
+    /// `GET|HEAD /readyz`: readiness.
+    Ready,
+    /// `GET|HEAD /metrics`: Prometheus metrics.
+    Metrics,
 }
 
 impl Endpoint {
@@ -36,6 +42,12 @@ impl Endpoint {
             self,
             Self::List | Self::PutContent | Self::PutSlot(..) | Self::Delete(_)
         )
+    }
+
+    /// Whether this is an operating endpoint: no key, never forwarded, not an
+    /// object (answered by [`crate::ops::handle`]).
+    pub fn is_ops(&self) -> bool {
+        matches!(self, Self::Health | Self::Ready | Self::Metrics)
     }
 }
 
@@ -164,6 +176,12 @@ pub fn parse(
             _ if is_put => Endpoint::PutContent,
             _ => return Err(not_object()),
         }
+    } else if is_get && raw_path == decoded && name == "healthz" {
+        Endpoint::Health
+    } else if is_get && raw_path == decoded && name == "readyz" {
+        Endpoint::Ready
+    } else if is_get && raw_path == decoded && name == "metrics" {
+        Endpoint::Metrics
     } else if let Ok(id) = ObjectId::from_path(&decoded) {
         if is_put {
             let mode = match (params.setifnot, params.append) {
@@ -242,6 +260,14 @@ mod tests {
             ep(Method::POST, "/", Some("missing=0")),
             Ok(Endpoint::PutContent)
         );
+        assert_eq!(ep(Method::GET, "/healthz", None), Ok(Endpoint::Health));
+        assert_eq!(ep(Method::HEAD, "/readyz", None), Ok(Endpoint::Ready));
+        assert_eq!(ep(Method::GET, "/metrics", None), Ok(Endpoint::Metrics));
+        // Uploads keep their seed meaning: PUT /NAME stores under the hash.
+        assert_eq!(ep(Method::PUT, "/metrics", None), Ok(Endpoint::PutContent));
+        assert_eq!(ep(Method::GET, "/healthz/x", None), Err(417));
+        assert!(!Endpoint::Metrics.needs_key());
+        assert!(Endpoint::Ready.is_ops() && !Endpoint::List.is_ops());
     }
 
     #[test]

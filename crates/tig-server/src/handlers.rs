@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
-use tig_core::{Hasher, ObjectId, check_burst_len, format_path, parse_burst};
+use tig_core::{Hasher, MAX_BURST_LIST, ObjectId, check_burst_len, format_path, parse_burst};
 use tig_store::{BodyStream, ObjectBody, SlotOutcome, Store};
 
 use crate::AppState;
@@ -28,9 +28,6 @@ pub const LISTING_HEADER: &str = "tig-listing";
 
 /// Header telling a set-if-not caller whether its call created the slot.
 pub const CREATED_HEADER: &str = "tig-created";
-
-/// Burst members checked concurrently before the 200.
-const BURST_CHECKS: usize = 16;
 
 const OCTET_STREAM: &str = "application/octet-stream";
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
@@ -207,6 +204,9 @@ async fn dispatch<S: Store>(state: &AppState<S>, req: Request) -> Result<Respons
             }
             None => miss(state, req, forwarded, id).await,
         },
+        Endpoint::Health | Endpoint::Ready | Endpoint::Metrics => {
+            crate::ops::handle(state, &endpoint).await
+        }
         Endpoint::Get(id) if params.burst => burst(state, req, &params, forwarded, id).await,
         Endpoint::Get(id) => {
             let ct = content_type(&params)?;
@@ -251,7 +251,7 @@ async fn miss<S: Store>(
             Some(q) if !q.is_empty() => format!("{}?{q}", req.uri.path()),
             _ => req.uri.path().to_owned(),
         };
-        if let Some(resp) = state.cluster.forward(&req.method, &pq).await {
+        if let Some(resp) = state.cluster.forward(&req.method, id, &pq).await {
             return Ok(resp);
         }
     }
@@ -308,62 +308,29 @@ async fn read_all(body: ObjectBody) -> Result<Bytes, ApiError> {
 /// ends the body with an error, which aborts the connection.
 async fn burst<S: Store>(
     state: &AppState<S>,
-    req: &Parts,
+    _req: &Parts,
     params: &Params,
     forwarded: bool,
     id: ObjectId,
 ) -> Result<Response, ApiError> {
     let ct = content_type(params)?;
-    let Some(list) = state.store.get(id, params.chtimes).await? else {
-        return miss(state, req, forwarded, id).await;
+    let list = match state.store.get(id, params.chtimes).await? {
+        Some(list) => {
+            // The list is refused by its length before a byte of it is read.
+            check_burst_len(list.len).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            read_all(list.body).await?
+        }
+        None => match crate::burst::remote_list(state, forwarded, id, MAX_BURST_LIST).await? {
+            Some(list) => list,
+            None => return Err(ApiError::NotFound(format!("not found: {}", id.path()))),
+        },
     };
-    // The list is refused by its length before a byte of it is read.
-    check_burst_len(list.len).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    // The list's bytes are dropped once parsed: only the ids (32 bytes a member,
-    // against at least 70 a line) stay while members are checked and streamed.
-    let members = parse_burst(&read_all(list.body).await?)
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    // Members are checked a few at a time (each check is a hop to the blocking
-    // pool); the first missing one ends the request.
-    let chtimes = params.chtimes;
-    let total = futures_util::stream::iter(members.iter().copied())
-        .map(|m| {
-            let store = state.store.clone();
-            async move {
-                match store.stat(m, chtimes).await? {
-                    Some(meta) => Ok(meta.len),
-                    None => Err(ApiError::NotFound(format!(
-                        "burst member missing: {}",
-                        m.path()
-                    ))),
-                }
-            }
-        })
-        .buffered(BURST_CHECKS)
-        .try_fold(0u64, |acc, len| async move { Ok(acc + len) })
-        .await?;
-    tracing::debug!(members = members.len(), bytes = total, "burst");
-    let store = state.store.clone();
-    let stream = futures_util::stream::iter(members)
-        .then(move |m| {
-            let store = store.clone();
-            async move {
-                match store.get(m, false).await {
-                    Ok(Some(obj)) => obj.body.into_stream(),
-                    Ok(None) => error_stream(format!("burst member vanished: {}", m.path())),
-                    Err(e) => error_stream(e.to_string()),
-                }
-            }
-        })
-        .flatten();
-    let mut resp = Response::new(Body::from_stream(stream));
+    let members = parse_burst(&list).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let plan = crate::burst::plan(state, &members, params.chtimes, forwarded).await?;
+    tracing::debug!(members = plan.len(), "burst");
+    let mut resp = Response::new(Body::from_stream(crate::burst::stream(state, plan)));
     resp.headers_mut().insert(header::CONTENT_TYPE, ct);
     Ok(resp)
-}
-
-fn error_stream(msg: String) -> BodyStream {
-    tracing::warn!(%msg, "aborting a burst");
-    Box::pin(futures_util::stream::iter([Err(io::Error::other(msg))]))
 }
 
 #[cfg(test)]

@@ -8,7 +8,12 @@
 //! - [`auth`]: constant-time key checks and per-address throttling;
 //! - [`cluster`]: peers, forwarding of misses, offload-and-terminate;
 //! - [`missing`]: `POST /?missing=1`, which of many names lack content;
+//! - [`cluster`]: peers, forwarding of misses (verified), offload-and-terminate;
+//! - [`burst`]: bursts whose list or members live on other instances;
 //! - [`tls`]: PEM files → rustls config;
+//! - [`ops`]: `/healthz`, `/readyz` (and the [`ops::Readiness`] behind it), `/metrics`;
+//! - [`metrics`]: the Prometheus counters, atomics on the hot path;
+//! - [`access`]: per-request observation: access log line and `tig_http_*` metrics;
 //! - this file: [`AppState`] and [`serve`], the accept loop.
 //!
 //! `serve(listener, state, shutdown)` takes a bound listener (tests pass port 0)
@@ -25,21 +30,26 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tig_store::Store;
 use tokio::net::TcpListener;
-use tower::ServiceExt;
 
+pub mod access;
 pub mod auth;
+pub mod burst;
 pub mod cluster;
 pub mod config;
 pub mod endpoint;
 pub mod error;
 pub mod handlers;
+pub mod metrics;
 pub mod missing;
+pub mod ops;
 pub mod tls;
 
 pub use cluster::{Cluster, OffloadReport};
-pub use config::{ApiKey, Config, Peers};
+pub use config::{ApiKey, Config, PeerTls, Peers};
 pub use error::ApiError;
 pub use handlers::router;
+pub use metrics::Metrics;
+pub use ops::{Phase, Readiness};
 
 /// Shared state of every request.
 pub struct AppState<S> {
@@ -53,6 +63,10 @@ pub struct AppState<S> {
     pub keys: Arc<auth::Keys>,
     /// Peers and forwarding.
     pub cluster: Arc<Cluster>,
+    /// The metrics (`None` with `--no-metrics`).
+    pub metrics: Option<Arc<Metrics>>,
+    /// What `/readyz` says.
+    pub readiness: Arc<Readiness>,
 }
 
 impl<S> Clone for AppState<S> {
@@ -63,6 +77,8 @@ impl<S> Clone for AppState<S> {
             throttle: self.throttle.clone(),
             keys: self.keys.clone(),
             cluster: self.cluster.clone(),
+            metrics: self.metrics.clone(),
+            readiness: self.readiness.clone(),
         }
     }
 }
@@ -70,18 +86,25 @@ impl<S> Clone for AppState<S> {
 impl<S: Store> AppState<S> {
     /// State over `store` with `config`.
     pub fn new(store: S, config: Config) -> Self {
-        let cluster = Arc::new(Cluster::new(&config));
+        let metrics = config.metrics.then(|| Arc::new(Metrics::new()));
+        let cluster = Arc::new(Cluster::new(&config, metrics.clone()));
         Self {
             store: Arc::new(store),
             config: Arc::new(config),
             throttle: Arc::default(),
             keys: Arc::default(),
             cluster,
+            metrics,
+            readiness: Arc::default(),
         }
     }
 
-    /// Hands every object to the peers (see [`cluster::offload`]).
-    pub async fn offload(&self) -> OffloadReport {
+    /// Hands every object except the content in `skip` to the peers (see
+    /// [`cluster::offload`]).
+    pub async fn offload(
+        &self,
+        skip: &std::collections::HashSet<tig_core::ObjectId>,
+    ) -> OffloadReport {
         let key = match self.keys.current(&self.config) {
             auth::KeyState::Key(k) => Some(k),
             _ => None,
@@ -90,6 +113,7 @@ impl<S: Store> AppState<S> {
             &*self.store,
             &self.cluster,
             key.as_ref().map(ApiKey::expose),
+            skip,
         )
         .await
     }
@@ -111,13 +135,24 @@ pub async fn serve<S: Store>(
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
     state.cluster.set_local_addr(local);
-    let sweeper = tig_store::retention::spawn_sweeper(state.store.clone(), state.config.retention);
+    let counted = state.metrics.clone();
+    let sweeper = tig_store::retention::spawn_sweeper_with(
+        state.store.clone(),
+        state.config.retention,
+        move |n| {
+            if let Some(m) = &counted {
+                m.retention_deleted(n);
+            }
+        },
+    );
     let tls = state
         .config
         .tls
         .clone()
         .map(tokio_rustls::TlsAcceptor::from);
     let grace = state.config.shutdown_grace;
+    let metrics = state.metrics.clone();
+    state.readiness.set(ops::Phase::Ready);
     let app = router(state);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -137,12 +172,13 @@ pub async fn serve<S: Store>(
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let tls = tls.clone();
+        let metrics = metrics.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(ConnectInfo(peer));
-                    app.clone().oneshot(req)
+                    access::observe(app.clone(), req, peer, metrics.clone())
                 },
             );
             let mut builder = auto::Builder::new(TokioExecutor::new());

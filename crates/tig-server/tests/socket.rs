@@ -349,7 +349,7 @@ async fn offload_hands_content_and_slots_to_a_peer() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let report = a.state.offload().await;
+    let report = a.state.offload(&Default::default()).await;
     assert_eq!((report.sent, report.failed), (2, 0));
     a.stop().await;
     let got = c

@@ -321,6 +321,38 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes every object unused (not read or written) for `retention`, counting
     /// from now. Returns how many were deleted.
     fn sweep(&self, retention: Duration) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// How many objects and bytes are stored (for `tig_objects_stored` and
+    /// `tig_bytes_stored`). The default lists and stats every object; a backend
+    /// with a cheaper census (an S3 listing carries sizes) should override it.
+    fn usage(&self) -> impl Future<Output = Result<Usage, StoreError>> + Send {
+        async {
+            let mut usage = Usage::default();
+            for id in self.list().await? {
+                if let Some(meta) = self.stat(id, false).await? {
+                    usage.objects += 1;
+                    usage.bytes += meta.len;
+                }
+            }
+            Ok(usage)
+        }
+    }
+
+    /// Whether the backend is reachable right now (`/readyz` answers 503 with the
+    /// error while it is not). The default is always healthy, which is right for
+    /// local files; a remote backend (S3) should make one cheap call here.
+    fn health(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
+}
+
+/// What [`Store::usage`] counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Stored objects (content and slots).
+    pub objects: u64,
+    /// Their total length in bytes.
+    pub bytes: u64,
 }
 
 /// The bytes `range` selects of a stream of a whole object.

@@ -36,6 +36,16 @@ pub fn sweep_interval(retention: Duration) -> Duration {
 /// Spawns the background sweeper; it runs until the handle is aborted. With zero
 /// retention nothing is spawned that ever deletes (the task returns at once).
 pub fn spawn_sweeper<S: Store>(store: Arc<S>, retention: Duration) -> tokio::task::JoinHandle<()> {
+    spawn_sweeper_with(store, retention, |_| {})
+}
+
+/// [`spawn_sweeper`], calling `on_deleted(n)` after each sweep that deleted `n > 0`
+/// objects (the server counts them in `tig_retention_deleted_total`).
+pub fn spawn_sweeper_with<S: Store>(
+    store: Arc<S>,
+    retention: Duration,
+    on_deleted: impl Fn(usize) + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if retention.is_zero() {
             return;
@@ -46,7 +56,10 @@ pub fn spawn_sweeper<S: Store>(store: Arc<S>, retention: Duration) -> tokio::tas
             tick.tick().await;
             match store.sweep(retention).await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(deleted = n, "retention sweep"),
+                Ok(n) => {
+                    tracing::info!(deleted = n, "retention sweep");
+                    on_deleted(n);
+                }
                 Err(e) => tracing::error!(error = %e, "retention sweep failed"),
             }
         }

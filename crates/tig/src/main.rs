@@ -57,7 +57,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let json = matches!(&cli.command, Command::Serve(a) if a.log_format == serve::LogFormat::Json);
+    init_logging(json);
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Scrub(args) => scrub::run(args),
@@ -76,19 +77,28 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` (or `TIG_LOG`) picks the level, `info` by default.
-fn init_logging() {
+/// Logs go to stderr; `RUST_LOG` (or `TIG_LOG`) picks the level, `info` by default;
+/// `json` writes one JSON object a line (`tig serve --log-format json`).
+fn init_logging(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = std::env::var("TIG_LOG")
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        fmt.json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init();
+    } else {
+        fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
 }
 
 /// A write to a closed stdout (`tig … | head`): Rust ignores SIGPIPE, so the

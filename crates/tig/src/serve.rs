@@ -6,6 +6,7 @@
 //! (`tig: listening on http://ADDR`, with the real bound address); logs go to
 //! stderr.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use tig_server::{ApiKey, AppState, Config, Peers};
+use tig_server::{ApiKey, AppState, Config, PeerTls, Peers, Phase};
 use tig_store::FsStore;
 use tig_store::fs::FsOptions;
 
@@ -60,6 +61,41 @@ pub struct ServeArgs {
     /// 32 MiB/s), moving corrupt ones to `<root>/.tig-corrupt/` (see `tig scrub`).
     #[arg(long, env = "TIG_SCRUB_EVERY", value_name = "DUR", value_parser = parse_duration)]
     pub scrub_every: Option<Duration>,
+    /// Serve /metrics on this address only (e.g. 0.0.0.0:9090) instead of the main port.
+    #[arg(long, env = "TIG_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Count nothing and serve no /metrics (for measuring what counting costs).
+    #[arg(long, env = "TIG_NO_METRICS", conflicts_with = "metrics_listen")]
+    pub no_metrics: bool,
+    /// Trust peers whose TLS certificate is issued by this CA (PEM), at any name or IP.
+    #[arg(long, env = "TIG_PEER_CA", value_name = "FILE")]
+    pub peer_ca: Option<PathBuf>,
+    /// Do not verify peers' TLS certificates. No peer is then trusted: the API key
+    /// is never sent to one and slots from peers are not relayed; content still
+    /// is, checked by its hash.
+    #[arg(long, env = "TIG_PEER_INSECURE", conflicts_with = "peer_ca")]
+    pub peer_insecure: bool,
+    /// Log format on stderr: `text` or `json` (one JSON object a line).
+    #[arg(
+        long,
+        env = "TIG_LOG_FORMAT",
+        value_name = "FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+    /// Check the flags and exit: prints `tig: configuration ok` (exit 0) or the
+    /// problem (exit 1). Reads no files and binds nothing.
+    #[arg(long, hide = true)]
+    pub check_config: bool,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line (fields flattened: `method`, `path`, `status`, …).
+    Json,
 }
 
 /// Rate of the background scrubber (`--scrub-every`), bytes per second.
@@ -119,8 +155,42 @@ fn parse_cluster(s: &str) -> anyhow::Result<Peers> {
     Ok(Peers::Dns { host, port })
 }
 
+/// The `--listen` value, or its default.
+fn listen_or_default(args: &ServeArgs, tls: bool) -> String {
+    args.listen
+        .clone()
+        .unwrap_or_else(|| if tls { "0.0.0.0:443" } else { "0.0.0.0:7777" }.to_owned())
+}
+
+/// `--check-config`: everything `serve` would refuse before touching a file or
+/// the network.
+fn check_config(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let listen = listen_or_default(args, args.tls_cert.is_some());
+    let (host, port) = listen
+        .rsplit_once(':')
+        .with_context(|| format!("bad --listen address {listen:?} (want HOST:PORT)"))?;
+    anyhow::ensure!(!host.is_empty(), "bad --listen address {listen:?}");
+    port.parse::<u16>()
+        .with_context(|| format!("bad port in --listen {listen:?}"))?;
+    if let Some(c) = &args.cluster {
+        parse_cluster(c)?;
+    }
+    for p in &args.peers {
+        let p = p.trim();
+        anyhow::ensure!(
+            p.is_empty() || p.starts_with("http://") || p.starts_with("https://"),
+            "bad peer URL {p:?} (want http://HOST:PORT or https://…)"
+        );
+    }
+    println!("tig: configuration ok");
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Runs `tig serve`.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if args.check_config {
+        return check_config(&args);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -201,14 +271,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some((c, k)) => Some(tig_server::tls::load(c, k).context("TLS setup failed")?),
         None => None,
     };
-    let listen = args.listen.clone().unwrap_or_else(|| {
-        if tls.is_some() {
-            "0.0.0.0:443"
-        } else {
-            "0.0.0.0:7777"
-        }
-        .to_owned()
-    });
+    let listen = listen_or_default(&args, tls.is_some());
     let addr: SocketAddr = match listen.parse() {
         Ok(a) => a,
         Err(_) => tokio::net::lookup_host(&listen)
@@ -270,6 +333,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             Peers::List(list)
         }
     };
+    let peer_tls = match (&args.peer_ca, args.peer_insecure) {
+        (Some(path), _) => PeerTls::Ca(
+            tig_server::tls::load_ca(path)
+                .with_context(|| format!("cannot use --peer-ca {}", path.display()))?,
+        ),
+        (None, true) => PeerTls::Insecure,
+        (None, false) => PeerTls::Verify,
+    };
     let config = Config {
         max_size: args.max_size,
         retention: args.retention,
@@ -277,6 +348,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         api_key_file,
         peers,
         tls,
+        metrics: !args.no_metrics,
+        metrics_listen: args.metrics_listen,
+        peer_tls,
         ..Config::default()
     };
     let listener = tokio::net::TcpListener::bind(addr)
@@ -294,15 +368,46 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "tig serve starting"
     );
     let tls_on = config.tls.is_some();
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?,
+        ),
+        None => None,
+    };
     let state = AppState::new(store, config);
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let lifetime = args.lifetime;
     let signals = Signals::install()?;
+    let leaving = state.clone();
+    // The shutdown future runs inside the accept loop: while it offloads, the
+    // server still answers (reads, and /readyz with 503 so load balancers leave).
     let shutdown = async move {
         let why = signals.wait(lifetime).await;
         tracing::info!(?why, "stopping");
-        let _ = stop_tx.send(why);
+        let first = if matches!(why, Stop::Terminate | Stop::Lifetime) && leaving.cluster.enabled()
+        {
+            leaving.readiness.set(Phase::Offloading);
+            Some(leaving.offload(&HashSet::new()).await)
+        } else {
+            leaving.readiness.set(Phase::Stopping);
+            None
+        };
+        let _ = stop_tx.send((why, first));
+    };
+    let (metrics_stop, metrics_task) = match metrics_listener {
+        Some(l) => {
+            let addr = l.local_addr().context("cannot read the metrics address")?;
+            tracing::info!(%addr, "metrics on their own listener");
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(tig_server::ops::serve_metrics(l, state.clone(), async {
+                let _ = rx.await;
+            }));
+            (Some(tx), Some(task))
+        }
+        None => (None, None),
     };
     {
         let mut out = std::io::stdout().lock();
@@ -316,15 +421,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tig_server::serve(listener, state.clone(), shutdown)
         .await
         .context("server failed")?;
-    let why = stop_rx.await.unwrap_or(Stop::Interrupt);
-    if matches!(why, Stop::Terminate | Stop::Lifetime) && state.cluster.enabled() {
-        let report = state.offload().await;
-        if report.failed > 0 {
-            tracing::warn!(
-                failed = report.failed,
-                "some objects could not be offloaded"
-            );
+    if let Ok((_, Some(first))) = stop_rx.await {
+        // Objects written while the first pass ran (the server still accepted).
+        let second = state.offload(&first.settled).await;
+        let failed = first.failed + second.failed;
+        if failed > 0 {
+            tracing::warn!(failed, "some objects could not be offloaded");
         }
+    }
+    if let Some(tx) = metrics_stop {
+        let _ = tx.send(());
+    }
+    if let Some(task) = metrics_task {
+        let _ = task.await;
     }
     Ok(ExitCode::SUCCESS)
 }
