@@ -172,11 +172,9 @@ impl Client {
                             pb.inc(stamp.size);
                         } else {
                             hashed += 1;
-                            let f = File::open(path)
-                                .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
                             let source = Arc::new(path.clone());
-                            for chunk in chunks(f, params) {
-                                let data = Bytes::from(chunk?);
+                            for chunk in file_chunks(path, stamp.size, params)? {
+                                let data = chunk?;
                                 let id = ObjectId::digest(&data);
                                 sizes[i] += data.len() as u64;
                                 pb.inc(data.len() as u64);
@@ -436,14 +434,42 @@ fn known_job(data: Bytes, id: ObjectId, source: &Arc<PathBuf>) -> Job {
     }
 }
 
+/// Files up to this size are read whole and cut in memory.
+const WHOLE_FILE_MAX: u64 = 16 << 20;
+
+/// The chunks of the file at `path`, expected to be `size` bytes. A file up to
+/// [`WHOLE_FILE_MAX`] is read in one call and cut in memory (its chunks share that
+/// one buffer; FastCDC's streaming reader would zero a max-chunk buffer per file,
+/// which dominated the CPU time of a tree of small files); a larger one streams
+/// through the chunker. Both cut at the same places. An empty file yields no chunk.
+fn file_chunks(
+    path: &Path,
+    size: u64,
+    params: ChunkParams,
+) -> Result<Box<dyn Iterator<Item = Result<Bytes>>>> {
+    let open_err = |e| Error::io(format!("reading {}", path.display()), e);
+    if size <= WHOLE_FILE_MAX {
+        let data = Bytes::from(std::fs::read(path).map_err(open_err)?);
+        let cuts: Vec<Result<Bytes>> =
+            fastcdc::v2020::FastCDC::new(&data[..], params.min, params.avg, params.max)
+                .map(|c| Ok(data.slice(c.offset..c.offset + c.length)))
+                .collect();
+        return Ok(Box::new(cuts.into_iter()));
+    }
+    let f = File::open(path).map_err(open_err)?;
+    Ok(Box::new(chunks(f, params).map(|c| c.map(Bytes::from))))
+}
+
 /// A whole file cut into chunks: their ids and bytes (an empty file is one empty
 /// chunk).
 fn read_chunks(path: &Path, params: ChunkParams) -> Result<(Vec<ObjectId>, Vec<Bytes>)> {
-    let f = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let size = std::fs::metadata(path)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
+        .len();
     let mut ids = Vec::new();
     let mut data = Vec::new();
-    for chunk in chunks(f, params) {
-        let chunk = Bytes::from(chunk?);
+    for chunk in file_chunks(path, size, params)? {
+        let chunk = chunk?;
         ids.push(ObjectId::digest(&chunk));
         data.push(chunk);
     }
@@ -629,4 +655,38 @@ fn is_exec(meta: &std::fs::Metadata) -> bool {
 fn make_symlink(target: &[u8], at: &Path) -> Result<()> {
     std::os::unix::fs::symlink(os_name(target), at)
         .map_err(|e| Error::io(format!("creating link {}", at.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_small_file_path_cuts_exactly_as_the_chunker() {
+        let params = ChunkParams::for_limit(1 << 20).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let min = params.min as usize;
+        let mut x = 7u64;
+        let data: Vec<u8> = (0..3 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        for len in [0, 1, min - 1, min, min + 1, 2 * min + 3, 3 << 20] {
+            let path = dir.path().join(format!("f{len}"));
+            std::fs::write(&path, &data[..len]).unwrap();
+            let want: Vec<Vec<u8>> = chunks(&data[..len], params).map(|c| c.unwrap()).collect();
+            // The size hint picks the path: in memory, or streamed.
+            for hint in [len as u64, 0, WHOLE_FILE_MAX + 1] {
+                let got: Vec<Vec<u8>> = file_chunks(&path, hint, params)
+                    .unwrap()
+                    .map(|c| c.unwrap().to_vec())
+                    .collect();
+                assert_eq!(got, want, "len {len}, size hint {hint}");
+            }
+        }
+    }
 }
