@@ -6,7 +6,8 @@
 //!   atomic no-replace publication, per-name locks);
 //! - [`mem`]: an in-memory backend for tests and ephemeral use;
 //! - [`retention`]: the background sweeper that forgets unused objects;
-//! - [`scrub`]: re-hashes content and moves corrupt objects out of the way.
+//! - [`scrub`]: re-hashes content and moves corrupt objects out of the way;
+//! - [`cache`]: a bounded in-memory cache of small content objects over any backend.
 //!
 //! Every object is named by an [`ObjectId`]. A name holds either *content* (bytes
 //! whose SHA-256 is the name, immutable) or a key-value *slot* (any bytes, mutable).
@@ -27,6 +28,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 pub use tig_core::ObjectId;
 
+pub mod cache;
 pub mod fs;
 pub mod mem;
 pub mod retention;
@@ -35,6 +37,7 @@ pub mod scrub;
 #[cfg(test)]
 mod conformance;
 
+pub use cache::CachedStore;
 pub use fs::FsStore;
 pub use mem::MemStore;
 

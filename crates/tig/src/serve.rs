@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tig_server::{ApiKey, AppState, Config, PeerTls, Peers, Phase};
-use tig_store::FsStore;
 use tig_store::fs::FsOptions;
+use tig_store::{CachedStore, FsStore};
 
 const DEFAULT_CERT: &str = "/etc/ssl/tig.crt";
 const DEFAULT_KEY: &str = "/etc/ssl/tig.key";
@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// Explicit peer base URLs, comma-separated (e.g. http://10.0.0.2:7777).
     #[arg(long, env = "TIG_PEERS", value_name = "URL,URL", value_delimiter = ',')]
     pub peers: Vec<String>,
+    /// Memory for hot small content objects (each up to 64 KiB), served without
+    /// touching the disk; `0` turns the cache off.
+    #[arg(long, env = "TIG_CACHE_SIZE", value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub cache_size: u64,
     /// Offload objects to the peers and exit after this long (also done on SIGTERM).
     #[arg(long, env = "TIG_LIFETIME", value_name = "DUR", value_parser = parse_duration)]
     pub lifetime: Option<Duration>,
@@ -317,6 +321,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
         });
     }
+    let store = CachedStore::new(store, args.cache_size);
     let (api_key, api_key_file) = api_key_source(&root)?;
     let peers = if let Some(c) = &args.cluster {
         parse_cluster(c)?

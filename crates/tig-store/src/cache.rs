@@ -1,0 +1,365 @@
+//! A bounded in-memory cache of small *content* objects in front of any [`Store`].
+//!
+//! Content never changes, so a cached copy can only go wrong in one way: the object
+//! may have been deleted since (retention, or another process on the same root or
+//! bucket). So every entry remembers when the backend last confirmed it, and a hit
+//! older than [`RECHECK`] asks the backend again (`stat`, which also refreshes the
+//! retention timer exactly as an uncached read would). Between two checks a hot
+//! object is served from memory with no system call and no thread-pool hop.
+//!
+//! Only objects whose bytes hash to their name are admitted, checked here on the
+//! bytes in hand, so a key-value slot (mutable) is never cached, whatever a backend
+//! says about kinds. Writes to a name drop it from the cache first.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tig_core::{Hasher, ObjectId};
+
+use crate::{
+    BodyStream, ByteRange, Kind, Object, ObjectBody, ObjectMeta, SlotOutcome, SlotWrite, Store,
+    StoreError,
+};
+
+/// How long a cached object is served without asking the backend again.
+pub const RECHECK: Duration = Duration::from_secs(1);
+/// Objects larger than this are never cached (the fs backend streams them anyway).
+pub const MAX_OBJECT: u64 = 64 * 1024;
+
+#[derive(Clone)]
+struct Entry {
+    bytes: Bytes,
+    /// Milliseconds since [`CachedStore::epoch`] when the backend last had it.
+    checked: Arc<AtomicU64>,
+}
+
+#[derive(Clone)]
+struct ByLen;
+
+impl quick_cache::Weighter<ObjectId, Entry> for ByLen {
+    fn weight(&self, _key: &ObjectId, val: &Entry) -> u64 {
+        // Never zero (zero-weight items are never evicted); count the entry's overhead.
+        val.bytes.len() as u64 + 64
+    }
+}
+
+/// A [`Store`] that serves small hot content objects from memory.
+///
+/// With a capacity of 0 it is a plain pass-through.
+pub struct CachedStore<S> {
+    inner: S,
+    cache: Option<quick_cache::sync::Cache<ObjectId, Entry, ByLen>>,
+    epoch: Instant,
+    recheck_ms: u64,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for CachedStore<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedStore")
+            .field("inner", &self.inner)
+            .field("capacity", &self.cache.as_ref().map_or(0, |c| c.capacity()))
+            .finish()
+    }
+}
+
+impl<S: Store> CachedStore<S> {
+    /// Wraps `inner` with a cache of at most `capacity` bytes (0 disables it).
+    pub fn new(inner: S, capacity: u64) -> Self {
+        let cache = (capacity > 0).then(|| {
+            // quick_cache sizes its tables from an item estimate: assume ~4 KiB objects.
+            let items = usize::try_from(capacity / 4096)
+                .unwrap_or(usize::MAX)
+                .max(16);
+            quick_cache::sync::Cache::with_weighter(items, capacity, ByLen)
+        });
+        Self {
+            inner,
+            cache,
+            epoch: Instant::now(),
+            recheck_ms: RECHECK.as_millis() as u64,
+        }
+    }
+
+    /// Sets how long a cached object is served before the backend is asked again
+    /// ([`RECHECK`] by default; tests use zero).
+    pub fn with_recheck(mut self, every: Duration) -> Self {
+        self.recheck_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
+        self
+    }
+
+    /// The backend.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The capacity in bytes (0 when disabled).
+    pub fn capacity(&self) -> u64 {
+        self.cache.as_ref().map_or(0, |c| c.capacity())
+    }
+
+    /// Bytes currently cached (with per-entry overhead).
+    pub fn weight(&self) -> u64 {
+        self.cache.as_ref().map_or(0, |c| c.weight())
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn forget(&self, id: &ObjectId) {
+        if let Some(c) = &self.cache {
+            c.remove(id);
+        }
+    }
+
+    /// A cached copy of `id` that the backend still holds, re-asking it when the
+    /// last confirmation is older than [`RECHECK`].
+    async fn lookup(&self, id: ObjectId, touch: bool) -> Result<Option<Bytes>, StoreError> {
+        let Some(cache) = &self.cache else {
+            return Ok(None);
+        };
+        let Some(entry) = cache.get(&id) else {
+            return Ok(None);
+        };
+        let now = self.now_ms();
+        let last = entry.checked.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < self.recheck_ms {
+            return Ok(Some(entry.bytes));
+        }
+        match self.inner.stat(id, touch).await? {
+            Some(meta) if meta.kind == Kind::Content && meta.len == entry.bytes.len() as u64 => {
+                entry.checked.store(now, Ordering::Relaxed);
+                Ok(Some(entry.bytes))
+            }
+            _ => {
+                cache.remove(&id);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Remembers `bytes` as `id` if they are content (hash to the name).
+    fn admit(&self, id: ObjectId, bytes: &Bytes) {
+        let Some(cache) = &self.cache else {
+            return;
+        };
+        if bytes.len() as u64 > MAX_OBJECT {
+            return;
+        }
+        let mut h = Hasher::new();
+        h.update(bytes);
+        if h.finish() != id {
+            return; // a slot: mutable, never cached
+        }
+        let entry = Entry {
+            bytes: bytes.clone(),
+            checked: Arc::new(AtomicU64::new(self.now_ms())),
+        };
+        cache.insert(id, entry);
+    }
+}
+
+impl<S: Store> Store for CachedStore<S> {
+    async fn put_content(&self, body: BodyStream, limit: u64) -> Result<ObjectId, StoreError> {
+        self.inner.put_content(body, limit).await
+    }
+
+    async fn put_slot(
+        &self,
+        id: ObjectId,
+        body: BodyStream,
+        limit: u64,
+        mode: SlotWrite,
+    ) -> Result<SlotOutcome, StoreError> {
+        self.forget(&id);
+        self.inner.put_slot(id, body, limit, mode).await
+    }
+
+    async fn get(&self, id: ObjectId, touch: bool) -> Result<Option<Object>, StoreError> {
+        if let Some(bytes) = self.lookup(id, touch).await? {
+            return Ok(Some(Object::whole(
+                content_meta(&bytes),
+                ObjectBody::Full(bytes),
+            )));
+        }
+        let obj = self.inner.get(id, touch).await?;
+        if let Some(Object {
+            body: ObjectBody::Full(bytes),
+            meta,
+            ..
+        }) = &obj
+            && meta.kind == Kind::Content
+        {
+            self.admit(id, bytes);
+        }
+        Ok(obj)
+    }
+
+    async fn get_range(
+        &self,
+        id: ObjectId,
+        touch: bool,
+        range: ByteRange,
+    ) -> Result<Option<Object>, StoreError> {
+        if let Some(bytes) = self.lookup(id, touch).await? {
+            let len = bytes.len() as u64;
+            let r = range
+                .resolve(len)
+                .ok_or(StoreError::RangeNotSatisfiable { len })?;
+            // Both ends are within `bytes`, whose length fits in usize.
+            let part = bytes.slice(r.start as usize..r.end as usize);
+            return Ok(Some(Object {
+                len: r.end - r.start,
+                meta: content_meta(&bytes),
+                range: r,
+                body: ObjectBody::Full(part),
+            }));
+        }
+        self.inner.get_range(id, touch, range).await
+    }
+
+    async fn stat(&self, id: ObjectId, touch: bool) -> Result<Option<ObjectMeta>, StoreError> {
+        if let Some(bytes) = self.lookup(id, touch).await? {
+            return Ok(Some(content_meta(&bytes)));
+        }
+        self.inner.stat(id, touch).await
+    }
+
+    async fn take(&self, id: ObjectId) -> Result<Object, StoreError> {
+        self.forget(&id);
+        self.inner.take(id).await
+    }
+
+    async fn kind(&self, id: ObjectId) -> Result<Option<Kind>, StoreError> {
+        if self.lookup(id, false).await?.is_some() {
+            return Ok(Some(Kind::Content));
+        }
+        self.inner.kind(id).await
+    }
+
+    async fn delete_slot(&self, id: ObjectId) -> Result<(), StoreError> {
+        self.forget(&id);
+        self.inner.delete_slot(id).await
+    }
+
+    async fn list(&self) -> Result<Vec<ObjectId>, StoreError> {
+        self.inner.list().await
+    }
+
+    async fn sweep(&self, retention: Duration) -> Result<usize, StoreError> {
+        // Swept objects went unread for the whole period, so their entries (if any)
+        // are older than RECHECK and the next hit asks the backend, which says gone.
+        self.inner.sweep(retention).await
+    }
+}
+
+fn content_meta(bytes: &Bytes) -> ObjectMeta {
+    ObjectMeta {
+        len: bytes.len() as u64,
+        kind: Kind::Content,
+        version: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MemStore, body_from_bytes, conformance};
+
+    /// The cache over the filesystem backend must behave exactly like the backend:
+    /// the whole conformance suite, with every read after the first one a hit.
+    mod over_fs {
+        use super::*;
+
+        async fn store() -> (tempfile::TempDir, CachedStore<crate::FsStore>) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let fs = crate::FsStore::open(dir.path(), crate::fs::FsOptions::default())
+                .await
+                .expect("open");
+            (dir, CachedStore::new(fs, 1 << 20))
+        }
+
+        conformance::suite!(store);
+    }
+
+    async fn read(store: &impl Store, id: ObjectId) -> Option<Vec<u8>> {
+        let obj = store.get(id, true).await.expect("get")?;
+        match obj.body {
+            ObjectBody::Full(b) => Some(b.to_vec()),
+            ObjectBody::Stream(_) => panic!("small objects come back whole"),
+        }
+    }
+
+    #[tokio::test]
+    async fn content_is_served_from_memory_and_slots_never_are() {
+        let store = CachedStore::new(MemStore::new(), 1 << 20);
+        let id = store
+            .put_content(body_from_bytes("hello"), 100)
+            .await
+            .expect("put");
+        assert_eq!(read(&store, id).await.as_deref(), Some(&b"hello"[..]));
+        assert!(store.weight() > 0, "content is admitted after one read");
+
+        let slot = ObjectId::from_hex(&"ab".repeat(32)).expect("id");
+        store
+            .put_slot(slot, body_from_bytes("v1"), 100, SlotWrite::Replace)
+            .await
+            .expect("slot");
+        let before = store.weight();
+        assert_eq!(read(&store, slot).await.as_deref(), Some(&b"v1"[..]));
+        assert_eq!(store.weight(), before, "a slot is never admitted");
+        store
+            .put_slot(slot, body_from_bytes("v2"), 100, SlotWrite::Replace)
+            .await
+            .expect("slot");
+        assert_eq!(read(&store, slot).await.as_deref(), Some(&b"v2"[..]));
+    }
+
+    #[tokio::test]
+    async fn a_deleted_object_is_noticed_once_the_recheck_period_is_over() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fs = crate::FsStore::open(dir.path(), crate::fs::FsOptions::default())
+            .await
+            .expect("open");
+        let store = CachedStore::new(fs, 1 << 20).with_recheck(Duration::ZERO);
+        let id = store
+            .put_content(body_from_bytes("gone soon"), 100)
+            .await
+            .expect("put");
+        assert!(read(&store, id).await.is_some());
+        assert!(store.weight() > 0);
+        // Another process (or retention) removes the file behind the cache's back.
+        std::fs::remove_file(dir.path().join(id.file_name())).expect("rm");
+        assert_eq!(read(&store, id).await, None);
+        assert_eq!(store.stat(id, false).await.expect("stat"), None);
+        assert_eq!(store.weight(), 0, "the stale entry is dropped");
+    }
+
+    #[tokio::test]
+    async fn capacity_zero_is_a_pass_through() {
+        let store = CachedStore::new(MemStore::new(), 0);
+        let id = store
+            .put_content(body_from_bytes("x"), 100)
+            .await
+            .expect("put");
+        assert_eq!(read(&store, id).await.as_deref(), Some(&b"x"[..]));
+        assert_eq!(store.weight(), 0);
+        assert_eq!(store.capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_cache_stays_within_its_capacity() {
+        let store = CachedStore::new(MemStore::new(), 64 * 1024);
+        for i in 0..200u32 {
+            let body = vec![i as u8; 1000 + i as usize];
+            let id = store
+                .put_content(body_from_bytes(body), 1 << 20)
+                .await
+                .expect("put");
+            assert!(read(&store, id).await.is_some());
+            assert!(store.weight() <= store.capacity());
+        }
+    }
+}
