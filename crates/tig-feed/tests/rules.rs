@@ -1,0 +1,287 @@
+//! The security core, one rule per test: what makes a message valid
+//! (signature by the feed's own key, author = feed, empty tree, ≤ 1 parent),
+//! when two branches are a provable fork, what deletion removes, and how the
+//! graph joins branches. Each test builds the exact commits it needs with the
+//! library's own commit writer, so a failure names the rule that broke.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+use git2::{ObjectType, Oid};
+use tig_feed::commit::{payload, with_signature};
+use tig_feed::sync::{delete_feed, find_forks, graph_text};
+use tig_feed::{AppendOptions, FeedId, FeedStore, Identity, Signer, Time, verify_range};
+
+const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
+
+fn time() -> Time {
+    Time {
+        seconds: 1_700_000_000,
+        offset_minutes: 0,
+    }
+}
+
+fn new_store() -> (tempfile::TempDir, FeedStore) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FeedStore::init(&tmp.path().join("s")).unwrap();
+    (tmp, store)
+}
+
+/// Writes `payload` signed by `key` as a commit object; returns its id.
+fn write_signed(store: &FeedStore, payload: &[u8], key: &Identity) -> Oid {
+    let raw = with_signature(payload, &key.sign(payload).unwrap());
+    store
+        .repo()
+        .odb()
+        .unwrap()
+        .write(ObjectType::Commit, &raw)
+        .unwrap()
+}
+
+/// A well-formed message of `author`'s feed, signed by `key`.
+fn message(
+    store: &FeedStore,
+    author: &FeedId,
+    parent: Option<Oid>,
+    content: &str,
+    key: &Identity,
+) -> Oid {
+    let p = payload(author.as_str(), parent, time(), content.as_bytes());
+    write_signed(store, &p, key)
+}
+
+fn set_ref(store: &FeedStore, name: &str, oid: Oid) {
+    store.repo().reference(name, oid, true, "test").unwrap();
+}
+
+fn rules_broken(store: &FeedStore, feed: &FeedId, tip: Oid) -> Vec<(Oid, String)> {
+    verify_range(store, feed, tip, &[])
+        .unwrap()
+        .into_iter()
+        .map(|v| (v.commit, v.rule))
+        .collect()
+}
+
+#[test]
+fn signature_rule_a_message_signed_by_the_feeds_key_is_valid() {
+    let (_t, store) = new_store();
+    let alice = Identity::generate();
+    let a = alice.feed_id();
+    let m1 = message(&store, &a, None, "one", &alice);
+    let m2 = message(&store, &a, Some(m1), "two", &alice);
+    assert!(rules_broken(&store, &a, m2).is_empty());
+}
+
+#[test]
+fn signature_rule_a_message_signed_by_another_key_is_refused() {
+    let (_t, store) = new_store();
+    let (alice, mallory) = (Identity::generate(), Identity::generate());
+    let a = alice.feed_id();
+    let m1 = message(&store, &a, None, "one", &alice);
+    let forged = message(&store, &a, Some(m1), "forged", &mallory);
+    let broken = rules_broken(&store, &a, forged);
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert_eq!(broken[0].0, forged);
+}
+
+#[test]
+fn signature_rule_an_unsigned_message_is_refused() {
+    let (_t, store) = new_store();
+    let alice = Identity::generate();
+    let a = alice.feed_id();
+    let p = payload(a.as_str(), None, time(), b"no signature");
+    let oid = store
+        .repo()
+        .odb()
+        .unwrap()
+        .write(ObjectType::Commit, &p)
+        .unwrap();
+    let broken = rules_broken(&store, &a, oid);
+    assert_eq!(broken.len(), 1, "{broken:?}");
+}
+
+#[test]
+fn author_rule_the_author_must_be_the_feed() {
+    let (_t, store) = new_store();
+    let (alice, bob) = (Identity::generate(), Identity::generate());
+    let a = alice.feed_id();
+    // signed by alice's key, but authored as bob's feed
+    let m = message(&store, &bob.feed_id(), None, "whose?", &alice);
+    let broken = rules_broken(&store, &a, m);
+    assert!(broken.iter().all(|b| b.0 == m), "{broken:?}");
+    assert!(
+        broken.iter().any(|b| b.1.starts_with("author is")),
+        "{broken:?}"
+    );
+}
+
+#[test]
+fn tree_rule_a_message_has_the_empty_tree() {
+    let (_t, store) = new_store();
+    let alice = Identity::generate();
+    let a = alice.feed_id();
+    let repo = store.repo();
+    let blob = repo.blob(b"smuggled").unwrap();
+    let mut tb = repo.treebuilder(None).unwrap();
+    tb.insert("file", blob, 0o100644).unwrap();
+    let tree = tb.write().unwrap();
+    let p = payload(a.as_str(), None, time(), b"with a file");
+    let text = String::from_utf8(p).unwrap();
+    let p = text.replacen(EMPTY_TREE, &tree.to_string(), 1).into_bytes();
+    let m = write_signed(&store, &p, &alice);
+    let broken = rules_broken(&store, &a, m);
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert_eq!(broken[0].0, m);
+}
+
+#[test]
+fn parent_rule_a_message_has_at_most_one_parent() {
+    let (_t, store) = new_store();
+    let alice = Identity::generate();
+    let a = alice.feed_id();
+    let m1 = message(&store, &a, None, "one", &alice);
+    let m2 = message(&store, &a, None, "another first", &alice);
+    let p = payload(a.as_str(), Some(m1), time(), b"a merge");
+    let text = String::from_utf8(p).unwrap();
+    let p = text
+        .replacen(
+            &format!("parent {m1}\n"),
+            &format!("parent {m1}\nparent {m2}\n"),
+            1,
+        )
+        .into_bytes();
+    let merge = write_signed(&store, &p, &alice);
+    let broken = rules_broken(&store, &a, merge);
+    assert_eq!(
+        broken.iter().map(|b| b.0).collect::<Vec<_>>(),
+        vec![merge],
+        "{broken:?}"
+    );
+}
+
+/// Alice's feed with `m1`, and two successors of it on two refs.
+fn forked(store: &FeedStore, alice: &Identity, second_key: &Identity) -> (Oid, Oid, Oid) {
+    let a = alice.feed_id();
+    let m1 = message(store, &a, None, "one", alice);
+    let left = message(store, &a, Some(m1), "to bob", alice);
+    let right = message(store, &a, Some(m1), "to carol", second_key);
+    set_ref(store, &a.ref_name(), left);
+    set_ref(store, &format!("refs/remotes/peer/{a}"), right);
+    (m1, left, right)
+}
+
+#[test]
+fn fork_rule_two_validly_signed_successors_of_one_message_are_a_proof() {
+    let (_t, store) = new_store();
+    let alice = Identity::generate();
+    let (m1, left, right) = forked(&store, &alice, &alice);
+    let forks = find_forks(&store, &[]).unwrap();
+    assert_eq!(forks.len(), 1, "{forks:?}");
+    let f = &forks[0];
+    assert!(f.is_proof(), "{f:?}");
+    let point = f.fork_point.as_ref().unwrap();
+    assert_eq!(
+        (point.commit.as_str(), point.sequence),
+        (m1.to_string().as_str(), 1)
+    );
+    let mut got: Vec<&str> = f.messages.iter().map(|m| m.commit.as_str()).collect();
+    got.sort();
+    let mut want = vec![left.to_string(), right.to_string()];
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn fork_rule_a_successor_signed_by_another_key_proves_nothing() {
+    let (_t, store) = new_store();
+    let (alice, mallory) = (Identity::generate(), Identity::generate());
+    forked(&store, &alice, &mallory);
+    let forks = find_forks(&store, &[]).unwrap();
+    assert_eq!(forks.len(), 1, "{forks:?}");
+    assert!(
+        !forks[0].is_proof(),
+        "a forged branch framed alice: {forks:?}"
+    );
+}
+
+#[test]
+fn fork_rule_one_branch_ahead_of_another_is_no_fork() {
+    let (_t, store) = new_store();
+    let alice = Identity::generate();
+    let a = alice.feed_id();
+    let m1 = message(&store, &a, None, "one", &alice);
+    let m2 = message(&store, &a, Some(m1), "two", &alice);
+    set_ref(&store, &a.ref_name(), m2);
+    set_ref(&store, &format!("refs/remotes/peer/{a}"), m1);
+    assert!(find_forks(&store, &[]).unwrap().is_empty());
+}
+
+#[test]
+fn deletion_removes_the_feed_its_aliases_and_objects_and_nothing_else() {
+    let (_t, store) = new_store();
+    let (alice, bob) = (Identity::generate(), Identity::generate());
+    let opts = AppendOptions::default();
+    let a_ids = store
+        .append_batch(&Signer::Ssh(Box::new(alice)), &["a1", "a2", "a3"], &opts)
+        .unwrap();
+    let bob_id = bob.feed_id();
+    let b_ids = store
+        .append_batch(&Signer::Ssh(Box::new(bob)), &["b1", "b2"], &opts)
+        .unwrap();
+    let a = FeedStore::open(store.path())
+        .unwrap()
+        .feeds()
+        .unwrap()
+        .into_iter()
+        .find(|f| *f != bob_id)
+        .unwrap();
+    store.alias("alice-frontier", &a, false).unwrap();
+    let report = delete_feed(&store, &a).unwrap();
+    assert_eq!(report.commits, 3);
+    let fresh = git2::Repository::open(store.path()).unwrap();
+    let odb = fresh.odb().unwrap();
+    for c in &a_ids {
+        assert!(!odb.exists(*c), "{c} survived");
+    }
+    for c in &b_ids {
+        assert!(odb.exists(*c), "bob's {c} was deleted");
+    }
+    assert!(fresh.find_reference("refs/heads/alice-frontier").is_err());
+    assert_eq!(
+        fresh.refname_to_id(&bob_id.ref_name()).unwrap(),
+        *b_ids.last().unwrap()
+    );
+}
+
+#[test]
+fn graph_joins_three_branches_meeting_at_one_point_just_above_it() {
+    let (_t, store) = new_store();
+    let alice = Identity::generate();
+    let a = alice.feed_id();
+    let m1 = message(&store, &a, None, "the fork point", &alice);
+    let tips: Vec<Oid> = ["x", "y", "z"]
+        .iter()
+        .map(|c| message(&store, &a, Some(m1), c, &alice))
+        .collect();
+    set_ref(&store, &a.ref_name(), tips[0]);
+    set_ref(&store, &format!("refs/remotes/p1/{a}"), tips[1]);
+    set_ref(&store, &format!("refs/remotes/p2/{a}"), tips[2]);
+    let g = graph_text(store.repo(), a.as_str(), true).unwrap();
+    let lines: Vec<&str> = g.lines().collect();
+    let short = &m1.to_string()[..7];
+    let at = lines
+        .iter()
+        .position(|l| l.contains(short))
+        .unwrap_or_else(|| panic!("fork point not drawn:\n{g}"));
+    // three branch lines above, each in its own column
+    for t in &tips {
+        let s = &t.to_string()[..7];
+        let i = lines.iter().position(|l| l.contains(s)).unwrap();
+        assert!(i < at, "{g}");
+    }
+    // the line just above the fork point joins the two extra columns into the first
+    let join = lines[at - 1];
+    assert_eq!(join.matches('/').count(), 2, "{g}");
+    assert!(join.trim_start().starts_with('|'), "{g}");
+    // the fork point itself is drawn in one column, with nothing beside it
+    assert!(!lines[at].contains('|'), "{g}");
+}
