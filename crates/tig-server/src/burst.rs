@@ -3,13 +3,19 @@
 //! the way through (see [`crate::cluster`]): the relaying instance passes on
 //! only bytes it can vouch for. A request that was itself forwarded never asks
 //! the peers again.
+//!
+//! When every member is local their sizes are known before the reply starts, so
+//! a `Range` is served over the concatenation ([`stream_parts`]); with members on
+//! peers the range is ignored (200, the whole burst). A member that is a
+//! write-only channel reads as empty, as it does alone.
 
 use std::io;
+use std::ops::Range;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
 use tig_core::ObjectId;
-use tig_store::{BodyStream, Store};
+use tig_store::{BodyStream, ByteRange, Kind, Store};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -20,8 +26,15 @@ const CHECKS: usize = 16;
 /// Where a member's bytes come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// This instance's store.
-    Local,
+    /// This instance's store: the member's length and whether it is content.
+    Local {
+        /// Length in bytes.
+        len: u64,
+        /// Content (immutable) rather than a slot.
+        content: bool,
+    },
+    /// A write-only channel here: it contributes no bytes.
+    Empty,
     /// A peer (fetched and verified when its turn comes).
     Peer,
 }
@@ -62,19 +75,34 @@ pub async fn plan<S: Store>(
     forwarded: bool,
 ) -> Result<Vec<(ObjectId, Source)>, ApiError> {
     // Each check is a hop to the blocking pool: a few at a time, in order.
-    let here: Vec<Result<bool, ApiError>> = futures_util::stream::iter(members.iter().copied())
-        .map(|m| {
-            let store = state.store.clone();
-            async move { Ok(store.stat(m, touch).await?.is_some()) }
-        })
-        .buffered(CHECKS)
-        .collect()
-        .await;
+    let here: Vec<Result<Option<Source>, ApiError>> =
+        futures_util::stream::iter(members.iter().copied())
+            .map(|m| {
+                let store = state.store.clone();
+                async move {
+                    let Some(meta) = store.stat(m, touch).await? else {
+                        return Ok(None);
+                    };
+                    if crate::channel::target_of(&*store, m, &meta)
+                        .await?
+                        .is_some()
+                    {
+                        return Ok(Some(Source::Empty));
+                    }
+                    Ok(Some(Source::Local {
+                        len: meta.len,
+                        content: meta.kind == Kind::Content,
+                    }))
+                }
+            })
+            .buffered(CHECKS)
+            .collect()
+            .await;
     let mut out = Vec::with_capacity(members.len());
     let mut missing = Vec::new();
     for (i, (m, local)) in members.iter().zip(here).enumerate() {
-        if local? {
-            out.push((*m, Source::Local));
+        if let Some(source) = local? {
+            out.push((*m, source));
         } else {
             missing.push(i);
             out.push((*m, Source::Peer));
@@ -115,7 +143,8 @@ pub fn stream<S: Store>(state: &AppState<S>, plan: Vec<(ObjectId, Source)>) -> B
                 let cluster = cluster.clone();
                 async move {
                     match source {
-                        Source::Local => match store.get(m, false).await {
+                        Source::Empty => Box::pin(futures_util::stream::empty()),
+                        Source::Local { .. } => match store.get(m, false).await {
                             Ok(Some(obj)) => obj.body.into_stream(),
                             Ok(None) => {
                                 error_stream(format!("burst member vanished: {}", m.path()))
@@ -134,6 +163,63 @@ pub fn stream<S: Store>(state: &AppState<S>, plan: Vec<(ObjectId, Source)>) -> B
             })
             .flatten(),
     )
+}
+
+/// The bytes `parts` select, in order: each is a member here, its length when
+/// planned, and the range of it wanted. A member whose length changed since
+/// ends the body with an error (the connection is aborted).
+pub fn stream_parts<S: Store>(
+    state: &AppState<S>,
+    parts: Vec<(ObjectId, u64, Range<u64>)>,
+) -> BodyStream {
+    let store = state.store.clone();
+    Box::pin(
+        futures_util::stream::iter(parts)
+            .then(move |(m, len, part)| {
+                let store = store.clone();
+                async move {
+                    let read = if part.start == 0 && part.end == len {
+                        store.get(m, false).await
+                    } else {
+                        store
+                            .get_range(m, false, ByteRange::Closed(part.start, part.end - 1))
+                            .await
+                    };
+                    match read {
+                        Ok(Some(obj)) if obj.meta.len == len => obj.body.into_stream(),
+                        Ok(Some(_)) => error_stream(format!("burst member changed: {}", m.path())),
+                        Ok(None) => error_stream(format!("burst member vanished: {}", m.path())),
+                        Err(e) => error_stream(e.to_string()),
+                    }
+                }
+            })
+            .flatten(),
+    )
+}
+
+/// Which part of each local member `want` (a range of the concatenation)
+/// covers: `(member, member length, range within it)`; `None` if a member is on
+/// a peer (sizes unknown).
+pub fn parts(
+    plan: &[(ObjectId, Source)],
+    want: &Range<u64>,
+) -> Option<Vec<(ObjectId, u64, Range<u64>)>> {
+    let mut out = Vec::new();
+    let mut offset = 0u64;
+    for (m, source) in plan {
+        let len = match source {
+            Source::Local { len, .. } => *len,
+            Source::Empty => 0,
+            Source::Peer => return None,
+        };
+        let lo = want.start.max(offset);
+        let hi = want.end.min(offset + len);
+        if lo < hi {
+            out.push((*m, len, lo - offset..hi - offset));
+        }
+        offset += len;
+    }
+    Some(out)
 }
 
 fn error_stream(msg: String) -> BodyStream {

@@ -1,10 +1,11 @@
-//! Parsing a request line into an [`Endpoint`] and its [`Params`] before any work
-//! is done. Pure: no I/O, unit-tested against every row of the protocol table.
+//! Parsing a request line into an [`Endpoint`] and its [`Params`], and the
+//! conditional and range headers into [`Conditions`], before any work is done.
+//! Pure: no I/O, unit-tested against every row of the protocol table.
 
-use axum::http::Method;
+use axum::http::{HeaderMap, Method, header};
 use percent_encoding::percent_decode_str;
 use tig_core::ObjectId;
-use tig_store::SlotWrite;
+use tig_store::{ByteRange, SlotWrite};
 
 use crate::error::ApiError;
 
@@ -21,6 +22,8 @@ pub enum Endpoint {
     PutSlot(ObjectId, SlotWrite),
     /// `GET /<h>.tig`.
     Get(ObjectId),
+    /// `GET /<h>.tig?take=1`: read a slot and delete it atomically (needs the key).
+    Take(ObjectId),
     /// `HEAD /<h>.tig`.
     Head(ObjectId),
     /// `DELETE /<h>.tig`.
@@ -40,7 +43,7 @@ impl Endpoint {
     pub fn needs_key(&self) -> bool {
         matches!(
             self,
-            Self::List | Self::PutContent | Self::PutSlot(..) | Self::Delete(_)
+            Self::List | Self::PutContent | Self::PutSlot(..) | Self::Delete(_) | Self::Take(_)
         )
     }
 
@@ -68,6 +71,7 @@ pub struct Params {
     pub missing: bool,
     setifnot: bool,
     append: bool,
+    take: bool,
 }
 
 impl Default for Params {
@@ -81,6 +85,7 @@ impl Default for Params {
             missing: false,
             setifnot: false,
             append: false,
+            take: false,
         }
     }
 }
@@ -113,6 +118,7 @@ pub fn parse_query(query: Option<&str>) -> Result<Params, ApiError> {
             "burst" => p.burst = flag("burst", &v)?,
             "setifnot" => p.setifnot = flag("setifnot", &v)?,
             "append" => p.append = flag("append", &v)?,
+            "take" => p.take = flag("take", &v)?,
             "chtimes" => p.chtimes = flag("chtimes", &v)?,
             "missing" => p.missing = flag("missing", &v)?,
             "Content-Type" => p.content_type = Some(v.into_owned()),
@@ -195,6 +201,13 @@ pub fn parse(
                 (false, false) => SlotWrite::Replace,
             };
             Endpoint::PutSlot(id, mode)
+        } else if method == Method::GET && params.take {
+            if params.burst {
+                return Err(ApiError::BadRequest(
+                    "take and burst cannot be combined".to_owned(),
+                ));
+            }
+            Endpoint::Take(id)
         } else if method == Method::GET {
             Endpoint::Get(id)
         } else if method == Method::HEAD {
@@ -209,7 +222,129 @@ pub fn parse(
     } else {
         return Err(not_object());
     };
+    if params.take && !matches!(endpoint, Endpoint::Take(_)) {
+        return Err(ApiError::BadRequest(
+            "take=1 is only for GET of an object path".to_owned(),
+        ));
+    }
     Ok((endpoint, params))
+}
+
+/// An entity tag as sent in a request, without its quotes, and whether it was
+/// marked weak (`W/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestTag {
+    /// The opaque part, between the quotes.
+    pub opaque: String,
+    /// `W/"…"`.
+    pub weak: bool,
+}
+
+/// `If-None-Match`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfNoneMatch {
+    /// `*`: any current representation.
+    Any,
+    /// A list of tags.
+    Tags(Vec<RequestTag>),
+}
+
+/// The request headers that make a read conditional or partial.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Conditions {
+    /// `If-None-Match` (compared weakly, RFC 9110 §13.1.2).
+    pub if_none_match: Option<IfNoneMatch>,
+    /// `Range: bytes=…` with exactly one range. A malformed header, another unit
+    /// or several ranges are ignored (the whole object is sent), as RFC 9110
+    /// §14.2 allows.
+    pub range: Option<ByteRange>,
+    /// `If-Range`: the range applies only if the object's tag equals this
+    /// strong tag. An `If-Range` date (or weak tag) never matches: the whole
+    /// object is sent.
+    pub if_range: Option<Option<String>>,
+}
+
+/// Parses a list of entity tags (`"a", W/"b"`); `None` if malformed.
+fn parse_tags(value: &str) -> Option<Vec<RequestTag>> {
+    let mut out = Vec::new();
+    let mut rest = value.trim();
+    while !rest.is_empty() {
+        let (weak, r) = match rest.strip_prefix("W/") {
+            Some(r) => (true, r),
+            None => (false, rest),
+        };
+        let r = r.strip_prefix('"')?;
+        let end = r.find('"')?;
+        let opaque = &r[..end];
+        if !opaque
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b))
+        {
+            return None;
+        }
+        out.push(RequestTag {
+            opaque: opaque.to_owned(),
+            weak,
+        });
+        rest = r[end + 1..].trim_start();
+        if let Some(r) = rest.strip_prefix(',') {
+            rest = r.trim_start();
+        } else if !rest.is_empty() {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// Parses `bytes=first-last`, `bytes=first-` or `bytes=-suffix`; `None` for
+/// anything else (including several ranges).
+pub fn parse_range(value: &str) -> Option<ByteRange> {
+    let (unit, spec) = value.trim().split_once('=')?;
+    if !unit.trim().eq_ignore_ascii_case("bytes") || spec.contains(',') {
+        return None;
+    }
+    let (first, last) = spec.trim().split_once('-')?;
+    let num = |s: &str| -> Option<u64> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    match (first.trim(), last.trim()) {
+        ("", "") => None,
+        ("", n) => Some(ByteRange::Suffix(num(n)?)),
+        (f, "") => Some(ByteRange::From(num(f)?)),
+        (f, l) => {
+            let (f, l) = (num(f)?, num(l)?);
+            (f <= l).then_some(ByteRange::Closed(f, l))
+        }
+    }
+}
+
+/// Parses the conditional and range headers of a read.
+pub fn parse_conditions(headers: &HeaderMap) -> Conditions {
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let if_none_match = text(header::IF_NONE_MATCH).and_then(|v| {
+        if v.trim() == "*" {
+            Some(IfNoneMatch::Any)
+        } else {
+            parse_tags(v).map(IfNoneMatch::Tags)
+        }
+    });
+    let ranges = headers.get_all(header::RANGE).iter().count();
+    let range = if ranges == 1 {
+        text(header::RANGE).and_then(parse_range)
+    } else {
+        None
+    };
+    let if_range = text(header::IF_RANGE).map(|v| match parse_tags(v).as_deref() {
+        Some([t]) if !t.weak => Some(t.opaque.clone()),
+        _ => None,
+    });
+    Conditions {
+        if_none_match,
+        range,
+        if_range,
+    }
 }
 
 #[cfg(test)]
@@ -268,6 +403,84 @@ mod tests {
         assert_eq!(ep(Method::GET, "/healthz/x", None), Err(417));
         assert!(!Endpoint::Metrics.needs_key());
         assert!(Endpoint::Ready.is_ops() && !Endpoint::List.is_ops());
+        assert_eq!(
+            ep(Method::GET, &obj, Some("take=1")),
+            Ok(Endpoint::Take(id()))
+        );
+        assert_eq!(
+            ep(Method::GET, &obj, Some("take=0")),
+            Ok(Endpoint::Get(id()))
+        );
+        assert!(Endpoint::Take(id()).needs_key());
+    }
+
+    #[test]
+    fn take_only_on_get_of_an_object() {
+        let obj = format!("/{H}.tig");
+        assert_eq!(ep(Method::HEAD, &obj, Some("take=1")), Err(400));
+        assert_eq!(ep(Method::PUT, &obj, Some("take=1")), Err(400));
+        assert_eq!(ep(Method::DELETE, &obj, Some("take=1")), Err(400));
+        assert_eq!(ep(Method::GET, "/", Some("take=1")), Err(400));
+        assert_eq!(ep(Method::GET, &obj, Some("take=1&burst=1")), Err(400));
+    }
+
+    fn conditions(pairs: &[(header::HeaderName, &str)]) -> Conditions {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(k.clone(), v.parse().unwrap());
+        }
+        parse_conditions(&h)
+    }
+
+    #[test]
+    fn range_headers() {
+        let r = |v: &str| conditions(&[(header::RANGE, v)]).range;
+        assert_eq!(r("bytes=0-9"), Some(ByteRange::Closed(0, 9)));
+        assert_eq!(r("bytes=5-"), Some(ByteRange::From(5)));
+        assert_eq!(r("bytes=-3"), Some(ByteRange::Suffix(3)));
+        assert_eq!(r("Bytes = 1-2"), Some(ByteRange::Closed(1, 2)));
+        // Ignored: other units, several ranges, nonsense, reversed.
+        for bad in [
+            "items=0-9",
+            "bytes=0-1,4-5",
+            "bytes=-",
+            "bytes=a-b",
+            "bytes=9-1",
+            "bytes=+1-2",
+            "0-9",
+            "bytes=99999999999999999999999-",
+        ] {
+            assert_eq!(r(bad), None, "{bad}");
+        }
+        let two = conditions(&[(header::RANGE, "bytes=0-1"), (header::RANGE, "bytes=2-3")]);
+        assert_eq!(two.range, None);
+    }
+
+    #[test]
+    fn entity_tag_headers() {
+        let c = conditions(&[(header::IF_NONE_MATCH, "\"abc\", W/\"s-1\"")]);
+        assert_eq!(
+            c.if_none_match,
+            Some(IfNoneMatch::Tags(vec![
+                RequestTag {
+                    opaque: "abc".into(),
+                    weak: false
+                },
+                RequestTag {
+                    opaque: "s-1".into(),
+                    weak: true
+                },
+            ]))
+        );
+        let c = conditions(&[(header::IF_NONE_MATCH, " * ")]);
+        assert_eq!(c.if_none_match, Some(IfNoneMatch::Any));
+        let c = conditions(&[(header::IF_NONE_MATCH, "abc")]);
+        assert_eq!(c.if_none_match, None);
+        let c = conditions(&[(header::IF_RANGE, "\"x\"")]);
+        assert_eq!(c.if_range, Some(Some("x".into())));
+        let c = conditions(&[(header::IF_RANGE, "Tue, 01 Dec 2026 10:00:00 GMT")]);
+        assert_eq!(c.if_range, Some(None));
+        assert_eq!(conditions(&[]), Conditions::default());
     }
 
     #[test]

@@ -15,13 +15,16 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use tig_core::{Hasher, MAX_BURST_LIST, ObjectId, check_burst_len, format_path, parse_burst};
-use tig_store::{BodyStream, ObjectBody, SlotOutcome, Store};
+use tig_store::{BodyStream, Kind, ObjectBody, SlotOutcome, Store, StoreError};
 
 use crate::AppState;
 use crate::auth::{KeyState, authorize};
+use crate::channel;
 use crate::cluster::FORWARDED_HEADER;
-use crate::endpoint::{Endpoint, Params, parse};
+use crate::conditional::{Validators, part_status};
+use crate::endpoint::{Endpoint, Params, parse, parse_conditions};
 use crate::error::ApiError;
+use crate::read;
 
 /// Header on the empty `GET /` of a server without an API key: `disabled`.
 pub const LISTING_HEADER: &str = "tig-listing";
@@ -59,7 +62,7 @@ pub async fn handle<S: Store>(State(state): State<AppState<S>>, req: Request) ->
         Err(e) => e.into_response(),
     };
     if root {
-        // Clients learn the limit here and cut their bodies below it.
+        // The server states its limit, whatever else the reply says (even 401).
         resp.headers_mut()
             .insert(MAX_SIZE_HEADER, HeaderValue::from(state.config.max_size));
     }
@@ -138,7 +141,13 @@ async fn dispatch<S: Store>(state: &AppState<S>, req: Request) -> Result<Respons
             .insert(LISTING_HEADER, HeaderValue::from_static("disabled"));
         return Ok(resp);
     }
-    if endpoint.needs_key() {
+    // Writes through a write-only channel need no key: the public holds only the
+    // channel's path (creating the channel needed the key).
+    let through_channel = match endpoint {
+        Endpoint::PutSlot(id, _) => channel::lookup(&*state.store, id).await?.is_some(),
+        _ => false,
+    };
+    if endpoint.needs_key() && !through_channel {
         authorize(
             cfg,
             &state.keys,
@@ -172,7 +181,17 @@ async fn dispatch<S: Store>(state: &AppState<S>, req: Request) -> Result<Respons
         }
         Endpoint::PutSlot(id, mode) => {
             let body = check_length(&req.headers, body, max).await?;
-            let out = store.put_slot(id, body_stream(body), max, mode).await?;
+            let (new_target, body) = channel::peek(body_stream(body)).await?;
+            let dest = channel::write_destination(store, id, new_target).await?;
+            let out = match store.put_slot(dest, body, max, mode).await {
+                // Never name a channel's target in a reply.
+                Err(StoreError::Immutable(_)) if dest != id => {
+                    return Err(ApiError::Conflict(
+                        "this channel's target is content-addressed data".to_owned(),
+                    ));
+                }
+                r => r?,
+            };
             let mut resp = match out {
                 SlotOutcome::Existed => text(StatusCode::OK, String::new()),
                 _ => path_reply(&params, &id),
@@ -189,29 +208,31 @@ async fn dispatch<S: Store>(state: &AppState<S>, req: Request) -> Result<Respons
             Ok(resp)
         }
         Endpoint::Delete(id) => {
+            if channel::lookup(store, id).await?.is_some() {
+                return Err(ApiError::Conflict(format!(
+                    "{} is a write-only channel; it cannot be deleted through itself",
+                    id.path()
+                )));
+            }
             store.delete_slot(id).await?;
             Ok(path_reply(&params, &id))
         }
-        Endpoint::Head(id) => match store.stat(id, params.chtimes).await? {
-            Some(meta) => {
-                let len = meta.len;
-                let ct = content_type(&params)?;
-                let mut resp = Response::new(Body::empty());
-                let h = resp.headers_mut();
-                h.insert(header::CONTENT_TYPE, ct);
-                h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-                Ok(resp)
+        Endpoint::Take(id) => read::take(store, id, content_type(&params)?).await,
+        Endpoint::Head(id) => {
+            let ct = content_type(&params)?;
+            match read::head(store, id, &req.headers, params.chtimes, ct).await? {
+                Some(resp) => Ok(resp),
+                None => miss(state, req, forwarded, id).await,
             }
-            None => miss(state, req, forwarded, id).await,
-        },
+        }
         Endpoint::Health | Endpoint::Ready | Endpoint::Metrics => {
             crate::ops::handle(state, &endpoint).await
         }
         Endpoint::Get(id) if params.burst => burst(state, req, &params, forwarded, id).await,
         Endpoint::Get(id) => {
             let ct = content_type(&params)?;
-            match store.get(id, params.chtimes).await? {
-                Some(obj) => Ok(object_response(obj.len, obj.body, ct)),
+            match read::get(store, id, &req.headers, params.chtimes, ct).await? {
+                Some(resp) => Ok(resp),
                 None => miss(state, req, forwarded, id).await,
             }
         }
@@ -224,18 +245,6 @@ fn content_type(params: &Params) -> Result<HeaderValue, ApiError> {
         Some(t) => HeaderValue::from_str(t)
             .map_err(|_| ApiError::BadRequest("bad Content-Type value".to_owned())),
     }
-}
-
-fn object_response(len: u64, body: ObjectBody, ct: HeaderValue) -> Response {
-    let body = match body {
-        ObjectBody::Full(b) => Body::from(b),
-        ObjectBody::Stream(s) => Body::from_stream(s),
-    };
-    let mut resp = Response::new(body);
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, ct);
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    resp
 }
 
 /// An object is not here: ask the peers (unless this request was forwarded).
@@ -306,30 +315,84 @@ async fn read_all(body: ObjectBody) -> Result<Bytes, ApiError> {
 /// `GET /<h>.tig?burst=1`: validate every line and check every member exists
 /// before the 200; then stream the members. A member that vanishes mid-stream
 /// ends the body with an error, which aborts the connection.
+///
+/// When every member is here their sizes are known, so a `Range` is served
+/// over the concatenation (206, or 416; ignored with members on peers). When the list and every member are
+/// content the reply is immutable and tagged `"b-<list hash>"` (not the bare
+/// hash: that tag means "these bytes hash to the name"); otherwise it has no tag
+/// and `no-cache`. Write-only channels (as the list or a member) read as empty.
 async fn burst<S: Store>(
     state: &AppState<S>,
-    _req: &Parts,
+    req: &Parts,
     params: &Params,
     forwarded: bool,
     id: ObjectId,
 ) -> Result<Response, ApiError> {
     let ct = content_type(params)?;
-    let list = match state.store.get(id, params.chtimes).await? {
+    let (list, list_content) = match state.store.get(id, params.chtimes).await? {
         Some(list) => {
             // The list is refused by its length before a byte of it is read.
             check_burst_len(list.len).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            read_all(list.body).await?
+            let meta = list.meta.clone();
+            let bytes = read_all(list.body).await?;
+            if channel::could_be(&meta) && channel::parse_line(&bytes).is_some() {
+                // A write-only channel reads as empty, as a list too.
+                let mut resp = Response::new(Body::empty());
+                resp.headers_mut().insert(header::CONTENT_TYPE, ct);
+                return Ok(resp);
+            }
+            (bytes, meta.kind == Kind::Content)
         }
         None => match crate::burst::remote_list(state, forwarded, id, MAX_BURST_LIST).await? {
-            Some(list) => list,
+            Some(list) => (list, false),
             None => return Err(ApiError::NotFound(format!("not found: {}", id.path()))),
         },
     };
     let members = parse_burst(&list).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    drop(list);
     let plan = crate::burst::plan(state, &members, params.chtimes, forwarded).await?;
     tracing::debug!(members = plan.len(), "burst");
-    let mut resp = Response::new(Body::from_stream(crate::burst::stream(state, plan)));
-    resp.headers_mut().insert(header::CONTENT_TYPE, ct);
+    // Sizes and kinds are known when every member is here.
+    let local: Option<(u64, bool)> =
+        plan.iter()
+            .try_fold((0u64, list_content), |acc, (_, s)| match s {
+                crate::burst::Source::Local { len, content } => {
+                    Some((acc.0 + len, acc.1 && *content))
+                }
+                crate::burst::Source::Empty => Some((acc.0, false)),
+                crate::burst::Source::Peer => None,
+            });
+    let immutable = local.is_some_and(|l| l.1);
+    let v = Validators {
+        etag: immutable.then(|| format!("\"b-{}\"", id.to_hex())),
+        immutable,
+    };
+    let cond = parse_conditions(&req.headers);
+    if v.none_match_hits(&cond) {
+        return Ok(v.not_modified());
+    }
+    let mut range = None;
+    if let (Some(r), Some((total, _))) = (v.range_to_serve(&cond), local) {
+        range = Some((
+            r.resolve(total)
+                .ok_or(ApiError::RangeNotSatisfiable(total))?,
+            total,
+        ));
+    }
+    let body = match &range {
+        Some((r, _)) => {
+            let parts = crate::burst::parts(&plan, r).unwrap_or_default();
+            crate::burst::stream_parts(state, parts)
+        }
+        None => crate::burst::stream(state, plan),
+    };
+    let mut resp = Response::new(Body::from_stream(body));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, ct);
+    v.apply(h);
+    if let Some((r, total)) = range {
+        part_status(&mut resp, &r, total, true);
+    }
     Ok(resp)
 }
 

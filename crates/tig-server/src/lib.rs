@@ -2,8 +2,12 @@
 //!
 //! Layout:
 //! - [`config`]: [`Config`] (limits, key, peers, TLS), built by the binary;
-//! - [`endpoint`]: request line → [`endpoint::Endpoint`], pure and unit-tested;
+//! - [`endpoint`]: request line → [`endpoint::Endpoint`], headers →
+//!   [`endpoint::Conditions`]; pure and unit-tested;
 //! - [`handlers`]: [`router`] and the thin handlers calling the [`Store`];
+//! - [`read`]: `GET`/`HEAD`/`take=1` of one object;
+//! - [`conditional`]: ETags, `Cache-Control`, 304 and 206/416 decisions;
+//! - [`channel`]: write-only channels (`Write only channel to tig /<h>.tig`);
 //! - [`error`]: [`ApiError`], the single error type choosing status and reason;
 //! - [`auth`]: constant-time key checks and per-address throttling;
 //! - [`cluster`]: peers, forwarding of misses, offload-and-terminate;
@@ -34,7 +38,9 @@ use tokio::net::TcpListener;
 pub mod access;
 pub mod auth;
 pub mod burst;
+pub mod channel;
 pub mod cluster;
+pub mod conditional;
 pub mod config;
 pub mod endpoint;
 pub mod error;
@@ -42,6 +48,7 @@ pub mod handlers;
 pub mod metrics;
 pub mod missing;
 pub mod ops;
+pub mod read;
 pub mod tls;
 
 pub use cluster::{Cluster, OffloadReport};
