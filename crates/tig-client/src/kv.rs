@@ -4,14 +4,26 @@
 //! Precisely: `slot = sha256(hex(sha256(KEY)))`, where `hex` is the 64 lowercase hex
 //! digits with no newline. From a shell:
 //! `printf %s "$KEY" | sha256sum | head -c 64 | sha256sum | head -c 64`.
+//!
+//! Queues and write-only channels: [`Client::kv_take`] reads a value and deletes it
+//! in one step on the server (`?take=1`: of many takers exactly one gets it);
+//! [`Client::kv_channel`] creates a new random slot holding
+//! `Write only channel to tig /<slot>.tig`, whose path anyone may write to (the
+//! writes land in KEY's slot) but nobody can read the value through.
 
 use std::io::Write;
 
 use bytes::Bytes;
 use tig_core::ObjectId;
 
+use rand_core::RngCore;
+use reqwest::StatusCode;
+
 use crate::error::{Error, Result};
 use crate::http::{Client, SlotWrite};
+
+/// What a write-only channel's value starts with (the target's path follows).
+pub const CHANNEL_PREFIX: &str = "Write only channel to tig ";
 
 /// The slot of `key`: `sha256(hex(sha256(key)))`.
 pub fn slot_id(key: &[u8]) -> ObjectId {
@@ -49,6 +61,48 @@ impl Client {
         })?;
         w.flush().map_err(|e| Error::io("writing output", e))?;
         Ok(n)
+    }
+
+    /// Takes `key`'s value: the server returns it and deletes the slot in one
+    /// atomic step, and it is written to `w`. `None` when the key had no value
+    /// (or another taker got it first). Never retried once the request may have
+    /// reached the server: a second take could consume the next value.
+    pub fn kv_take(&self, key: &[u8], w: &mut dyn Write) -> Result<Option<u64>> {
+        let slot = slot_id(key);
+        let what = format!("GET {}?take=1", slot.path());
+        let url = self.url(&slot.path(), &[("take", "1")], true)?;
+        let resp = self.send(&what, false, || Ok(self.http.get(url.clone())))?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let mut resp = self.check(&what, resp)?;
+        let n = crate::http::read_body(&mut resp, &what, |bytes| {
+            w.write_all(bytes)
+                .map_err(|e| Error::io("writing output", e))
+        })?;
+        w.flush().map_err(|e| Error::io("writing output", e))?;
+        Ok(Some(n))
+    }
+
+    /// Creates a new write-only channel to `key`'s slot: a fresh random name
+    /// (from the OS's CSPRNG) set, only if unused, to the channel line. Returns
+    /// the channel's id; hand out its path.
+    pub fn kv_channel(&self, key: &[u8]) -> Result<ObjectId> {
+        let target = slot_id(key);
+        let line = format!("{CHANNEL_PREFIX}{}", target.path());
+        for _ in 0..3 {
+            let mut raw = [0u8; 32];
+            rand_core::OsRng
+                .try_fill_bytes(&mut raw)
+                .map_err(|e| Error::Usage(format!("no randomness from the OS: {e}")))?;
+            let channel = ObjectId::from_bytes(raw);
+            if self.put_slot(&channel, Bytes::from(line.clone()), SlotWrite::SetIfNot)? {
+                return Ok(channel);
+            }
+        }
+        Err(Error::Usage(
+            "could not create a channel: three random names were all taken".into(),
+        ))
     }
 
     /// Deletes `key`'s slot.

@@ -149,6 +149,13 @@ pub enum KvCommand {
     Setifnot { key: String, value: String },
     /// Delete KEY's slot.
     Del { key: String },
+    /// Print KEY's value and delete it in one step (a queue's pop: of many
+    /// concurrent takers exactly one gets the value); exit 3 if it had none.
+    Take { key: String },
+    /// Create a write-only channel to KEY's slot and print its path: anyone may
+    /// write (`PUT`, `?append=1`) to that path, the writes land in KEY's slot,
+    /// and reading the channel shows nothing.
+    Channel { key: String },
     /// Print KEY's slot path (no request).
     Path { key: String },
 }
@@ -395,6 +402,20 @@ fn run_kv(cmd: KvCommand, conn: &Conn) -> anyhow::Result<ExitCode> {
                 .kv_del(key.as_bytes())
                 .map_err(|e| no_such_key(e, "del", &key))?;
             outln!("{}", slot.path())?;
+        }
+        KvCommand::Take { key } => {
+            let stdout = std::io::stdout();
+            if client()?
+                .kv_take(key.as_bytes(), &mut stdout.lock())?
+                .is_none()
+            {
+                eprintln!("tig: kv take: {key:?} has no value");
+                return Ok(ExitCode::from(3));
+            }
+        }
+        KvCommand::Channel { key } => {
+            let channel = client()?.kv_channel(key.as_bytes())?;
+            outln!("{}", channel.path())?;
         }
         KvCommand::Path { key } => outln!("{}", tig_client::slot_id(key.as_bytes()).path())?,
     }
