@@ -27,12 +27,18 @@ fn put(s: &TigServer, body: &[u8]) -> String {
 /// a disk that rotted, or a peer that lies, serves.
 fn root_with_corrupt_object(claimed: &[u8], bytes: &[u8]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join(format!("{}.tig", sha256_hex(claimed))),
-        bytes,
-    )
-    .expect("write");
+    let path = dir.path().join(format!("{}.tig", sha256_hex(claimed)));
+    std::fs::write(&path, bytes).expect("write");
+    mark_as_content(&path);
     dir
+}
+
+/// Marks a file as tig marks content (mode 0444): the liar's rotted file then
+/// claims to be content (`ETag: "<h>"`) instead of being told apart by hashing
+/// as a slot, which a peer would refuse without reading it.
+fn mark_as_content(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444)).expect("chmod");
 }
 
 #[test]
@@ -82,11 +88,9 @@ fn bytes_a_peer_serves_that_do_not_hash_to_the_name_are_not_relayed() {
     let mut big_lie = big_good.clone();
     big_lie[399_999] ^= 1;
     let root = root_with_corrupt_object(&good, &lie);
-    std::fs::write(
-        root.path().join(format!("{}.tig", sha256_hex(&big_good))),
-        &big_lie,
-    )
-    .expect("write");
+    let big_path = root.path().join(format!("{}.tig", sha256_hex(&big_good)));
+    std::fs::write(&big_path, &big_lie).expect("write");
+    mark_as_content(&big_path);
     let liar = TigServer::start_with(Some(root.path()), &[], &[]);
     let honest_path = put(&liar, b"honest content on the same peer");
     let b = TigServer::start_with(None, &["--peers", &liar.url, "--peer-insecure"], &[]);
