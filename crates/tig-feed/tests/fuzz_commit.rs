@@ -45,7 +45,7 @@ proptest! {
         let time = Time { seconds, offset_minutes: 0 };
         let p = payload(&author, None, time, &content);
         let raw = with_signature(&p, &sig);
-        let parsed = parse(&raw).map_err(|e| TestCaseError::fail(e))?;
+        let parsed = parse(&raw).map_err(TestCaseError::fail)?;
         prop_assert_eq!(&parsed.payload, &p);
         // git keeps the signature's final newline; tig writes it without.
         prop_assert_eq!(
