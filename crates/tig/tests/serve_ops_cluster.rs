@@ -245,3 +245,108 @@ fn with_peer_insecure_no_request_to_a_peer_carries_the_key() {
             .all(|h| !h.contains(key))
     );
 }
+
+/// A cluster CA and a server certificate it signed whose only name is
+/// `tig-peer` (so dialling 127.0.0.1 does not match it): `None` without openssl.
+fn cluster_pki(dir: &std::path::Path) -> Option<(String, String, String)> {
+    let run = |args: &[&str]| -> Option<()> {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .ok()?;
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(())
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+    run(&[
+        &[
+            "req",
+            "-x509",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=tig-ca",
+        ][..],
+        &ec,
+        &["-addext", "basicConstraints=critical,CA:TRUE"],
+        &["-addext", "keyUsage=critical,keyCertSign"],
+        &["-keyout", "ca.key", "-out", "ca.crt"],
+    ]
+    .concat())?;
+    run(&[
+        &["req", "-nodes", "-subj", "/CN=tig-peer"][..],
+        &ec,
+        &["-keyout", "peer.key", "-out", "peer.csr"],
+    ]
+    .concat())?;
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:tig-peer\nbasicConstraints=critical,CA:FALSE\n",
+    )
+    .expect("ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "peer.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "peer.crt",
+    ])?;
+    let p = |f: &str| dir.join(f).display().to_string();
+    Some((p("ca.crt"), p("peer.crt"), p("peer.key")))
+}
+
+#[test]
+fn peer_ca_verifies_a_cluster_certificate_at_any_name() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let Some((ca, cert, key)) = cluster_pki(dir.path()) else {
+        eprintln!("openssl not installed: skipping");
+        return;
+    };
+    let p = TigServer::start_with(None, &["--tls-cert", &cert, "--tls-key", &key], &[]);
+    assert!(p.url.starts_with("https://127.0.0.1:"), "{}", p.url);
+    let setup = reqwest::blocking::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .expect("client");
+    let slot = sha256_hex(b"a slot only a verified peer may relay");
+    let r = setup
+        .put(p.obj_url(&slot))
+        .body("slot value")
+        .send()
+        .expect("put");
+    assert_eq!(r.status(), 200);
+    // Trusting the cluster CA: the certificate verifies (its name does not
+    // matter), the peer is verified, and its slot is relayed.
+    let a = TigServer::start_with(None, &["--peers", &p.url, "--peer-ca", &ca], &[]);
+    let r = http().get(a.obj_url(&slot)).send().expect("get");
+    assert_eq!(r.status(), 200, "{}", a.stderr());
+    assert_eq!(r.text().expect("t"), "slot value");
+    // Not verifying: the same peer is unverified and its slot is not relayed.
+    let b = TigServer::start_with(None, &["--peers", &p.url, "--peer-insecure"], &[]);
+    assert_eq!(
+        http().get(b.obj_url(&slot)).send().expect("get").status(),
+        404
+    );
+    // Neither: the web roots do not know the cluster CA, so the peer is not reached.
+    let c = TigServer::start_with(None, &["--peers", &p.url], &[]);
+    assert_eq!(
+        http().get(c.obj_url(&slot)).send().expect("get").status(),
+        404
+    );
+}
