@@ -452,3 +452,107 @@ fn a_full_disk_answers_507_leaves_nothing_and_recovers() {
     assert!(!s.stderr().contains("panicked"));
     drop(s);
 }
+
+/// Item 5: the API key never leaves the process towards a peer whose TLS
+/// certificate is not verified. The peer is `openssl s_server` with a
+/// self-signed certificate (not in any trust store, no `--peer-ca`, tig run with
+/// `--peer-insecure`), printing
+/// every byte it receives; tig forwards a read to it and offloads to it on
+/// SIGTERM. Skipped with a message when `openssl` is missing.
+#[test]
+fn the_key_never_reaches_a_peer_with_an_unverified_certificate() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !made {
+        eprintln!("SKIPPED: openssl cannot make a certificate");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let log = dir.path().join("peer.log");
+    let mut peer = Command::new("openssl")
+        .args(["s_server", "-quiet", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    assert!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        }),
+        "s_server did not start"
+    );
+    let secret = "key-never-sent-7d1f";
+    let peer_url = format!("https://127.0.0.1:{port}");
+    // Without `--peer-insecure` an unverifiable peer gets no connection at all;
+    // with it, tig talks to the peer (content is checked by hash) but must
+    // never hand it the key.
+    let mut s = TigServer::start_with(
+        None,
+        &["--peers", &peer_url, "--peer-insecure"],
+        &[("APIKEY", secret)],
+    );
+    let c = http();
+    let r = c
+        .put(format!("{}/?apikey={secret}", s.url))
+        .body("offloaded on exit")
+        .send()
+        .expect("put");
+    assert_eq!(r.status(), 200);
+    let _ = c
+        .get(format!(
+            "{}?apikey={secret}",
+            s.obj_url(&sha256_hex(b"absent"))
+        ))
+        .send();
+    // SIGTERM offloads the object to the peer; the peer never answers, so it is
+    // stopped once the upload's request head has arrived.
+    s.send_signal("TERM");
+    let read_log =
+        || String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+    let offloaded = wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        read_log().contains("PUT /")
+    });
+    let _ = peer.kill();
+    let _ = peer.wait();
+    let _ = s.wait_exit(Duration::from_secs(30));
+    let seen = read_log();
+    assert!(
+        offloaded,
+        "no offload reached the peer: {seen:?}\n{}",
+        s.stderr()
+    );
+    assert!(
+        seen.contains("GET /") || seen.contains("PUT /"),
+        "tig never talked to the peer, so the test proves nothing: {seen:?}\n{}",
+        s.stderr()
+    );
+    assert!(
+        !seen.contains(secret),
+        "the key reached the unverified peer: {seen:?}"
+    );
+    assert!(!seen.contains("apikey"), "{seen:?}");
+}
