@@ -253,6 +253,15 @@ impl<S: Store> Store for CachedStore<S> {
         // are older than RECHECK and the next hit asks the backend, which says gone.
         self.inner.sweep(retention).await
     }
+
+    async fn usage(&self) -> Result<crate::Usage, StoreError> {
+        self.inner.usage().await
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        // /readyz must see the backend's own check (an S3 backend's), not the default.
+        self.inner.health().await
+    }
 }
 
 fn content_meta(bytes: &Bytes) -> ObjectMeta {
