@@ -565,3 +565,30 @@ pub(crate) fn hash_file(path: &Path, pb: &ProgressBar) -> Result<ObjectId> {
 pub(crate) fn ser_path<S: serde::Serializer>(id: &ObjectId, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&id.path())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{ETAG, HeaderMap, HeaderValue};
+
+    #[test]
+    fn only_the_exact_content_tag_vouches() {
+        let id = ObjectId::digest(b"x");
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(ETAG, HeaderValue::from_str(v).unwrap());
+            h
+        };
+        assert!(is_content_etag(&with(&format!("\"{}\"", id.to_hex())), &id));
+        assert!(!is_content_etag(&HeaderMap::new(), &id));
+        for bad in [
+            id.to_hex(),
+            format!("W/\"{}\"", id.to_hex()),
+            format!("\"s-{}\"", id.to_hex()),
+            format!("\"{}\"", ObjectId::digest(b"y").to_hex()),
+            format!("\"{}\"", id.to_hex().to_uppercase()),
+        ] {
+            assert!(!is_content_etag(&with(&bad), &id), "{bad}");
+        }
+    }
+}
