@@ -8,7 +8,7 @@
 //! them. Restore fetches and verifies every object and refuses names that would
 //! escape the target directory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -120,6 +120,7 @@ impl Client {
         let (mut hashed, mut cached) = (0u64, 0u64);
         let pb = progress::bar(self.cfg.progress, Some(total), "snapshot");
         let mut bulk = true;
+        let mut planned: Option<(Plan, HashSet<ObjectId>)> = None;
         self.upload_pool(&stats, &pb, |submit| {
             let mut batch = Batcher::new(self, &stats);
             // Leaves taken from the cache since the last flush.
@@ -129,8 +130,9 @@ impl Client {
                          leaves: &mut [Vec<ObjectId>],
                          sizes: &mut [u64],
                          submit: &mut dyn FnMut(Job) -> Result<usize>|
-             -> Result<()> {
+             -> Result<(HashSet<ObjectId>, bool)> {
                 let lacking = batch.flush(submit)?;
+                let mut changed_any = false;
                 for i in pending.drain(..) {
                     if !leaves[i].iter().any(|id| lacking.contains(id)) {
                         stats.skip_many(leaves[i].len() as u64, sizes[i]);
@@ -143,6 +145,7 @@ impl Client {
                     let source = Arc::new(path.clone());
                     let (ids, data) = read_chunks(path, params)?;
                     let changed = ids != leaves[i];
+                    changed_any |= changed;
                     sizes[i] = data.iter().map(|d| d.len() as u64).sum();
                     for (id, data) in ids.iter().zip(data) {
                         if changed || lacking.contains(id) {
@@ -156,7 +159,7 @@ impl Client {
                     }
                     leaves[i] = ids;
                 }
-                Ok(())
+                Ok((lacking, changed_any))
             };
             for (i, node) in nodes.iter().enumerate() {
                 match node {
@@ -209,51 +212,39 @@ impl Client {
                     flush(&mut batch, &mut pending, &mut leaves, &mut sizes, submit)?;
                 }
             }
-            flush(&mut batch, &mut pending, &mut leaves, &mut sizes, submit)?;
+            // Every leaf's ids are known now (read, or from the cache): plan the lists
+            // and trees, and ask about them in this last batch too (one request
+            // fewer). Should a cached file turn out changed, they are planned again.
+            let p = self.plan(&root, &nodes, &leaves, &sizes, dir)?;
+            p.names().for_each(|id| batch.add_known(id));
+            let (lacking, changed) =
+                flush(&mut batch, &mut pending, &mut leaves, &mut sizes, submit)?;
             bulk = batch.bulk();
+            if !changed {
+                planned = Some((p, lacking));
+            }
             Ok(())
         })?;
         pb.finish_and_clear();
 
-        // Phase 2: burst lists of multi-chunk files, then trees bottom-up, all
-        // asked about at once; the root last, after everything it names.
-        let mut later: Vec<Job> = Vec::new();
-        let mut leaf_ids: Vec<(ObjectId, Kind, u64)> = Vec::with_capacity(nodes.len());
-        for ((ids, node), size) in leaves.iter().zip(&nodes).zip(&sizes) {
-            if ids.len() == 1 {
-                leaf_ids.push((ids[0], Kind::Blob, *size));
-                continue;
+        // Phase 2: burst lists of multi-chunk files, then trees bottom-up; the root
+        // last, after everything it names.
+        let (plan, missing) = match planned {
+            Some((p, lacking)) => (p, bulk.then_some(lacking)),
+            None => {
+                let p = self.plan(&root, &nodes, &leaves, &sizes, dir)?;
+                let names: Vec<ObjectId> = p.names().collect();
+                let m = if bulk { self.missing(&names)? } else { None };
+                (p, m)
             }
-            let list = encode_burst(ids);
-            if list.len() as u64 > self.max_size()? {
-                return Err(Error::Usage(
-                    "a file's burst list is over --max-size; raise --max-size".into(),
-                ));
-            }
-            let list = Bytes::from(list);
-            let id = ObjectId::digest(&list);
-            leaf_ids.push((id, Kind::Burst, *size));
-            let path = match node {
-                Node::File { path, .. } | Node::Link { path, .. } => path.clone(),
-                Node::Dir(_) => dir.to_path_buf(),
-            };
-            later.push(known_job(list, id, &Arc::new(path)));
-        }
-        let mut trees: Vec<Bytes> = Vec::new();
-        let mut next_leaf = 0usize;
-        let mut counts = (0u64, 0u64, 0u64);
-        let (root_bytes, bytes) =
-            build_tree(&root, &leaf_ids, &mut next_leaf, &mut trees, &mut counts)?;
-        let top = Arc::new(dir.to_path_buf());
-        for t in trees {
-            let id = ObjectId::digest(&t);
-            later.push(known_job(t, id, &top));
-        }
-        let root_id = ObjectId::digest(&root_bytes);
-        let root_job = known_job(root_bytes, root_id, &top);
-        let mut names: Vec<ObjectId> = later.iter().filter_map(|j| j.id).collect();
-        names.push(root_id);
-        let missing = if bulk { self.missing(&names)? } else { None };
+        };
+        let Plan {
+            later,
+            root_job,
+            root_id,
+            counts,
+            bytes,
+        } = plan;
         let lacks = |id: &ObjectId| missing.as_ref().is_none_or(|m| m.contains(id));
         self.upload_pool(&stats, &progress::bar(false, None, ""), |submit| {
             for mut job in later {
@@ -291,6 +282,58 @@ impl Client {
             hashed,
             cached,
             counts: stats.counts(),
+        })
+    }
+
+    /// The burst lists and trees naming `leaves` (the chunk ids of each file or
+    /// link of `root`, in walk order), ready to upload.
+    fn plan(
+        &self,
+        root: &Node,
+        nodes: &[&Node],
+        leaves: &[Vec<ObjectId>],
+        sizes: &[u64],
+        dir: &Path,
+    ) -> Result<Plan> {
+        let mut later: Vec<Job> = Vec::new();
+        let mut leaf_ids: Vec<(ObjectId, Kind, u64)> = Vec::with_capacity(nodes.len());
+        for ((ids, node), size) in leaves.iter().zip(nodes).zip(sizes) {
+            if ids.len() == 1 {
+                leaf_ids.push((ids[0], Kind::Blob, *size));
+                continue;
+            }
+            let list = encode_burst(ids);
+            if list.len() as u64 > self.max_size()? {
+                return Err(Error::Usage(
+                    "a file's burst list is over --max-size; raise --max-size".into(),
+                ));
+            }
+            let list = Bytes::from(list);
+            let id = ObjectId::digest(&list);
+            leaf_ids.push((id, Kind::Burst, *size));
+            let path = match node {
+                Node::File { path, .. } | Node::Link { path, .. } => path.clone(),
+                Node::Dir(_) => dir.to_path_buf(),
+            };
+            later.push(known_job(list, id, &Arc::new(path)));
+        }
+        let mut trees: Vec<Bytes> = Vec::new();
+        let mut next_leaf = 0usize;
+        let mut counts = (0u64, 0u64, 0u64);
+        let (root_bytes, bytes) =
+            build_tree(root, &leaf_ids, &mut next_leaf, &mut trees, &mut counts)?;
+        let top = Arc::new(dir.to_path_buf());
+        for t in trees {
+            let id = ObjectId::digest(&t);
+            later.push(known_job(t, id, &top));
+        }
+        let root_id = ObjectId::digest(&root_bytes);
+        Ok(Plan {
+            later,
+            root_job: known_job(root_bytes, root_id, &top),
+            root_id,
+            counts,
+            bytes,
         })
     }
 
@@ -421,6 +464,27 @@ impl Client {
         tmp.persist(path)
             .map_err(|err| Error::io(format!("writing {}", path.display()), err.error))?;
         Ok(n)
+    }
+}
+
+/// What phase 2 uploads: burst lists and trees, then the root.
+struct Plan {
+    later: Vec<Job>,
+    root_job: Job,
+    root_id: ObjectId,
+    /// Files, directories (the root excluded) and links.
+    counts: (u64, u64, u64),
+    /// Bytes in the files.
+    bytes: u64,
+}
+
+impl Plan {
+    /// Every id the plan would upload, the root last.
+    fn names(&self) -> impl Iterator<Item = ObjectId> + '_ {
+        self.later
+            .iter()
+            .filter_map(|j| j.id)
+            .chain(std::iter::once(self.root_id))
     }
 }
 
