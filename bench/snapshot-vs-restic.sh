@@ -130,7 +130,8 @@ start_tig() {
 }
 stop_tig() { kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; server_pid=""; }
 
-tig_snap() { "$bin" snapshot "$1" --server "$url" "${jobs[@]}"; }
+# Everything, as restic takes it: no ignore rules, .git included.
+tig_snap() { "$bin" snapshot "$1" --no-ignore --include-git --server "$url" "${jobs[@]}"; }
 export RESTIC_PASSWORD=bench
 restic_q() { restic --repo "$work/repo" --quiet "$@"; }
 
