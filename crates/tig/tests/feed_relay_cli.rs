@@ -9,8 +9,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
-use common::{TigServer, http, sha256_hex};
+use common::{TigServer, http, sha256_hex, wait_until};
 
 #[path = "fixtures/feed/sync_support.rs"]
 mod sync_support;
@@ -157,6 +158,14 @@ fn publish_and_pull_through_a_relay() {
     // Retention expired the first bundle: the next push is a full one, and a
     // fresh store pulls everything from it alone.
     std::fs::remove_file(&first).unwrap();
+    // the server's small-object cache notices a deleted file within ~1 s
+    let first_url = format!("{}/{}.tig", server.url, target_hash(&lines[0]));
+    assert!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            http().head(&first_url).send().unwrap().status() == 404
+        }),
+        "the relay still serves a deleted bundle"
+    );
     append(&alice_store, &alice, "alice 6");
     let o = tig(&alice_store, &["feed", "push", &url]);
     assert!(o.ok() && o.stdout.contains("full bundle"), "{o:?}");
