@@ -14,6 +14,8 @@
 //!   conflicting messages; proofs exported as self-contained bundles.
 //! - [`graph`]: the branches of one feed as a text graph or Graphviz DOT.
 //! - [`delete`]: drop a feed's refs everywhere and prune its objects.
+//! - [`verified`]: [`Verified`](verified::Verified), the only thing that moves a
+//!   feed's refs during a pull; only [`verified::check`] makes one.
 //! - [`relay`]: the relay protocol (head lists, push planning, bundle checks,
 //!   apply order, outcome folding) without its HTTP transport.
 
@@ -24,6 +26,7 @@ pub mod graph;
 pub mod relay;
 pub mod replicate;
 mod util;
+pub mod verified;
 
 pub use bundle::{BundleHeader, BundleSummary, create_bundle};
 pub use delete::{DeleteReport, delete_feed};

@@ -16,6 +16,7 @@ use git2::{AutotagOption, Direction, FetchOptions, FetchPrune, Oid, Repository};
 use serde::Serialize;
 
 use super::util::{self, INCOMING};
+use super::verified::{self, Checked, Verified};
 use super::{SyncError, bundle};
 use crate::{FeedId, FeedStore};
 
@@ -780,20 +781,6 @@ fn pull_remote(
     out
 }
 
-fn count_new(repo: &Repository, tip: Oid, known: &[Oid]) -> Result<usize, SyncError> {
-    let mut walk = repo.revwalk()?;
-    walk.push(tip)?;
-    for k in known {
-        walk.hide(*k)?;
-    }
-    let mut n = 0;
-    for oid in walk {
-        oid?;
-        n += 1;
-    }
-    Ok(n)
-}
-
 /// Validate and apply received tips (objects already in the store).
 fn apply_incoming(
     store: &FeedStore,
@@ -822,98 +809,101 @@ fn apply_incoming_checked(
     incoming: &BTreeMap<String, Oid>,
     prechecked: &BTreeMap<String, Prechecked>,
 ) -> Result<Vec<FeedOutcome>, SyncError> {
-    let repo = store.repo();
     let mut out = Vec::new();
     for (feed, &tip) in incoming {
         let fid = FeedId::parse(feed)?;
-        let tips = util::feed_tips(repo, feed)?;
-        let known: Vec<Oid> = tips.iter().map(|(_, o)| *o).collect();
-        let pre = match prechecked.get(feed) {
-            Some(p) if covered(p, &known) => Some(p),
-            _ => None,
+        // the in-memory checks of a local pull stand in only where they cover
+        // every new message (see `covered`)
+        let fast = |known: &[Oid]| {
+            prechecked
+                .get(feed)
+                .filter(|p| covered(p, known))
+                .map(|p| (p.walked.count, p.violations.clone()))
         };
-        let new_messages = match pre {
-            Some(p) => p.walked.count,
-            None => count_new(repo, tip, &known).unwrap_or(0),
-        };
-        let violations = match pre {
-            Some(p) => Ok(p.violations.clone()),
-            None => crate::verify_range(store, &fid, tip, &known),
-        };
-        let violations = match violations {
-            Ok(v) => v
-                .into_iter()
-                .map(|v| (v.commit.to_string(), v.rule))
-                .collect::<Vec<_>>(),
-            Err(e) => vec![(tip.to_string(), e.to_string())],
-        };
-        let mut entry = FeedOutcome {
-            feed: feed.clone(),
-            tip: tip.to_string(),
-            new_messages,
-            outcome: Outcome::UpToDate,
-            forks_with: Vec::new(),
-            preserved: None,
-        };
-        if !violations.is_empty() {
-            tracing::debug!(%feed, n = violations.len(), "rejected: new messages break the feed rules");
-            entry.outcome = Outcome::Rejected { violations };
-            out.push(entry);
-            continue;
+        match verified::check(store, &fid, tip, fast)? {
+            Checked::Rejected {
+                new_messages,
+                violations,
+            } => out.push(FeedOutcome {
+                feed: feed.clone(),
+                tip: tip.to_string(),
+                new_messages,
+                outcome: Outcome::Rejected { violations },
+                forks_with: Vec::new(),
+                preserved: None,
+            }),
+            Checked::Verified(v) => out.push(apply(store, name, v)?),
         }
-        for (refname, oid) in &tips {
-            if *oid == tip {
-                continue;
-            }
-            if !repo.graph_descendant_of(tip, *oid)? && !repo.graph_descendant_of(*oid, tip)? {
-                entry.forks_with.push((refname.clone(), oid.to_string()));
-            }
-        }
-        let msg = format!("tig feed pull {name}");
-        // Remote-tracking ref: always records what the source has. If the
-        // source rewrote its history, keep the old branch under another name.
-        let rname = format!("refs/remotes/{name}/{feed}");
-        if let Ok(old) = repo.refname_to_id(&rname)
-            && old != tip
-            && !repo.graph_descendant_of(tip, old)?
-        {
-            let mut elsewhere = false;
-            for (n, o) in &tips {
-                if n != &rname && (*o == old || repo.graph_descendant_of(*o, old)?) {
-                    elsewhere = true;
-                    break;
-                }
-            }
-            if !elsewhere {
-                let short = &old.to_string()[..8];
-                let keep = format!("refs/remotes/{name}@{short}/{feed}");
-                repo.reference(&keep, old, true, &msg)?;
-                entry.preserved = Some(keep);
-            }
-        }
-        repo.reference(&rname, tip, true, &msg)?;
-        let hname = format!("refs/heads/{feed}");
-        entry.outcome = match repo.refname_to_id(&hname) {
-            Err(_) => {
-                repo.reference(&hname, tip, false, &msg)?;
-                Outcome::Created
-            }
-            Ok(head) if head == tip => Outcome::UpToDate,
-            Ok(head) if repo.graph_descendant_of(tip, head)? => {
-                repo.reference_matching(&hname, tip, true, head, &msg)?;
-                Outcome::FastForward {
-                    from: head.to_string(),
-                }
-            }
-            Ok(head) if repo.graph_descendant_of(head, tip)? => Outcome::LocalAhead,
-            Ok(head) => Outcome::Fork {
-                local: head.to_string(),
-                fork_point: repo.merge_base(head, tip).ok().map(|o| o.to_string()),
-            },
-        };
-        out.push(entry);
     }
     Ok(out)
+}
+
+/// Moves the refs for one verified tip: `refs/remotes/<name>/<feed>` always
+/// (keeping a rewritten-away old tip under another name), `refs/heads/<feed>`
+/// when created or fast-forwarded; forks are reported, never overwritten.
+/// Takes a [`Verified`]: the only way refs move during a pull.
+fn apply(store: &FeedStore, name: &str, v: Verified) -> Result<FeedOutcome, SyncError> {
+    let repo = store.repo();
+    let (feed, tip, tips) = (v.feed(), v.tip(), v.held());
+    let mut entry = FeedOutcome {
+        feed: feed.to_string(),
+        tip: tip.to_string(),
+        new_messages: v.new_messages(),
+        outcome: Outcome::UpToDate,
+        forks_with: Vec::new(),
+        preserved: None,
+    };
+    for (refname, oid) in tips {
+        if *oid == tip {
+            continue;
+        }
+        if !repo.graph_descendant_of(tip, *oid)? && !repo.graph_descendant_of(*oid, tip)? {
+            entry.forks_with.push((refname.clone(), oid.to_string()));
+        }
+    }
+    let msg = format!("tig feed pull {name}");
+    // Remote-tracking ref: always records what the source has. If the
+    // source rewrote its history, keep the old branch under another name.
+    let rname = format!("refs/remotes/{name}/{feed}");
+    if let Ok(old) = repo.refname_to_id(&rname)
+        && old != tip
+        && !repo.graph_descendant_of(tip, old)?
+    {
+        let mut elsewhere = false;
+        for (n, o) in tips {
+            if n != &rname && (*o == old || repo.graph_descendant_of(*o, old)?) {
+                elsewhere = true;
+                break;
+            }
+        }
+        if !elsewhere {
+            let short = &old.to_string()[..8];
+            let keep = format!("refs/remotes/{name}@{short}/{feed}");
+            repo.reference(&keep, old, true, &msg)?;
+            entry.preserved = Some(keep);
+        }
+    }
+    repo.reference(&rname, tip, true, &msg)?;
+    let hname = format!("refs/heads/{feed}");
+    entry.outcome = match repo.refname_to_id(&hname) {
+        Err(_) => {
+            repo.reference(&hname, tip, false, &msg)?;
+            Outcome::Created
+        }
+        Ok(head) if head == tip => Outcome::UpToDate,
+        Ok(head) if repo.graph_descendant_of(tip, head)? => {
+            repo.reference_matching(&hname, tip, true, head, &msg)?;
+            Outcome::FastForward {
+                from: head.to_string(),
+            }
+        }
+        Ok(head) if repo.graph_descendant_of(head, tip)? => Outcome::LocalAhead,
+        Ok(head) => Outcome::Fork {
+            local: head.to_string(),
+            fork_point: repo.merge_base(head, tip).ok().map(|o| o.to_string()),
+        },
+    };
+    Ok(entry)
 }
 
 /// Push feeds to `dest` (a path or git remote URL). A feed whose ref at the
