@@ -7,7 +7,9 @@
 //! - [`mem`]: an in-memory backend for tests and ephemeral use;
 //! - [`retention`]: the background sweeper that forgets unused objects;
 //! - [`scrub`]: re-hashes content and moves corrupt objects out of the way;
-//! - [`cache`]: a bounded in-memory cache of small content objects over any backend.
+//! - [`cache`]: a bounded in-memory cache of small content objects over any backend;
+//! - [`s3`]: the S3 backend (`s3://BUCKET/PREFIX`, conditional writes, shared by
+//!   many instances).
 //!
 //! Every object is named by an [`ObjectId`]. A name holds either *content* (bytes
 //! whose SHA-256 is the name, immutable) or a key-value *slot* (any bytes, mutable).
@@ -32,6 +34,7 @@ pub mod cache;
 pub mod fs;
 pub mod mem;
 pub mod retention;
+pub mod s3;
 pub mod scrub;
 
 #[cfg(test)]
@@ -40,6 +43,7 @@ mod conformance;
 pub use cache::CachedStore;
 pub use fs::FsStore;
 pub use mem::MemStore;
+pub use s3::S3Store;
 
 /// A request or reply body: a stream of byte chunks.
 pub type BodyStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send + 'static>>;
