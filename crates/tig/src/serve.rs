@@ -16,7 +16,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tig_server::{ApiKey, AppState, Config, PeerTls, Peers, Phase};
 use tig_store::fs::FsOptions;
-use tig_store::{CachedStore, FsStore};
+use tig_store::s3::{S3Config, S3Options};
+use tig_store::{CachedStore, FsStore, S3Store, Store};
 
 const DEFAULT_CERT: &str = "/etc/ssl/tig.crt";
 const DEFAULT_KEY: &str = "/etc/ssl/tig.key";
@@ -288,6 +289,57 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 )
             })?,
     };
+    let peers = if let Some(c) = &args.cluster {
+        parse_cluster(c)?
+    } else {
+        let list: Vec<String> = args
+            .peers
+            .iter()
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .collect();
+        if list.is_empty() {
+            Peers::None
+        } else {
+            Peers::List(list)
+        }
+    };
+    let peer_tls = match (&args.peer_ca, args.peer_insecure) {
+        (Some(path), _) => PeerTls::Ca(
+            tig_server::tls::load_ca(path)
+                .with_context(|| format!("cannot use --peer-ca {}", path.display()))?,
+        ),
+        (None, true) => PeerTls::Insecure,
+        (None, false) => PeerTls::Verify,
+    };
+    let config = Config {
+        max_size: args.max_size,
+        retention: args.retention,
+        peers,
+        tls,
+        metrics: !args.no_metrics,
+        metrics_listen: args.metrics_listen,
+        peer_tls,
+        ..Config::default()
+    };
+    if let Some(url) = args
+        .root
+        .as_deref()
+        .and_then(Path::to_str)
+        .filter(|r| S3Config::is_s3_root(r))
+    {
+        // Not behind the content cache: another instance's sweep may delete
+        // what this one cached, and cached reads would not record their use.
+        let store = open_s3(url, args.retention).await?;
+        if args.scrub_every.is_some_and(|d| !d.is_zero()) {
+            tracing::warn!("--scrub-every applies to a directory root; ignored for {url}");
+        }
+        let api_key = std::env::var("APIKEY")
+            .ok()
+            .filter(|k| !k.is_empty())
+            .and_then(ApiKey::new);
+        return run_store(store, &args, url, (api_key, None), config, addr).await;
+    }
     if args.root.is_some() && !root.exists() {
         // An explicit data directory is created like `mkdir -p`, so the README's
         // one-line start works on a fresh machine; the seed defaults are only used
@@ -323,41 +375,33 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let store = CachedStore::new(store, args.cache_size);
     let (api_key, api_key_file) = api_key_source(&root)?;
-    let peers = if let Some(c) = &args.cluster {
-        parse_cluster(c)?
-    } else {
-        let list: Vec<String> = args
-            .peers
-            .iter()
-            .map(|p| p.trim().to_owned())
-            .filter(|p| !p.is_empty())
-            .collect();
-        if list.is_empty() {
-            Peers::None
-        } else {
-            Peers::List(list)
-        }
+    let root = root.display().to_string();
+    run_store(store, &args, &root, (api_key, api_key_file), config, addr).await
+}
+
+/// Opens `--root s3://BUCKET[/PREFIX]` with the standard `AWS_*` variables.
+async fn open_s3(url: &str, retention: Duration) -> anyhow::Result<S3Store> {
+    let config = S3Config::from_env(url, |k| std::env::var(k).ok())?;
+    // A read records its use at most once a minute, and often enough for short
+    // retentions (tests, demos) to keep used objects.
+    let touch = (retention / 8).clamp(Duration::ZERO, Duration::from_secs(60));
+    let opts = S3Options {
+        touch_granularity: touch,
     };
-    let peer_tls = match (&args.peer_ca, args.peer_insecure) {
-        (Some(path), _) => PeerTls::Ca(
-            tig_server::tls::load_ca(path)
-                .with_context(|| format!("cannot use --peer-ca {}", path.display()))?,
-        ),
-        (None, true) => PeerTls::Insecure,
-        (None, false) => PeerTls::Verify,
-    };
-    let config = Config {
-        max_size: args.max_size,
-        retention: args.retention,
-        api_key,
-        api_key_file,
-        peers,
-        tls,
-        metrics: !args.no_metrics,
-        metrics_listen: args.metrics_listen,
-        peer_tls,
-        ..Config::default()
-    };
+    Ok(S3Store::open(&config, opts).await?)
+}
+
+/// Serves `store` until a signal or the lifetime ends (any backend).
+async fn run_store<S: Store>(
+    store: S,
+    args: &ServeArgs,
+    root: &str,
+    (api_key, api_key_file): (Option<ApiKey>, Option<PathBuf>),
+    mut config: Config,
+    addr: SocketAddr,
+) -> anyhow::Result<ExitCode> {
+    config.api_key = api_key;
+    config.api_key_file = api_key_file;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -365,7 +409,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .local_addr()
         .context("cannot read the bound address")?;
     tracing::info!(
-        root = %root.display(),
+        root,
         retention = ?config.retention,
         max_size = config.max_size,
         apikey_env = config.api_key.is_some(),
