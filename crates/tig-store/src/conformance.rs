@@ -20,7 +20,15 @@ const LIMIT: u64 = 1 << 20;
 
 macro_rules! suite {
     ($factory:ident) => {
-        $crate::conformance::suite!(@tests $factory,
+        $crate::conformance::suite!(@list tests $factory);
+    };
+    // A factory returning `Option<(guard, store)>`: `None` skips the test (the
+    // factory says why), for backends that need an external service.
+    (optional $factory:ident) => {
+        $crate::conformance::suite!(@list optional $factory);
+    };
+    (@list $arm:ident $factory:ident) => {
+        $crate::conformance::suite!(@$arm $factory,
             content_round_trip, content_is_idempotent, empty_body_is_content,
             oversize_body_stores_nothing, chunked_body_is_hashed_whole,
             slot_replace, slot_write_on_content_is_refused,
@@ -32,19 +40,6 @@ macro_rules! suite {
             stat_reports_len_and_kind, slot_version_changes_with_the_bytes_only,
             ranges_of_small_and_large_objects, unsatisfiable_ranges, take_slot,
             take_refuses_content_and_absent, concurrent_takers_have_one_winner);
-    };
-    // A factory returning `Option<(guard, store)>`: `None` skips the test (the
-    // factory says why), for backends that need an external service.
-    (optional $factory:ident) => {
-        $crate::conformance::suite!(@optional $factory,
-            content_round_trip, content_is_idempotent, empty_body_is_content,
-            oversize_body_stores_nothing, chunked_body_is_hashed_whole,
-            slot_replace, slot_write_on_content_is_refused,
-            content_upload_onto_a_slot_is_refused, set_if_not, append,
-            append_on_content_is_refused, delete, kinds, sweep_zero_and_long_keep,
-            sweep_expires_everything_after_the_period,
-            concurrent_setifnot_has_one_winner, concurrent_appends_never_interleave,
-            concurrent_identical_puts_store_one_object, large_object_streams_back);
     };
     (@optional $factory:ident, $($name:ident),* $(,)?) => {
         $(

@@ -41,7 +41,10 @@ use rusty_s3::{Bucket, Credentials, Method, UrlStyle};
 use tig_core::{Hasher, ObjectId};
 
 use crate::retention::expired;
-use crate::{BodyStream, Kind, Object, ObjectBody, SlotOutcome, SlotWrite, Store, StoreError};
+use crate::{
+    BodyStream, ByteRange, Kind, Object, ObjectBody, ObjectMeta, SlotOutcome, SlotWrite, Store,
+    StoreError,
+};
 
 /// Part size of multipart uploads, and the largest body written with one put.
 /// Memory per write request is about this (one buffer).
@@ -56,6 +59,8 @@ const LEASE_TTL: Duration = Duration::from_secs(300);
 const TEMP_TTL: Duration = Duration::from_secs(3600);
 /// The metadata header that marks an object's kind.
 const KIND_HEADER: &str = "x-amz-meta-tig-kind";
+/// The metadata header with a slot's version (unique per write).
+const VERSION_HEADER: &str = "x-amz-meta-tig-version";
 
 /// Why the S3 backend could not be configured or reached.
 #[derive(Debug, thiserror::Error)]
@@ -262,6 +267,8 @@ struct Head {
     len: u64,
     etag: String,
     kind: Option<Kind>,
+    /// The slot version written with it (empty for content and foreign objects).
+    version: String,
 }
 
 /// One key of a listing.
@@ -480,8 +487,12 @@ impl Inner {
         cond: Option<Cond<'_>>,
     ) -> Result<bool, S3Error> {
         let mut headers: Vec<(&str, &str)> = Vec::new();
+        let version = self.new_version();
         if let Some(k) = kind {
             headers.push((KIND_HEADER, kind_str(k)));
+            if k == Kind::Slot {
+                headers.push((VERSION_HEADER, &version));
+            }
         }
         push_cond(&mut headers, cond);
         let resp = self
@@ -508,15 +519,23 @@ impl Inner {
         from: &str,
         to: &str,
         kind: Kind,
-        cond: Cond<'_>,
+        cond: Option<Cond<'_>>,
+        source_etag: Option<&str>,
     ) -> Result<bool, S3Error> {
         let source = format!("/{}/{}", self.bucket.name(), from);
+        let version = self.new_version();
         let mut headers: Vec<(&str, &str)> = vec![
             ("x-amz-copy-source", &source),
             ("x-amz-metadata-directive", "REPLACE"),
             (KIND_HEADER, kind_str(kind)),
         ];
-        push_cond(&mut headers, Some(cond));
+        if kind == Kind::Slot {
+            headers.push((VERSION_HEADER, &version));
+        }
+        if let Some(e) = source_etag {
+            headers.push(("x-amz-copy-source-if-match", e));
+        }
+        push_cond(&mut headers, cond);
         let resp = self
             .request("CopyObject", Method::Put, to, &[], &headers, None)
             .await?;
@@ -607,6 +626,15 @@ impl Inner {
         }
     }
 
+    /// A slot version unique across instances and writes.
+    fn new_version(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{}-{nanos:x}-{n}", self.instance)
+    }
+
     fn obj_key(&self, id: ObjectId) -> String {
         format!("{}{}", self.prefix, id.file_name())
     }
@@ -639,6 +667,7 @@ fn head_of(h: &HeaderMap) -> Head {
             .unwrap_or(0),
         etag: header_str(h, "etag").unwrap_or("").to_owned(),
         kind: parse_kind(h),
+        version: header_str(h, VERSION_HEADER).unwrap_or("").to_owned(),
     }
 }
 
@@ -777,8 +806,8 @@ impl S3Store {
 
     async fn start_upload(&self) -> Result<TempKey, StoreError> {
         let inner = &self.inner;
-        let n = inner.counter.fetch_add(1, Ordering::Relaxed);
-        let key = format!("{}{}-{n}", inner.temp_prefix(), inner.instance);
+        let mut temp = self.new_temp_key();
+        let key = temp.key.clone();
         let resp = inner
             .request(
                 "CreateMultipartUpload",
@@ -803,12 +832,8 @@ impl S3Store {
             op: "CreateMultipartUpload",
             detail: "no UploadId".to_owned(),
         })?;
-        Ok(TempKey {
-            inner: self.inner.clone(),
-            key,
-            upload: Some(upload.to_owned()),
-            done: false,
-        })
+        temp.upload = Some(upload.to_owned());
+        Ok(temp)
     }
 
     async fn upload_part(
@@ -891,7 +916,7 @@ impl S3Store {
                     .put(key, b.clone(), Some(kind), Some(cond))
                     .await?
             }
-            StagedData::Temp(t) => self.inner.copy(&t.key, key, kind, cond).await?,
+            StagedData::Temp(t) => self.inner.copy(&t.key, key, kind, Some(cond), None).await?,
         })
     }
 
@@ -921,6 +946,27 @@ impl S3Store {
         })
     }
 
+    /// Length, kind and version of an object from its headers.
+    async fn meta_of(&self, id: ObjectId, head: &Head) -> Result<ObjectMeta, StoreError> {
+        let kind = self.kind_of(id, head).await?;
+        let version = match kind {
+            Kind::Content => String::new(),
+            Kind::Slot if !head.version.is_empty() => head.version.clone(),
+            // Written by another tool: its etag, trimmed to the allowed characters.
+            Kind::Slot => head
+                .etag
+                .bytes()
+                .filter(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
+                .map(char::from)
+                .collect(),
+        };
+        Ok(ObjectMeta {
+            len: head.len,
+            kind,
+            version,
+        })
+    }
+
     /// Records a use of `id` (at most once per granularity per instance).
     async fn touch(&self, id: ObjectId) {
         let now = Instant::now();
@@ -941,6 +987,26 @@ impl S3Store {
             .await
         {
             tracing::warn!(%id, error = %e, "cannot record the last use");
+        }
+    }
+
+    /// After `id` was deleted: drop its use marker too.
+    async fn forget(&self, id: ObjectId) {
+        if let Err(e) = self.inner.delete(&self.inner.used_key(id), None).await {
+            tracing::warn!(%id, error = %e, "cannot delete the use marker");
+        }
+        self.written(id);
+    }
+
+    /// A fresh private temp key (deleted when dropped).
+    fn new_temp_key(&self) -> TempKey {
+        let inner = &self.inner;
+        let n = inner.counter.fetch_add(1, Ordering::Relaxed);
+        TempKey {
+            inner: self.inner.clone(),
+            key: format!("{}{}-{n}", inner.temp_prefix(), inner.instance),
+            upload: None,
+            done: false,
         }
     }
 
@@ -1300,30 +1366,173 @@ impl Store for S3Store {
         let Some((head, resp)) = self.inner.get(&self.inner.obj_key(id)).await? else {
             return Ok(None);
         };
+        let meta = self.meta_of(id, &head).await?;
+        if touch {
+            self.touch(id).await;
+        }
+        Ok(Some(Object::whole(
+            meta,
+            ObjectBody::Stream(body_stream(resp)),
+        )))
+    }
+
+    async fn get_range(
+        &self,
+        id: ObjectId,
+        touch: bool,
+        range: ByteRange,
+    ) -> Result<Option<Object>, StoreError> {
+        let key = self.inner.obj_key(id);
+        let wire = match range {
+            ByteRange::Closed(a, b) => format!("bytes={a}-{b}"),
+            ByteRange::From(a) => format!("bytes={a}-"),
+            ByteRange::Suffix(0) => {
+                // Selects nothing of any object; S3 has no way to say so.
+                let Some(h) = self.inner.head(&key).await? else {
+                    return Ok(None);
+                };
+                return Err(StoreError::RangeNotSatisfiable { len: h.len });
+            }
+            ByteRange::Suffix(n) => format!("bytes=-{n}"),
+        };
+        let resp = self
+            .inner
+            .request(
+                "GetObject",
+                Method::Get,
+                &key,
+                &[],
+                &[("range", &wire)],
+                None,
+            )
+            .await?;
+        let status = resp.status().as_u16();
+        let content_range = header_str(resp.headers(), "content-range").map(str::to_owned);
+        let total = content_range
+            .as_deref()
+            .and_then(|v| v.rsplit_once('/'))
+            .and_then(|(_, t)| t.trim().parse::<u64>().ok());
+        let (head, r) = match status {
+            404 => return Ok(None),
+            416 => {
+                let len = match total {
+                    Some(t) => t,
+                    None => self.inner.head(&key).await?.map_or(0, |h| h.len),
+                };
+                return Err(StoreError::RangeNotSatisfiable { len });
+            }
+            206 => {
+                let mut head = head_of(resp.headers());
+                let part = head.len;
+                let start = content_range
+                    .as_deref()
+                    .and_then(|v| v.strip_prefix("bytes "))
+                    .and_then(|v| v.split_once('-'))
+                    .and_then(|(a, _)| a.parse::<u64>().ok());
+                let (Some(total), Some(start)) = (total, start) else {
+                    return Err(S3Error::Reply {
+                        op: "GetObject",
+                        detail: "206 without a Content-Range".to_owned(),
+                    }
+                    .into());
+                };
+                head.len = total;
+                (head, start..start + part)
+            }
+            200 => {
+                // The engine ignored the range: only right for an empty object.
+                let head = head_of(resp.headers());
+                match range.resolve(head.len) {
+                    None => return Err(StoreError::RangeNotSatisfiable { len: head.len }),
+                    Some(r) if r == (0..head.len) => (head, r),
+                    Some(_) => {
+                        return Err(S3Error::Reply {
+                            op: "GetObject",
+                            detail: "the engine ignored a Range header".to_owned(),
+                        }
+                        .into());
+                    }
+                }
+            }
+            _ => return Err(Inner::status_error("GetObject", &key, resp).await.into()),
+        };
+        let meta = self.meta_of(id, &head).await?;
         if touch {
             self.touch(id).await;
         }
         Ok(Some(Object {
-            len: head.len,
+            len: r.end - r.start,
+            meta,
+            range: r,
             body: ObjectBody::Stream(body_stream(resp)),
         }))
     }
 
-    async fn stat(&self, id: ObjectId, touch: bool) -> Result<Option<u64>, StoreError> {
+    async fn stat(&self, id: ObjectId, touch: bool) -> Result<Option<ObjectMeta>, StoreError> {
         let Some(head) = self.inner.head(&self.inner.obj_key(id)).await? else {
             return Ok(None);
         };
+        let meta = self.meta_of(id, &head).await?;
         if touch {
             self.touch(id).await;
         }
-        Ok(Some(head.len))
+        Ok(Some(meta))
     }
 
-    async fn kind(&self, id: ObjectId) -> Result<Option<Kind>, StoreError> {
-        match self.inner.head(&self.inner.obj_key(id)).await? {
-            Some(h) => Ok(Some(self.kind_of(id, &h).await?)),
-            None => Ok(None),
+    async fn take(&self, id: ObjectId) -> Result<Object, StoreError> {
+        let key = self.inner.obj_key(id);
+        for attempt in 0..CAS_ATTEMPTS {
+            let Some((head, resp)) = self.inner.get(&key).await? else {
+                return Err(StoreError::NotFound(id));
+            };
+            let meta = self.meta_of(id, &head).await?;
+            if meta.kind == Kind::Content {
+                return Err(StoreError::Immutable(id));
+            }
+            if head.len <= PART as u64 {
+                // Small: the bytes in memory, then delete exactly what we read.
+                let data = resp.bytes().await.map_err(|e| S3Error::Http {
+                    op: "GetObject",
+                    key: key.clone(),
+                    source: e.without_url(),
+                })?;
+                if self.inner.delete(&key, Some(&head.etag)).await? {
+                    self.forget(id).await;
+                    return Ok(Object::whole(meta, ObjectBody::Full(data)));
+                }
+            } else {
+                // Large: a private copy of exactly what we read, then the
+                // conditional delete; the copy streams back and is removed after.
+                drop(resp);
+                let temp = self.new_temp_key();
+                let copied = self
+                    .inner
+                    .copy(&key, &temp.key, Kind::Slot, None, Some(&head.etag))
+                    .await?;
+                if copied && self.inner.delete(&key, Some(&head.etag)).await? {
+                    self.forget(id).await;
+                    let Some((_, resp)) = self.inner.get(&temp.key).await? else {
+                        return Err(S3Error::Reply {
+                            op: "GetObject",
+                            detail: "the taken copy vanished".to_owned(),
+                        }
+                        .into());
+                    };
+                    let body = body_stream(resp).map(move |c| {
+                        // The temp key lives (and is deleted) with the stream.
+                        let _ = &temp;
+                        c
+                    });
+                    return Ok(Object::whole(meta, ObjectBody::Stream(Box::pin(body))));
+                }
+                temp.remove().await;
+            }
+            // Changed or taken meanwhile: look again.
+            Self::backoff(attempt).await;
         }
+        Err(StoreError::Io(io::Error::other(format!(
+            "take {id}: gave up after {CAS_ATTEMPTS} concurrent updates"
+        ))))
     }
 
     async fn delete_slot(&self, id: ObjectId) -> Result<(), StoreError> {
@@ -1336,10 +1545,7 @@ impl Store for S3Store {
                 return Err(StoreError::Immutable(id));
             }
             if self.inner.delete(&key, Some(&h.etag)).await? {
-                if let Err(e) = self.inner.delete(&self.inner.used_key(id), None).await {
-                    tracing::warn!(%id, error = %e, "cannot delete the use marker");
-                }
-                self.written(id);
+                self.forget(id).await;
                 return Ok(());
             }
             Self::backoff(attempt).await;
@@ -1503,6 +1709,29 @@ mod tests {
         let mut expect = vec![id, slot];
         expect.sort_by_key(|i| i.to_hex());
         assert_eq!(listed, expect);
+        // A large take: streamed from a private copy, which is removed after.
+        let taken = store.take(slot).await.unwrap();
+        assert_eq!(
+            (taken.meta.len, taken.meta.kind),
+            (want.len() as u64, Kind::Slot)
+        );
+        let mut s = taken.body.into_stream();
+        let mut got = Vec::new();
+        while let Some(c) = s.next().await {
+            got.extend_from_slice(&c.unwrap());
+        }
+        drop(s);
+        assert_eq!(got, want);
+        assert!(store.stat(slot, false).await.unwrap().is_none());
+        let mut temps = Vec::new();
+        for _ in 0..100 {
+            temps = store.inner.list(&store.inner.temp_prefix()).await.unwrap();
+            if temps.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(temps.is_empty(), "temp keys left after take: {temps:?}");
     }
 
     /// An upload whose body fails half-way leaves neither an object nor a temp key.
