@@ -51,6 +51,8 @@ use crate::{
 pub const PART: usize = 8 << 20;
 /// How long a signed request stays valid.
 const SIGN_TTL: u64 = 3600;
+/// Attempts of one request when the engine answers 5xx or the connection fails.
+const SEND_ATTEMPTS: u32 = 4;
 /// Attempts of a compare-and-swap (append, replace) before giving up.
 const CAS_ATTEMPTS: u32 = 200;
 /// A sweeper's lease older than this is considered abandoned (its holder died).
@@ -410,7 +412,9 @@ impl Inner {
         ))
     }
 
-    /// Sends one signed request; any status is returned (callers decide).
+    /// Sends one signed request; any status is returned (callers decide), except
+    /// that a 500/502/503/504 (the engine's transient failures, e.g. SlowDown) or a
+    /// failed connection is retried up to [`SEND_ATTEMPTS`] times, as S3 clients do.
     async fn request(
         &self,
         op: &'static str,
@@ -418,7 +422,40 @@ impl Inner {
         key: &str,
         query: &[(&str, &str)],
         headers: &[(&str, &str)],
-        body: Option<reqwest::Body>,
+        body: Option<Bytes>,
+    ) -> Result<reqwest::Response, S3Error> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let last = attempt >= SEND_ATTEMPTS;
+            match self
+                .send_once(op, method, key, query, headers, body.clone())
+                .await
+            {
+                Ok(r) if last || !matches!(r.status().as_u16(), 500 | 502 | 503 | 504) => {
+                    return Ok(r);
+                }
+                Err(e @ S3Error::Http { .. }) if last => return Err(e),
+                Err(e @ S3Error::Http { .. }) => {
+                    tracing::debug!(error = %e, attempt, "S3 request failed; retrying");
+                }
+                Err(e) => return Err(e),
+                Ok(r) => {
+                    tracing::debug!(op, key, status = r.status().as_u16(), attempt, "retrying");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+        }
+    }
+
+    async fn send_once(
+        &self,
+        op: &'static str,
+        method: Method,
+        key: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: Option<Bytes>,
     ) -> Result<reqwest::Response, S3Error> {
         let url = self.url(method, key, query, headers)?;
         let m = match method {
@@ -496,14 +533,7 @@ impl Inner {
         }
         push_cond(&mut headers, cond);
         let resp = self
-            .request(
-                "PutObject",
-                Method::Put,
-                key,
-                &[],
-                &headers,
-                Some(data.into()),
-            )
+            .request("PutObject", Method::Put, key, &[], &headers, Some(data))
             .await?;
         match resp.status().as_u16() {
             200 => Ok(true),
@@ -852,7 +882,7 @@ impl S3Store {
                 &t.key,
                 &[("partNumber", &number), ("uploadId", upload)],
                 &[],
-                Some(part.into()),
+                Some(part),
             )
             .await?;
         if resp.status().as_u16() != 200 {
@@ -884,7 +914,7 @@ impl S3Store {
                 &t.key,
                 &[("uploadId", &upload)],
                 &[],
-                Some(body.into()),
+                Some(Bytes::from(body)),
             )
             .await?;
         let status = resp.status().as_u16();
@@ -1589,10 +1619,11 @@ mod tests {
         let weed = tokio::task::spawn_blocking(weed::Weed::shared)
             .await
             .expect("start weed")?;
-        let bucket = tokio::task::spawn_blocking(|| weed.new_bucket())
+        let bucket = tokio::task::spawn_blocking(|| weed.shared_bucket())
             .await
             .expect("bucket");
-        let store = S3Store::open(&config(weed, &bucket, "p/q"), S3Options::default())
+        let prefix = format!("{}/q", weed::unique_prefix());
+        let store = S3Store::open(&config(weed, &bucket, &prefix), S3Options::default())
             .await
             .expect("open");
         Some(((), store))
@@ -1771,16 +1802,17 @@ mod tests {
         else {
             return;
         };
-        let bucket = tokio::task::spawn_blocking(|| weed.new_bucket())
+        let bucket = tokio::task::spawn_blocking(|| weed.shared_bucket())
             .await
             .unwrap();
+        let prefix = weed::unique_prefix();
         let opts = S3Options {
             touch_granularity: Duration::ZERO,
         };
-        let a = S3Store::open(&config(weed, &bucket, ""), opts.clone())
+        let a = S3Store::open(&config(weed, &bucket, &prefix), opts.clone())
             .await
             .unwrap();
-        let b = S3Store::open(&config(weed, &bucket, ""), opts)
+        let b = S3Store::open(&config(weed, &bucket, &prefix), opts)
             .await
             .unwrap();
         let lease = a.take_lease().await.unwrap().expect("first lease");

@@ -244,6 +244,14 @@ impl Weed {
         name
     }
 
+    /// One bucket for every test of this process that asks (created once):
+    /// SeaweedFS gives each bucket its own volumes, so dozens of buckets exhaust a
+    /// small machine; tests keep apart by [`unique_prefix`] instead.
+    pub fn shared_bucket(&self) -> String {
+        static BUCKET: OnceLock<String> = OnceLock::new();
+        BUCKET.get_or_init(|| self.new_bucket()).clone()
+    }
+
     /// The environment a `tig serve --root s3://…` needs to reach this SeaweedFS.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
@@ -259,6 +267,12 @@ impl Weed {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// A key prefix (no slashes) unique within this process.
+pub fn unique_prefix() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("t{}", N.fetch_add(1, Ordering::Relaxed))
 }
 
 impl Drop for Weed {
