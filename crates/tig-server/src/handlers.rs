@@ -183,6 +183,18 @@ async fn dispatch<S: Store>(state: &AppState<S>, req: Request) -> Result<Respons
             let body = check_length(&req.headers, body, max).await?;
             let (new_target, body) = channel::peek(body_stream(body)).await?;
             let dest = channel::write_destination(store, id, new_target).await?;
+            if through_channel && dest == id {
+                // The key was skipped for a channel that is gone now (expired
+                // meanwhile): this is an ordinary slot write again, and needs it.
+                authorize(
+                    cfg,
+                    &state.keys,
+                    &state.throttle,
+                    client_ip(req),
+                    params.apikey.as_deref(),
+                )
+                .await?;
+            }
             let out = match store.put_slot(dest, body, max, mode).await {
                 // Never name a channel's target in a reply.
                 Err(StoreError::Immutable(_)) if dest != id => {
