@@ -76,8 +76,31 @@ fn client_ip(parts: &Parts) -> IpAddr {
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
 }
 
+/// A request body that stalls this long (no byte arrives) fails the request,
+/// so a client that stops sending cannot hold a connection and a temp file
+/// forever (headers have hyper's header timeout).
+pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn body_stream(body: Body) -> BodyStream {
-    Box::pin(body.into_data_stream().map_err(io::Error::other))
+    let inner = body.into_data_stream().map_err(io::Error::other);
+    Box::pin(
+        futures_util::stream::unfold(Some(Box::pin(inner)), |state| async move {
+            let mut s = state?;
+            match tokio::time::timeout(BODY_IDLE_TIMEOUT, s.next()).await {
+                Ok(Some(item)) => Some((item, Some(s))),
+                Ok(None) => None,
+                Err(_) => Some((
+                    Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("no body bytes for {} s", BODY_IDLE_TIMEOUT.as_secs()),
+                    )),
+                    None,
+                )),
+            }
+        })
+        // Stores may poll once more after the end.
+        .fuse(),
+    )
 }
 
 /// Bodies declared over the limit but at most this long are read (and

@@ -265,3 +265,29 @@ fn trickled_headers_are_cut_off() {
     eprintln!("trickled headers cut off after {cut:?}");
     assert!(cut < Duration::from_secs(40));
 }
+
+/// A body that stalls half-way is cut off after the 30 s body idle timeout with
+/// one line, and nothing is stored or left behind.
+#[test]
+#[ignore = "long: waits out the 30 s body idle timeout; see RELIABILITY.md"]
+fn stalled_bodies_are_cut_off() {
+    let s = TigServer::start();
+    let mut t = TcpStream::connect(s.addr()).expect("connect");
+    t.write_all(b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nhalf")
+        .expect("send");
+    t.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let start = Instant::now();
+    let mut reply = Vec::new();
+    let _ = t.read_to_end(&mut reply);
+    let took = start.elapsed();
+    let reply = String::from_utf8_lossy(&reply).into_owned();
+    eprintln!("stalled body cut off after {took:?}: {reply:?}");
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply:?}");
+    assert!(took < Duration::from_secs(40));
+    assert!(
+        root_entries(&s.root).is_empty(),
+        "{:?}",
+        root_entries(&s.root)
+    );
+}
