@@ -287,7 +287,6 @@ fn kill(mut child: Child) {
 }
 
 #[test]
-#[ignore = "needs Range on the server (issue 11, http side, not landed yet)"]
 fn continue_after_a_killed_download_fetches_only_the_rest() {
     let s = TigServer::start();
     let dir = tempfile::tempdir().unwrap();

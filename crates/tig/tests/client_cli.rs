@@ -241,7 +241,10 @@ fn assert_get_refused(s: &TigServer, name: &str, dir: &Path) {
 
 #[test]
 fn tampered_objects_fail_get_and_leave_no_file() {
-    let s = small_server();
+    // The server's small-object cache would keep answering with the good bytes it
+    // verified before the files are altered under it: turn it off, so the server
+    // really serves what is on its disk and the client's checks are what is tested.
+    let s = TigServer::start_with(None, &["--max-size", "1MiB", "--cache-size", "0"], &[]);
     let dir = tempfile::tempdir().unwrap();
     // a plain object, altered on disk under the server's root (same length)
     let src = dir.path().join("a");
