@@ -10,7 +10,6 @@
 //! - [`channel`]: write-only channels (`Write only channel to tig /<h>.tig`);
 //! - [`error`]: [`ApiError`], the single error type choosing status and reason;
 //! - [`auth`]: constant-time key checks and per-address throttling;
-//! - [`cluster`]: peers, forwarding of misses, offload-and-terminate;
 //! - [`missing`]: `POST /?missing=1`, which of many names lack content;
 //! - [`cluster`]: peers, forwarding of misses (verified), offload-and-terminate;
 //! - [`burst`]: bursts whose list or members live on other instances;

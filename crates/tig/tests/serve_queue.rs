@@ -1,7 +1,15 @@
 //! Issue 13: queues (`GET …?take=1`) and write-only channels, with the real
 //! `curl` against the real binary, plus `tig kv take` / `tig kv channel`.
 
+//!
+//! Every test but the README's runs twice: on a data directory and on the S3
+//! backend against a real SeaweedFS (`common/weed.rs`; skipped with a message
+//! outside CI when SeaweedFS is not installed), where `take` is a conditional
+//! delete on the ETag that was read.
+
 mod common;
+#[path = "common/weed.rs"]
+mod weed;
 
 use std::process::{Command, Stdio};
 
@@ -34,9 +42,57 @@ fn slot_path(name: &str) -> String {
     format!("/{}.tig", sha256_hex(name.as_bytes()))
 }
 
-fn server() -> TigServer {
-    TigServer::start_with(None, &[], &[("APIKEY", KEY)])
+/// Where a test's server keeps its objects.
+#[derive(Clone, Copy)]
+enum Backend {
+    /// A fresh data directory.
+    Fs,
+    /// A fresh prefix of one shared bucket on the test SeaweedFS.
+    S3,
 }
+
+/// A server with the API key [`KEY`] on `backend`; `None` (test skipped) only for
+/// S3 outside CI when SeaweedFS is missing.
+fn server(backend: Backend) -> Option<TigServer> {
+    match backend {
+        Backend::Fs => Some(TigServer::start_with(None, &[], &[("APIKEY", KEY)])),
+        Backend::S3 => {
+            let weed = weed::Weed::shared()?;
+            let root = format!("s3://{}/{}", weed.shared_bucket(), weed::unique_prefix());
+            let mut envs: Vec<(&str, String)> = weed.env();
+            envs.push(("APIKEY", KEY.to_owned()));
+            let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            Some(TigServer::start_with(None, &["--root", &root], &envs))
+        }
+    }
+}
+
+/// Runs each named test body (a `fn(TigServer)`) once per backend.
+macro_rules! on_both_backends {
+    ($($body:ident),* $(,)?) => {
+        mod fs {
+            $(#[test]
+            fn $body() {
+                super::$body(super::server(super::Backend::Fs).expect("fs server"));
+            })*
+        }
+        mod s3 {
+            $(#[test]
+            fn $body() {
+                if let Some(s) = super::server(super::Backend::S3) {
+                    super::$body(s);
+                }
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    thirty_concurrent_takers_one_winner,
+    take_refuses_content_and_needs_the_key,
+    write_only_channel,
+    tig_kv_take_and_channel,
+);
 
 fn put(s: &TigServer, path: &str, query: &str, body: &str) -> (u16, Vec<u8>) {
     curl(&[
@@ -48,9 +104,7 @@ fn put(s: &TigServer, path: &str, query: &str, body: &str) -> (u16, Vec<u8>) {
     ])
 }
 
-#[test]
-fn thirty_concurrent_takers_one_winner() {
-    let s = server();
+fn thirty_concurrent_takers_one_winner(s: TigServer) {
     let q = slot_path("queue");
     assert_eq!(put(&s, &q, &format!("apikey={KEY}"), "job 1").0, 200);
     let url = format!("{}{q}?take=1&apikey={KEY}", s.url);
@@ -81,9 +135,7 @@ fn thirty_concurrent_takers_one_winner() {
     assert_eq!(curl(&[&format!("{}{q}", s.url)]).0, 404, "slot gone");
 }
 
-#[test]
-fn take_refuses_content_and_needs_the_key() {
-    let s = server();
+fn take_refuses_content_and_needs_the_key(s: TigServer) {
     let (_, path) = curl(&[
         "-X",
         "PUT",
@@ -114,9 +166,7 @@ fn take_refuses_content_and_needs_the_key() {
     );
 }
 
-#[test]
-fn write_only_channel() {
-    let s = server();
+fn write_only_channel(s: TigServer) {
     let target = slot_path("inbox");
     let chan = slot_path("channel");
     let line = format!("Write only channel to tig {target}");
@@ -229,9 +279,7 @@ fn tig(s: &TigServer, args: &[&str]) -> std::process::Output {
         .expect("run tig")
 }
 
-#[test]
-fn tig_kv_take_and_channel() {
-    let s = server();
+fn tig_kv_take_and_channel(s: TigServer) {
     let out = tig(&s, &["kv", "set", "jobs", "resize 42"]);
     assert!(
         out.status.success(),
