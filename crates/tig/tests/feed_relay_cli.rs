@@ -209,6 +209,20 @@ fn big_bundles_go_as_bursts() {
     assert!(out.contains("new feed, 4 messages"), "{out}");
     let head = format!("refs/heads/{}", alice.id);
     assert_eq!(rev(&bob_store, &head), rev(&alice_store, &head));
+
+    // Item 7 of issue 16: the flag the over-limit advice names exists, is in
+    // `--help`, and does what TIG_MAX_SIZE does.
+    let help = tig_ok(&alice_store, &["feed", "push", "--help"]);
+    assert!(help.contains("--max-size"), "{help}");
+    let url = relay(&server, "big-flag");
+    let o = tig(&alice_store, &["feed", "push", "--max-size", "1KiB", &url]);
+    assert!(o.ok(), "{o:?}");
+    assert!(o.stdout.contains("chunks"), "{o:?}");
+    let lines = head_list(&server, "big-flag");
+    assert!(lines[0].contains(".tig?burst=1 "), "{lines:?}");
+    let carol_store = new_store(t, "carol-store");
+    let out = tig_ok(&carol_store, &["feed", "pull", &url]);
+    assert!(out.contains("new feed, 4 messages"), "{out}");
 }
 
 /// The relay is untrusted: swapped bytes, a line naming another bundle, a

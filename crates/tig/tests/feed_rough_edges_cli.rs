@@ -161,6 +161,45 @@ fn bundle_for_a_store_never_seen_is_refused() {
     tig_ok(&alice_store, &["feed", "pull", b.to_str().unwrap()]);
 }
 
+/// Item 16: a bundle that cannot be written is reported against the file the
+/// user asked for, in one line, never against the temporary file beside it.
+#[test]
+fn a_failed_bundle_create_names_the_file_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let bob = new_ident(t, "bob");
+    let store = new_store(t, "bob-store");
+    append(&store, &bob, "bob 1");
+    for asked in ["no-such-dir/bob.bundle", "../missing/bob.bundle"] {
+        let o = tig(&store, &["feed", "bundle", "create", asked]);
+        assert_eq!(o.code, 1, "{asked}: {o:?}");
+        assert_eq!(o.stderr.lines().count(), 1, "{asked}: {o:?}");
+        assert!(o.stderr.contains(asked), "{asked}: {o:?}");
+        assert!(!o.stderr.contains(".tmp-"), "{asked}: {o:?}");
+        assert_eq!(
+            o.stderr.matches("No such file or directory").count(),
+            1,
+            "the reason once: {o:?}"
+        );
+    }
+    // and through -C, the path as typed relative to where the user stands
+    let o = tig(
+        t,
+        &[
+            "feed",
+            "-C",
+            "bob-store",
+            "bundle",
+            "create",
+            "gone/bob.bundle",
+        ],
+    );
+    assert_eq!(o.code, 1, "{o:?}");
+    assert_eq!(o.stderr.lines().count(), 1, "{o:?}");
+    assert!(o.stderr.contains("gone/bob.bundle"), "{o:?}");
+    assert!(!o.stderr.contains(".tmp-"), "{o:?}");
+}
+
 #[test]
 fn dash_c_keeps_user_paths_where_they_were_typed() {
     let tmp = tempfile::tempdir().unwrap();

@@ -130,6 +130,7 @@ pub fn create_bundle(
 /// Write `refs` and every object reachable from `walk` (which already has the
 /// tips pushed and the prerequisites hidden) as a v2 bundle at `path`, through
 /// a temporary file renamed into place. Returns the number of objects packed.
+/// Errors name `path`, the file asked for, never the temporary one.
 pub(crate) fn write_bundle(
     repo: &Repository,
     path: &Path,
@@ -150,7 +151,7 @@ pub(crate) fn write_bundle(
         util::nonce()
     ));
     let result = (|| -> Result<(), SyncError> {
-        let file = File::create(&tmp).map_err(|e| SyncError::io(&tmp, e))?;
+        let file = File::create(&tmp).map_err(|e| SyncError::io(path, e))?;
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         let mut header = String::from("# v2 git bundle\n");
         for p in prereqs {
@@ -161,7 +162,7 @@ pub(crate) fn write_bundle(
         }
         header.push('\n');
         out.write_all(header.as_bytes())
-            .map_err(|e| SyncError::io(&tmp, e))?;
+            .map_err(|e| SyncError::io(path, e))?;
         let mut werr: Option<std::io::Error> = None;
         pb.foreach(|chunk| match out.write_all(chunk) {
             Ok(()) => true,
@@ -171,13 +172,13 @@ pub(crate) fn write_bundle(
             }
         })
         .map_err(|e| match werr.take() {
-            Some(io) => SyncError::io(&tmp, io),
+            Some(io) => SyncError::io(path, io),
             None => SyncError::Git(e),
         })?;
         let file = out
             .into_inner()
-            .map_err(|e| SyncError::io(&tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| SyncError::io(&tmp, e))?;
+            .map_err(|e| SyncError::io(path, e.into_error()))?;
+        file.sync_all().map_err(|e| SyncError::io(path, e))?;
         std::fs::rename(&tmp, path).map_err(|e| SyncError::io(path, e))?;
         Ok(())
     })();

@@ -48,13 +48,14 @@ pub enum SyncError {
     /// The feed layer failed (bad feed id, unreadable store…).
     #[error(transparent)]
     Feed(#[from] crate::FeedError),
-    /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    /// A file could not be read or written. The reason is part of the message
+    /// and not a `source`, so `{:#}` does not print it twice.
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// What happened.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file does not start with a git bundle header.
     #[error("{}: not a git bundle", .0.display())]
@@ -129,7 +130,7 @@ impl SyncError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         SyncError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }
