@@ -17,7 +17,8 @@
 //! - [`verified`]: [`Verified`](verified::Verified), the only thing that moves a
 //!   feed's refs during a pull; only [`verified::check`] makes one.
 //! - [`relay`]: the relay protocol (head lists, push planning, bundle checks,
-//!   apply order, outcome folding) without its HTTP transport.
+//!   apply order, outcome folding) and its pull and push, over a
+//!   [`relay::Transport`] the caller provides (tig-feed has no HTTP).
 
 pub mod bundle;
 pub mod delete;

@@ -193,8 +193,8 @@ pub enum Source {
     /// A git URL fetched through libgit2's transports (`ssh://`, `git://`,
     /// `https://`, `user@host:path`).
     Remote(String),
-    /// A tig server relay channel (`tig+http(s)://HOST:PORT/NAME`); the relay
-    /// protocol lives with the caller, over HTTP.
+    /// A tig server relay channel (`tig+http(s)://HOST:PORT/NAME`): pulled by
+    /// [`relay::pull`](fn@super::relay::pull) over a transport the caller gives.
     Relay(String),
 }
 

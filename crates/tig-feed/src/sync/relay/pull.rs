@@ -1,44 +1,31 @@
-//! `tig feed push/pull tig+http://HOST:PORT/NAME`: feeds published through a tig
-//! server used as an untrusted relay (SPEC §2, "Over tig"; protocol in
-//! `docs/feed-relay.md`).
-//!
-//! A channel `NAME` is a key-value slot (key `tig-feed/NAME`) holding an
-//! append-only text log, one line per push:
-//! `tig-feed-v1 <full|incr> <target> <feed>=<tip>…`, where `<target>` names a
-//! git bundle stored as a content-addressed object (`/<h>.tig`, or
-//! `/<list>.tig?burst=1` when it was chunked). A push appends a bundle that is
-//! incremental from what the channel already has (or `full` when one of the
-//! channel's bundles has expired); a pull downloads the bundles it lacks from
-//! the last `full` line on, each verified by hash (the client) and then by
-//! signature and feed rules (the ordinary bundle pull). Nothing the server
-//! says is trusted: a slot line whose bundle does not carry the tips it names
-//! is refused before any ref moves.
-
-//!
-//! Code map: [`http`] is the transport (flags, the client, reading the head
-//! list, checking bundles are alive), [`push`] publishes; this file pulls. The
-//! protocol itself (grammar, planning, checks, order, folding) is
-//! `tig_feed::sync::relay`.
-
-mod http;
-mod push;
+//! A relay pull: read the head list, download (and check) every bundle the
+//! wanted feeds need, then apply them in order through the ordinary bundle
+//! pull, which verifies each feed before any of its refs moves.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufReader;
-use std::path::Path;
-use std::process::ExitCode;
 
-use anyhow::{Context, bail};
 use git2::Oid;
-use tig_client::Client;
-use tig_feed::sync::relay::{self, Line};
-use tig_feed::sync::{self, FeedOutcome, Outcome, PullReport};
-use tig_feed::{FeedId, FeedStore};
 
-use crate::feed_report::{open, print_json, print_pull_report, resolve_all};
-pub use http::RelayArgs;
-use http::{RelayUrl, connect, parse_url, read_list, valid_source_name};
-pub use push::push;
+use super::error::{At, RelayError};
+use super::transport::{Transport, TransportError};
+use super::{Line, Pending, apply_order, chain, fold, parse_list};
+use crate::sync::{self, FeedOutcome, Outcome, PullReport};
+use crate::{FeedId, FeedStore};
+
+/// Largest head list a pull or push reads.
+pub const LIST_MAX: u64 = 16 << 20;
+
+/// Options of a relay [`pull`].
+#[derive(Debug, Clone)]
+pub struct RelayPullOptions {
+    /// The name under `refs/remotes/` (by default the channel's).
+    pub name: String,
+    /// Feeds to pull; every feed on the channel when empty.
+    pub feeds: Vec<FeedId>,
+    /// Largest bundle downloaded.
+    pub max_bundle: u64,
+}
 
 /// Whether `ancestor` is `tip` or one of its ancestors (false when either is unknown).
 pub(crate) fn reaches(store: &FeedStore, tip: Oid, ancestor: Oid) -> bool {
@@ -62,6 +49,28 @@ fn have(store: &FeedStore, feed: &str, tip: Oid) -> bool {
         .any(|(_, t)| reaches(store, *t, tip))
 }
 
+/// Reads and parses the channel's head list; `None` when the channel does not
+/// exist (no push ever made it).
+pub fn read_list<T: Transport + ?Sized>(t: &T) -> Result<Option<Vec<Line>>, RelayError> {
+    let channel = t.location();
+    let bytes = match t.get_list(LIST_MAX) {
+        Ok(Some(b)) => b,
+        Ok(None) | Err(TransportError::NotFound) => return Ok(None),
+        Err(source) => return Err(RelayError::ReadList { channel, source }),
+    };
+    if bytes.len() as u64 > LIST_MAX {
+        return Err(RelayError::ListTooLong {
+            channel,
+            max_mib: LIST_MAX >> 20,
+        });
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| RelayError::ListNotText {
+        channel: channel.clone(),
+    })?;
+    let lines = parse_list(text).map_err(|error| RelayError::BadList { channel, error })?;
+    Ok(Some(lines))
+}
+
 /// A bundle downloaded and checked against its line, waiting to be applied.
 struct Fetched<'a> {
     line: &'a Line,
@@ -72,58 +81,63 @@ struct Fetched<'a> {
     prerequisites: Vec<Oid>,
 }
 
+impl Pending for Fetched<'_> {
+    fn line(&self) -> &Line {
+        self.line
+    }
+
+    fn prerequisites(&self) -> &[Oid] {
+        &self.prerequisites
+    }
+}
+
+fn at(t: &(impl Transport + ?Sized), line: &Line) -> Box<At> {
+    Box::new(At {
+        target: line.target(),
+        line: line.number,
+        channel: t.location(),
+    })
+}
+
 /// Downloads `line`'s bundle into the store's git dir (verified by hash) and
 /// checks that its refs are exactly the tips the line names.
-fn fetch<'a>(
-    client: &Client,
+fn fetch<'a, T: Transport + ?Sized>(
+    t: &T,
     store: &FeedStore,
-    url: &RelayUrl,
     line: &'a Line,
     max: u64,
-) -> anyhow::Result<Fetched<'a>> {
+) -> Result<Fetched<'a>, RelayError> {
     let file = tempfile::Builder::new()
         .prefix(".tig-relay-")
         .suffix(".bundle")
         .tempfile_in(store.repo().path())
-        .context("creating a temp file in the store")?
+        .map_err(|source| RelayError::Io {
+            what: "creating a temp file in the store",
+            source,
+        })?
         .into_temp_path();
-    match client.fetch_to_path_max(&line.id, line.burst, &file, max) {
-        Ok(_) => {}
-        Err(tig_client::Error::NotFound { .. }) => bail!(
-            "relay no longer has bundle {} (line {} of channel {url}); ask the publisher to push again",
-            line.target(),
-            line.number
-        ),
-        Err(e) => {
-            let hint = match &e {
-                tig_client::Error::Invalid { reason, .. } if reason.contains("limit") => {
-                    " (--max-bundle or TIG_MAX_BUNDLE sets the limit)"
-                }
-                _ => "",
-            };
-            return Err(e).with_context(|| {
-                format!(
-                    "bundle {} (line {} of channel {url}){hint}; nothing applied",
-                    line.target(),
-                    line.number
-                )
+    match t.get_bundle(line, &file, max) {
+        Ok(()) => {}
+        Err(TransportError::NotFound) => return Err(RelayError::BundleLost(at(t, line))),
+        Err(source) => {
+            return Err(RelayError::Download {
+                at: at(t, line),
+                source,
             });
         }
     }
-    let f = std::fs::File::open(&file).context("reopening the downloaded bundle")?;
-    let header = sync::bundle::read_header(&file, &mut BufReader::new(f)).with_context(|| {
-        format!(
-            "bundle {} (line {} of channel {url}); nothing applied",
-            line.target(),
-            line.number
-        )
+    let f = std::fs::File::open(&file).map_err(|source| RelayError::Io {
+        what: "reopening the downloaded bundle",
+        source,
     })?;
-    if !relay::bundle_matches_line(&header, line) {
-        bail!(
-            "line {} of relay channel {url} names tips that its bundle {} does not carry; nothing applied",
-            line.number,
-            line.target()
-        );
+    let header = sync::bundle::read_header(&file, &mut BufReader::new(f)).map_err(|source| {
+        RelayError::BadBundle {
+            at: at(t, line),
+            source,
+        }
+    })?;
+    if !super::bundle_matches_line(&header, line) {
+        return Err(RelayError::LineMismatch(at(t, line)));
     }
     Ok(Fetched {
         line,
@@ -145,15 +159,14 @@ fn fetch<'a>(
 /// Every line is verified like the others; newest carrier first. A base
 /// found nowhere is left to the bundle pull, which names the missing commit.
 #[allow(clippy::type_complexity)]
-fn fetch_missing_bases<'a>(
-    client: &Client,
+fn fetch_missing_bases<'a, T: Transport + ?Sized>(
+    t: &T,
     store: &FeedStore,
-    url: &RelayUrl,
     before: &'a [Line],
     chain: &'a [Line],
     fetched: &[Fetched<'a>],
     max: u64,
-) -> anyhow::Result<(Vec<Fetched<'a>>, Vec<Fetched<'a>>)> {
+) -> Result<(Vec<Fetched<'a>>, Vec<Fetched<'a>>), RelayError> {
     let odb = store.repo().odb()?;
     let mut provided: BTreeSet<Oid> = fetched
         .iter()
@@ -181,7 +194,7 @@ fn fetch_missing_bases<'a>(
         if !seen.insert(line.target()) {
             continue;
         }
-        let f = fetch(client, store, url, line, max)?;
+        let f = fetch(t, store, line, max)?;
         todo.extend(f.prerequisites.iter().copied());
         if in_chain {
             extra.push(f);
@@ -193,83 +206,34 @@ fn fetch_missing_bases<'a>(
     Ok((earlier, extra))
 }
 
-impl relay::Pending for Fetched<'_> {
-    fn line(&self) -> &Line {
-        self.line
-    }
-
-    fn prerequisites(&self) -> &[Oid] {
-        &self.prerequisites
-    }
-}
-
-/// Most pack files libgit2 keeps open at once while a pull runs.
-const OPEN_PACKS_MAX: usize = 16;
-
-/// Caps the pack files libgit2 keeps open (by default it never closes one).
+/// Pulls the channel `t` into `store`; `None` when the channel is empty.
 ///
-/// Each bundle a relay pull applies becomes a pack of its own, so a fresh
-/// pull of a long channel would otherwise hold one descriptor per line and
-/// fail with "Too many open files" under a low `ulimit -n`. Beyond the cap,
-/// libgit2 closes the least recently used pack (and reopens it when needed).
-#[allow(unsafe_code)]
-fn limit_open_packs() {
-    // SAFETY: the option is a libgit2 global written without synchronization;
-    // git2 asks that it be set before any thread is spawned. It is called at
-    // the start of `pull`, before the HTTP client starts its thread or any
-    // other thread exists: the `tig` binary spawns none before a command runs.
-    if let Err(e) = unsafe { git2::opts::set_mwindow_file_limit(OPEN_PACKS_MAX) } {
-        tracing::debug!(error = %e, "could not cap libgit2's open pack files");
-    }
-}
-
-/// `tig feed pull tig+http://HOST:PORT/NAME [FEED…] [--as N] [--strict] [--json]`.
-pub fn pull(
-    dir: &Path,
-    source: &str,
-    feeds: Vec<String>,
-    name: Option<String>,
-    strict: bool,
-    json: bool,
-    args: &RelayArgs,
-) -> anyhow::Result<ExitCode> {
-    let url = parse_url(source)?;
-    limit_open_packs();
-    let store = open(dir)?;
-    let want = resolve_all(&store, &feeds)?;
-    let name = name.unwrap_or_else(|| url.channel.clone());
-    if !valid_source_name(&name) {
-        bail!(
-            "bad --as name {name:?}: it must work as a git remote name (no '/', no leading '.', no '..', not ending in '.' or '.lock')"
-        );
-    }
+/// Every bundle needed is downloaded and checked against its line before any
+/// is applied, so a lost or tampered bundle moves no ref; each is then applied
+/// by [`sync::pull`], which verifies every new message first.
+pub fn pull<T: Transport + ?Sized>(
+    store: &FeedStore,
+    t: &T,
+    opts: &RelayPullOptions,
+) -> Result<Option<PullReport>, RelayError> {
+    let want: Vec<String> = opts.feeds.iter().map(|f| f.to_string()).collect();
     let wanted = |feed: &str| want.is_empty() || want.iter().any(|w| w == feed);
-    let max = args.max_bundle()?;
-
-    let client = connect(&url, args)?;
+    let max = opts.max_bundle;
     // a mistyped channel must not look like an empty one
-    let lines = read_list(&client, &url)?.with_context(|| {
-        format!(
-            "relay channel {url} does not exist: nothing was ever pushed to it (check the name)"
-        )
+    let lines = read_list(t)?.ok_or_else(|| RelayError::NoChannel {
+        channel: t.location(),
     })?;
-    let relay = relay::chain(&lines);
-    for w in &want {
+    let relay = chain(&lines);
+    for (w, id) in want.iter().zip(&opts.feeds) {
         if !relay.iter().any(|l| l.tips.iter().any(|(f, _)| f == w)) {
-            bail!("feed {w} is not on relay channel {url}");
+            return Err(RelayError::FeedNotOnChannel {
+                feed: id.clone(),
+                channel: t.location(),
+            });
         }
     }
     if relay.is_empty() {
-        if json {
-            print_json(&PullReport {
-                source: url.to_string(),
-                name,
-                feeds: Vec::new(),
-            })?;
-        } else {
-            outln!("{url}: the channel is empty; nothing to pull")?;
-        }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(None);
     }
 
     // Every feed the channel offers (and we want) starts as up to date at the
@@ -282,7 +246,7 @@ pub fn pull(
                 let ours = FeedId::parse(feed)
                     .ok()
                     .and_then(|id| store.tip(&id).ok().flatten());
-                let ahead = ours.is_some_and(|o| o != *tip && reaches(&store, o, *tip));
+                let ahead = ours.is_some_and(|o| o != *tip && reaches(store, o, *tip));
                 merged.insert(
                     feed.clone(),
                     FeedOutcome {
@@ -310,7 +274,7 @@ pub fn pull(
         .filter(|l| {
             l.tips
                 .iter()
-                .any(|(f, t)| wanted(f) && !have(&store, f, *t))
+                .any(|(f, tip)| wanted(f) && !have(store, f, *tip))
         })
         .collect();
     // Download and check everything first: a lost or tampered bundle moves no ref.
@@ -318,20 +282,19 @@ pub fn pull(
     let mut seen = BTreeSet::new();
     for line in needed {
         if seen.insert(line.target()) {
-            fetched.push(fetch(&client, &store, &url, line, max)?);
+            fetched.push(fetch(t, store, line, max)?);
         }
     }
     let (earlier, extra) = fetch_missing_bases(
-        &client,
-        &store,
-        &url,
+        t,
+        store,
         &lines[..lines.len() - relay.len()],
         relay,
         &fetched,
         max,
     )?;
     fetched.extend(extra);
-    for (in_chain, f) in relay::apply_order(earlier, fetched, |p| odb.exists(p)) {
+    for (in_chain, f) in apply_order(earlier, fetched, |p| odb.exists(p)) {
         // Only the feeds this bundle still brings something for: a feed whose
         // tip here we already hold (perhaps from a later line) stays as it is.
         // Bases from before the last `full` line only bring objects: the
@@ -340,41 +303,37 @@ pub fn pull(
             .line
             .tips
             .iter()
-            .filter(|(feed, tip)| in_chain && wanted(feed) && !have(&store, feed, *tip))
+            .filter(|(feed, tip)| in_chain && wanted(feed) && !have(store, feed, *tip))
             .map(|(feed, _)| feed.clone())
             .collect();
-        let context = || {
-            format!(
-                "applying bundle {} (line {} of channel {url})",
-                f.line.target(),
-                f.line.number
-            )
+        let apply_err = |source| RelayError::Apply {
+            at: at(t, f.line),
+            source,
         };
         if line_feeds.is_empty() {
             // Nothing we asked for is new: keep the objects for later
             // incremental bundles, move no ref.
-            sync::bundle::unbundle(store.repo(), &f.file).with_context(context)?;
+            sync::bundle::unbundle(store.repo(), &f.file).map_err(apply_err)?;
             continue;
         }
         let path = f.file.to_string_lossy().into_owned();
-        let opts = sync::PullOptions {
-            name: Some(name.clone()),
+        let pull_opts = sync::PullOptions {
+            name: Some(opts.name.clone()),
             feeds: line_feeds,
         };
-        let report = sync::pull(&store, &path, &opts).with_context(context)?;
+        let report = sync::pull(store, &path, &pull_opts).map_err(apply_err)?;
         for outcome in report.feeds {
             let key = outcome.feed.clone();
             let folded = match merged.remove(&key) {
-                Some(prev) => relay::fold(prev, outcome),
+                Some(prev) => fold(prev, outcome),
                 None => outcome,
             };
             merged.insert(key, folded);
         }
     }
-    let report = PullReport {
-        source: url.to_string(),
-        name,
+    Ok(Some(PullReport {
+        source: t.location(),
+        name: opts.name.clone(),
         feeds: merged.into_values().collect(),
-    };
-    print_pull_report(&report, strict, json)
+    }))
 }

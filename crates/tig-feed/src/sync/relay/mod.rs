@@ -8,8 +8,22 @@
 //! what a push sends ([`plan_push`]), the check that a downloaded bundle carries
 //! exactly what its line names ([`bundle_matches_line`]), the order bundles are
 //! applied in ([`apply_order`]) and how their per-feed outcomes fold into one
-//! report ([`fold`]). Moving bytes over HTTP is the caller's business (the
-//! `tig` binary does it over `tig-client`); nothing here does I/O.
+//! report ([`fold`]).
+//!
+//! The orchestration on top — [`pull()`](fn@pull) and [`push()`](fn@push) —
+//! talks to the relay only through a [`Transport`] (get the head list, get or
+//! put a bundle, append a line): tig-feed has no HTTP. `tig-feed-http`
+//! implements it over `tig-client`.
+
+mod error;
+mod pull;
+mod push;
+mod transport;
+
+pub use error::{At, RelayError};
+pub use pull::{LIST_MAX, RelayPullOptions, pull, read_list};
+pub use push::{PushSummary, PushedFeed, push};
+pub use transport::{BoxError, Stored, Transport, TransportError};
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -165,6 +179,32 @@ pub fn parse_list(text: &str) -> Result<Vec<Line>, BadLine> {
         out.push(line);
     }
     Ok(out)
+}
+
+/// Whether `name` can be a channel: 1-100 characters `[A-Za-z0-9._-]` that are
+/// also a valid git remote name (no leading `.`, no `..`, no trailing `.lock`
+/// or `.`), since a pull's default `--as` name is the channel: push and pull
+/// must agree on what they accept.
+pub fn valid_channel(name: &str) -> bool {
+    (1..=100).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && valid_source_name(name)
+}
+
+/// Whether `name` works as a pull's `--as NAME` (`refs/remotes/NAME/<feed>`),
+/// by the same rule as the bundle pull, checked before anything is downloaded.
+pub fn valid_source_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.contains('/')
+        && !name.ends_with('.')
+        && git2::Reference::is_valid_name(&format!("refs/remotes/{name}/x"))
+}
+
+/// The key whose slot holds `channel`'s head list.
+pub fn channel_key(channel: &str) -> String {
+    format!("tig-feed/{channel}")
 }
 
 /// The lines from the last `full` one on: what a pull applies.
