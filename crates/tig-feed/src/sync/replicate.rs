@@ -16,7 +16,7 @@ use git2::{AutotagOption, Direction, FetchOptions, FetchPrune, Oid, Repository};
 use serde::Serialize;
 
 use super::util::{self, INCOMING};
-use super::verified::{self, Checked, Verified};
+use super::verified::{self, Tips, Unverified, Verified};
 use super::{SyncError, bundle};
 use crate::{FeedId, FeedStore};
 
@@ -803,52 +803,68 @@ fn covered(check: &Prechecked, known: &[Oid]) -> bool {
 
 /// [`apply_incoming`], using the checks already made for some feeds when they
 /// cover everything `verify_range` would check (else it checks again).
+///
+/// The pipeline: the received tips are [`Unverified`]; [`verified::verify`]
+/// turns those that pass into a [`Verified`] (the in-memory checks of a local
+/// pull feed the same function); only [`apply`] moves refs, and it takes that.
 fn apply_incoming_checked(
     store: &FeedStore,
     name: &str,
     incoming: &BTreeMap<String, Oid>,
     prechecked: &BTreeMap<String, Prechecked>,
 ) -> Result<Vec<FeedOutcome>, SyncError> {
-    let mut out = Vec::new();
-    for (feed, &tip) in incoming {
-        let fid = FeedId::parse(feed)?;
-        // the in-memory checks of a local pull stand in only where they cover
-        // every new message (see `covered`)
-        let fast = |known: &[Oid]| {
-            prechecked
-                .get(feed)
-                .filter(|p| covered(p, known))
-                .map(|p| (p.walked.count, p.violations.clone()))
-        };
-        match verified::check(store, &fid, tip, fast)? {
-            Checked::Rejected {
-                new_messages,
-                violations,
-            } => out.push(FeedOutcome {
-                feed: feed.clone(),
-                tip: tip.to_string(),
-                new_messages,
-                outcome: Outcome::Rejected { violations },
-                forks_with: Vec::new(),
-                preserved: None,
-            }),
-            Checked::Verified(v) => out.push(apply(store, name, v)?),
-        }
-    }
+    let tips = incoming
+        .iter()
+        .map(|(feed, tip)| Ok((FeedId::parse(feed)?, *tip)))
+        .collect::<Result<BTreeMap<_, _>, SyncError>>()?;
+    // the in-memory checks of a local pull stand in only where they cover
+    // every new message (see `covered`)
+    let fast = |feed: &FeedId, known: &[Oid]| {
+        prechecked
+            .get(feed.as_str())
+            .filter(|p| covered(p, known))
+            .map(|p| (p.walked.count, p.violations.clone()))
+    };
+    let verdict = verified::verify(store, Unverified::new(Tips::new(tips)), &fast)?;
+    let mut out: Vec<FeedOutcome> = verdict
+        .rejected
+        .into_iter()
+        .map(|r| FeedOutcome {
+            feed: r.feed.to_string(),
+            tip: r.tip.to_string(),
+            new_messages: r.new_messages,
+            outcome: Outcome::Rejected {
+                violations: r.violations,
+            },
+            forks_with: Vec::new(),
+            preserved: None,
+        })
+        .collect();
+    out.extend(apply(store, name, verdict.verified)?);
+    out.sort_by(|a, b| a.feed.cmp(&b.feed));
     Ok(out)
 }
 
-/// Moves the refs for one verified tip: `refs/remotes/<name>/<feed>` always
+/// Moves the refs for each verified tip: `refs/remotes/<name>/<feed>` always
 /// (keeping a rewritten-away old tip under another name), `refs/heads/<feed>`
 /// when created or fast-forwarded; forks are reported, never overwritten.
 /// Takes a [`Verified`]: the only way refs move during a pull.
-fn apply(store: &FeedStore, name: &str, v: Verified) -> Result<FeedOutcome, SyncError> {
+fn apply(store: &FeedStore, name: &str, v: Verified<Tips>) -> Result<Vec<FeedOutcome>, SyncError> {
+    v.tips().map(|t| apply_one(store, name, t)).collect()
+}
+
+/// [`apply`] for one tip (reachable only from there).
+fn apply_one(
+    store: &FeedStore,
+    name: &str,
+    v: verified::VerifiedTip<'_>,
+) -> Result<FeedOutcome, SyncError> {
     let repo = store.repo();
-    let (feed, tip, tips) = (v.feed(), v.tip(), v.held());
+    let (feed, tip, tips) = (v.feed, v.tip, v.held);
     let mut entry = FeedOutcome {
         feed: feed.to_string(),
         tip: tip.to_string(),
-        new_messages: v.new_messages(),
+        new_messages: v.new_messages,
         outcome: Outcome::UpToDate,
         forks_with: Vec::new(),
         preserved: None,
