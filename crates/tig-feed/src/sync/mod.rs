@@ -26,6 +26,7 @@ pub mod bundle;
 pub mod delete;
 pub mod forks;
 pub mod graph;
+pub(crate) mod oid_serde;
 pub mod relay;
 pub mod replicate;
 mod util;

@@ -33,16 +33,18 @@ pub struct PullOptions {
 /// What happened to one feed during a pull.
 #[derive(Debug, Clone, Serialize)]
 pub struct FeedOutcome {
-    /// The feed (hex id).
-    pub feed: String,
+    /// The feed.
+    pub feed: FeedId,
     /// The tip the source has.
-    pub tip: String,
+    #[serde(serialize_with = "super::oid_serde::oid")]
+    pub tip: Oid,
     /// Messages new to this store.
     pub new_messages: usize,
     /// The result.
     pub outcome: Outcome,
     /// Local tips (ref, commit) that the received tip forks from.
-    pub forks_with: Vec<(String, String)>,
+    #[serde(serialize_with = "super::oid_serde::named")]
+    pub forks_with: Vec<(String, Oid)>,
     /// A remote-tracking ref kept under a new name because the source rewrote its history.
     pub preserved: Option<String>,
 }
@@ -56,7 +58,8 @@ pub enum Outcome {
     /// `refs/heads/<feed>` fast-forwarded.
     FastForward {
         /// Previous tip.
-        from: String,
+        #[serde(serialize_with = "super::oid_serde::oid")]
+        from: Oid,
     },
     /// Nothing new.
     UpToDate,
@@ -65,14 +68,17 @@ pub enum Outcome {
     /// The received tip and `refs/heads/<feed>` diverge: both kept.
     Fork {
         /// Our tip, which stays in `refs/heads/<feed>`.
-        local: String,
+        #[serde(serialize_with = "super::oid_serde::oid")]
+        local: Oid,
         /// The last message both share, if any.
-        fork_point: Option<String>,
+        #[serde(serialize_with = "super::oid_serde::opt_oid")]
+        fork_point: Option<Oid>,
     },
     /// New messages break a rule: no ref moved.
     Rejected {
         /// `(commit, rule)` per violation.
-        violations: Vec<(String, String)>,
+        #[serde(serialize_with = "super::oid_serde::violations")]
+        violations: Vec<crate::Violation>,
     },
 }
 
@@ -490,7 +496,7 @@ fn pull_local(
     let mut failed = Vec::new();
     for ((feed, mut walked), violations) in advertised.keys().zip(walk.walked).zip(checked) {
         if let Some(reason) = walked.error.take() {
-            failed.push(rejected(feed, advertised[feed], reason));
+            failed.push(rejected(FeedId::parse(feed)?, advertised[feed], reason));
             continue;
         }
         prechecked.insert(feed.clone(), Prechecked { walked, violations });
@@ -509,19 +515,22 @@ fn pull_local(
     drop(quarantine);
     let mut out = out?;
     out.extend(failed);
-    out.sort_by(|a, b| a.feed.cmp(&b.feed));
+    out.sort_by(|a, b| a.feed.as_str().cmp(b.feed.as_str()));
     Ok(out)
 }
 
 /// A feed rejected before any check: its source is broken (say, a missing object).
-fn rejected(feed: &str, tip: Oid, reason: String) -> FeedOutcome {
+fn rejected(feed: FeedId, tip: Oid, reason: String) -> FeedOutcome {
     tracing::debug!(%feed, %reason, "rejected");
     FeedOutcome {
-        feed: feed.to_string(),
-        tip: tip.to_string(),
+        feed,
+        tip,
         new_messages: 0,
         outcome: Outcome::Rejected {
-            violations: vec![(tip.to_string(), reason)],
+            violations: vec![crate::Violation {
+                commit: tip,
+                rule: reason,
+            }],
         },
         forks_with: Vec::new(),
         preserved: None,
@@ -830,8 +839,8 @@ fn apply_incoming_checked(
         .rejected
         .into_iter()
         .map(|r| FeedOutcome {
-            feed: r.feed.to_string(),
-            tip: r.tip.to_string(),
+            feed: r.feed,
+            tip: r.tip,
             new_messages: r.new_messages,
             outcome: Outcome::Rejected {
                 violations: r.violations,
@@ -841,7 +850,7 @@ fn apply_incoming_checked(
         })
         .collect();
     out.extend(apply(store, name, verdict.verified)?);
-    out.sort_by(|a, b| a.feed.cmp(&b.feed));
+    out.sort_by(|a, b| a.feed.as_str().cmp(b.feed.as_str()));
     Ok(out)
 }
 
@@ -862,8 +871,8 @@ fn apply_one(
     let repo = store.repo();
     let (feed, tip, tips) = (v.feed, v.tip, v.held);
     let mut entry = FeedOutcome {
-        feed: feed.to_string(),
-        tip: tip.to_string(),
+        feed: feed.clone(),
+        tip,
         new_messages: v.new_messages,
         outcome: Outcome::UpToDate,
         forks_with: Vec::new(),
@@ -874,7 +883,7 @@ fn apply_one(
             continue;
         }
         if !repo.graph_descendant_of(tip, *oid)? && !repo.graph_descendant_of(*oid, tip)? {
-            entry.forks_with.push((refname.clone(), oid.to_string()));
+            entry.forks_with.push((refname.clone(), *oid));
         }
     }
     let msg = format!("tig feed pull {name}");
@@ -909,14 +918,12 @@ fn apply_one(
         Ok(head) if head == tip => Outcome::UpToDate,
         Ok(head) if repo.graph_descendant_of(tip, head)? => {
             repo.reference_matching(&hname, tip, true, head, &msg)?;
-            Outcome::FastForward {
-                from: head.to_string(),
-            }
+            Outcome::FastForward { from: head }
         }
         Ok(head) if repo.graph_descendant_of(head, tip)? => Outcome::LocalAhead,
         Ok(head) => Outcome::Fork {
-            local: head.to_string(),
-            fork_point: repo.merge_base(head, tip).ok().map(|o| o.to_string()),
+            local: head,
+            fork_point: repo.merge_base(head, tip).ok(),
         },
     };
     Ok(entry)

@@ -115,8 +115,8 @@ pub struct Rejected {
     pub tip: Oid,
     /// Messages the tip would have added.
     pub new_messages: usize,
-    /// `(commit, rule)` per violation.
-    pub violations: Vec<(String, String)>,
+    /// One per broken rule (or the tip, when it could not be read).
+    pub violations: Vec<Violation>,
 }
 
 /// The outcome of [`verify`]: what may be applied, and what may not.
@@ -158,12 +158,12 @@ pub fn verify(
                 crate::verify_range(store, &feed, tip, &known),
             ),
         };
-        let violations: Vec<(String, String)> = match violations {
-            Ok(v) => v
-                .into_iter()
-                .map(|v| (v.commit.to_string(), v.rule))
-                .collect(),
-            Err(e) => vec![(tip.to_string(), e.to_string())],
+        let violations: Vec<Violation> = match violations {
+            Ok(v) => v,
+            Err(e) => vec![Violation {
+                commit: tip,
+                rule: e.to_string(),
+            }],
         };
         if violations.is_empty() {
             checked.insert(feed.clone(), Evidence { new_messages, held });

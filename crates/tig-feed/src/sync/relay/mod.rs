@@ -391,10 +391,14 @@ mod tests {
         assert!(e.contains("line 3") && e.contains("nope"), "{e}");
     }
 
-    fn outcome(outcome: Outcome, n: usize, tip: &str) -> FeedOutcome {
+    fn oid(c: char) -> Oid {
+        Oid::from_str(&c.to_string().repeat(40)).unwrap()
+    }
+
+    fn outcome(outcome: Outcome, n: usize, tip: char) -> FeedOutcome {
         FeedOutcome {
-            feed: FEED.into(),
-            tip: tip.into(),
+            feed: FeedId::parse(FEED).unwrap(),
+            tip: oid(tip),
             new_messages: n,
             outcome,
             forks_with: Vec::new(),
@@ -404,33 +408,36 @@ mod tests {
 
     #[test]
     fn reports_of_successive_bundles_fold_into_one() {
-        let ff = || Outcome::FastForward { from: "a".into() };
-        let m = fold(outcome(Outcome::Created, 3, "b"), outcome(ff(), 2, "c"));
+        let ff = || Outcome::FastForward { from: oid('a') };
+        let m = fold(outcome(Outcome::Created, 3, 'b'), outcome(ff(), 2, 'c'));
         assert!(matches!(m.outcome, Outcome::Created));
-        assert_eq!((m.new_messages, m.tip.as_str()), (5, "c"));
+        assert_eq!((m.new_messages, m.tip), (5, oid('c')));
         let m = fold(
-            outcome(Outcome::FastForward { from: "x".into() }, 1, "b"),
-            outcome(ff(), 1, "c"),
+            outcome(Outcome::FastForward { from: oid('9') }, 1, 'b'),
+            outcome(ff(), 1, 'c'),
         );
-        assert!(matches!(m.outcome, Outcome::FastForward { ref from } if from == "x"));
+        assert!(matches!(m.outcome, Outcome::FastForward { from } if from == oid('9')));
         let fork = Outcome::Fork {
-            local: "l".into(),
+            local: oid('1'),
             fork_point: None,
         };
-        let mut f = outcome(fork, 1, "f");
-        f.forks_with.push(("refs/heads/x".into(), "l".into()));
-        let m = fold(outcome(Outcome::UpToDate, 0, "b"), f);
+        let mut f = outcome(fork, 1, 'f');
+        f.forks_with.push(("refs/heads/x".into(), oid('1')));
+        let m = fold(outcome(Outcome::UpToDate, 0, 'b'), f);
         assert!(matches!(m.outcome, Outcome::Fork { .. }) && m.forks_with.len() == 1);
-        let m = fold(m, outcome(Outcome::UpToDate, 0, "g"));
+        let m = fold(m, outcome(Outcome::UpToDate, 0, '2'));
         assert!(matches!(m.outcome, Outcome::Fork { .. }) && m.forks_with.len() == 1);
         let bad = Outcome::Rejected {
-            violations: vec![("c".into(), "bad signature".into())],
+            violations: vec![crate::Violation {
+                commit: oid('c'),
+                rule: "bad signature".into(),
+            }],
         };
-        let m = fold(outcome(bad, 0, "c"), outcome(ff(), 1, "d"));
+        let m = fold(outcome(bad, 0, 'c'), outcome(ff(), 1, 'd'));
         assert!(matches!(m.outcome, Outcome::Rejected { ref violations } if violations.len() == 1));
         let m = fold(
-            outcome(Outcome::LocalAhead, 0, "b"),
-            outcome(Outcome::UpToDate, 0, "b"),
+            outcome(Outcome::LocalAhead, 0, 'b'),
+            outcome(Outcome::UpToDate, 0, 'b'),
         );
         assert!(matches!(m.outcome, Outcome::LocalAhead));
     }

@@ -243,15 +243,16 @@ pub fn pull<T: Transport + ?Sized>(
     for line in relay {
         for (feed, tip) in &line.tips {
             if wanted(feed) {
-                let ours = FeedId::parse(feed)
-                    .ok()
-                    .and_then(|id| store.tip(&id).ok().flatten());
+                let Ok(id) = FeedId::parse(feed) else {
+                    continue;
+                };
+                let ours = store.tip(&id).ok().flatten();
                 let ahead = ours.is_some_and(|o| o != *tip && reaches(store, o, *tip));
                 merged.insert(
                     feed.clone(),
                     FeedOutcome {
-                        feed: feed.clone(),
-                        tip: tip.to_string(),
+                        feed: id,
+                        tip: *tip,
                         new_messages: 0,
                         outcome: if ahead {
                             Outcome::LocalAhead
@@ -323,7 +324,7 @@ pub fn pull<T: Transport + ?Sized>(
         };
         let report = sync::pull(store, &path, &pull_opts).map_err(apply_err)?;
         for outcome in report.feeds {
-            let key = outcome.feed.clone();
+            let key = outcome.feed.to_string();
             let folded = match merged.remove(&key) {
                 Some(prev) => fold(prev, outcome),
                 None => outcome,
