@@ -635,27 +635,10 @@ fn walk_source(
             queued.insert(oid, index);
             let data = obj.data().to_vec();
             if obj.kind() == git2::ObjectType::Commit {
-                for line in data.split(|b| *b == b'\n') {
-                    if line.is_empty() {
-                        break; // end of the commit header
-                    }
-                    let (is_tree, hex) = if let Some(h) = line.strip_prefix(b"tree ") {
-                        (true, h)
-                    } else if let Some(h) = line.strip_prefix(b"parent ") {
-                        (false, h)
-                    } else {
-                        continue;
-                    };
-                    let Some(id) = std::str::from_utf8(hex)
-                        .ok()
-                        .and_then(|h| Oid::from_str(h).ok())
-                    else {
-                        continue;
-                    };
-                    if is_tree {
-                        trees.push(id);
-                    } else {
-                        stack.push(id);
+                for link in crate::commit::links(&data) {
+                    match link {
+                        crate::commit::Link::Tree(id) => trees.push(id),
+                        crate::commit::Link::Parent(id) => stack.push(id),
                     }
                 }
             }
