@@ -48,23 +48,31 @@ impl RelayUrl {
         };
         let rest = s
             .strip_prefix("tig+")
-            .filter(|r| r.starts_with("http://") || r.starts_with("https://"))
             .ok_or_else(|| bad("not a relay URL".into()))?;
-        if rest.contains(['?', '#']) {
+        let url = url::Url::parse(rest).map_err(|e| bad(format!("not a relay URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(bad("not a relay URL".into()));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
             return Err(bad("a relay URL has no query or fragment".into()));
         }
-        let (scheme, after) = rest.split_once("://").unwrap_or((rest, ""));
-        let Some((host_path, channel)) = after.rsplit_once('/') else {
-            return Err(bad("no channel name".into()));
-        };
-        if host_path.is_empty() || host_path.starts_with('/') {
+        // `url` reads `http:///h/x` as host `h`; a relay URL names its host at once
+        let after_scheme = &rest[url.scheme().len()..];
+        if url.host_str().is_none_or(str::is_empty) || after_scheme.starts_with(":///") {
             return Err(bad("no server host".into()));
         }
-        if !relay::valid_channel(channel) {
+        // the channel is the last path segment, as typed (`url` has already
+        // resolved `.`/`..` segments and percent-encoded what needs it)
+        let whole = url.as_str();
+        let (server, channel) = whole
+            .rsplit_once('/')
+            .filter(|(server, _)| server.len() > url.scheme().len() + 2)
+            .ok_or_else(|| bad("no channel name".into()))?;
+        if !relay::valid_channel(channel) || !rest.ends_with(channel) {
             return Err(bad(format!("bad channel name {channel:?}")));
         }
-        let server = tig_client::normalize_server(&format!("{scheme}://{host_path}"))
-            .map_err(|e| bad(format!("bad server: {e}")))?;
+        let server =
+            tig_client::normalize_server(server).map_err(|e| bad(format!("bad server: {e}")))?;
         Ok(RelayUrl {
             server,
             channel: channel.to_string(),
@@ -220,5 +228,9 @@ mod tests {
         }
         assert!(RelayUrl::parse(&format!("tig+http://h/{}", "a".repeat(101))).is_err());
         assert!(RelayUrl::parse("tig+ftp://h/x").is_err());
+        assert!(RelayUrl::parse("tig+http:///h/alice").is_err());
+        assert!(RelayUrl::parse("tig+http://h/a%2e%2eb").is_err());
+        let u = RelayUrl::parse("tig+http://user@h:7777/p/alice").unwrap();
+        assert_eq!(u.server, "http://user@h:7777/p");
     }
 }
