@@ -26,6 +26,18 @@ pub(crate) fn violations<S: Serializer>(v: &[crate::Violation], s: S) -> Result<
     seq.end()
 }
 
+/// A push report's `[feed, tip, outcome]` triples.
+pub(crate) fn pushed<S: Serializer>(
+    v: &[(crate::FeedId, Oid, super::PushOutcome)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let mut seq = s.serialize_seq(Some(v.len()))?;
+    for (feed, tip, outcome) in v {
+        seq.serialize_element(&(feed, tip.to_string(), outcome))?;
+    }
+    seq.end()
+}
+
 /// `[name, id]` pairs.
 pub(crate) fn named<S: Serializer>(v: &[(String, Oid)], s: S) -> Result<S::Ok, S::Error> {
     let mut seq = s.serialize_seq(Some(v.len()))?;

@@ -125,7 +125,8 @@ pub enum PushOutcome {
     /// The destination's ref fast-forwarded.
     FastForward {
         /// Its previous tip.
-        from: String,
+        #[serde(serialize_with = "super::oid_serde::oid")]
+        from: Oid,
     },
     /// The destination already had this tip.
     UpToDate,
@@ -146,7 +147,8 @@ pub struct PushReport {
     /// The name used under `refs/remotes/`.
     pub name: String,
     /// `(feed, tip, outcome)` per feed.
-    pub feeds: Vec<(String, String, PushOutcome)>,
+    #[serde(serialize_with = "super::oid_serde::pushed")]
+    pub feeds: Vec<(FeedId, Oid, PushOutcome)>,
 }
 
 /// The name under `refs/remotes/` for a source path or URL: its last path
@@ -975,9 +977,7 @@ pub fn push(store: &FeedStore, dest: &str, opts: &PushOptions) -> Result<PushRep
             None => PushOutcome::Created,
             Some(&t) if t == ours => PushOutcome::UpToDate,
             Some(&t) if repo.odb()?.exists(t) && repo.graph_descendant_of(ours, t)? => {
-                PushOutcome::FastForward {
-                    from: t.to_string(),
-                }
+                PushOutcome::FastForward { from: t }
             }
             Some(&t) if repo.odb()?.exists(t) && repo.graph_descendant_of(t, ours)? => {
                 PushOutcome::RemoteAhead
@@ -1030,7 +1030,7 @@ pub fn push(store: &FeedStore, dest: &str, opts: &PushOptions) -> Result<PushRep
         ) {
             repo.reference(&format!("refs/remotes/{name}/{feed}"), ours, true, &msg)?;
         }
-        feeds.push((feed, ours.to_string(), outcome));
+        feeds.push((FeedId::parse(&feed)?, ours, outcome));
     }
     Ok(PushReport {
         dest: dest.to_string(),
