@@ -69,7 +69,7 @@ pub struct Line {
     /// Whether `id` is a burst list of the bundle's chunks.
     pub burst: bool,
     /// `(feed hex id, tip)` as the bundle's refs.
-    pub tips: Vec<(String, Oid)>,
+    pub tips: Vec<(FeedId, Oid)>,
 }
 
 impl Line {
@@ -137,10 +137,10 @@ pub fn parse_line(number: usize, text: &str) -> Result<Line, String> {
         let (feed, tip) = w
             .split_once('=')
             .ok_or_else(|| format!("{w:?} is not FEED=COMMIT"))?;
-        match FeedId::parse(feed) {
-            Ok(id) if id.as_str() == feed => {}
+        let id = match FeedId::parse(feed) {
+            Ok(id) if id.as_str() == feed => id,
             _ => return Err(format!("{feed:?} is not a feed id")),
-        }
+        };
         if tip.len() != 40 || !tip.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(format!("{tip:?} is not a commit id"));
         }
@@ -148,7 +148,7 @@ pub fn parse_line(number: usize, text: &str) -> Result<Line, String> {
         if !seen.insert(feed.to_string()) {
             return Err(format!("feed {feed} appears twice"));
         }
-        tips.push((feed.to_string(), oid));
+        tips.push((id, oid));
     }
     if tips.is_empty() {
         return Err("no FEED=COMMIT pairs".into());
@@ -241,7 +241,12 @@ pub fn plan_push(
         let known: Vec<Oid> = chain
             .iter()
             .rev()
-            .flat_map(|l| l.tips.iter().filter(|(f, _)| f == feed).map(|(_, o)| *o))
+            .flat_map(|l| {
+                l.tips
+                    .iter()
+                    .filter(|(f, _)| f.as_str() == feed)
+                    .map(|(_, o)| *o)
+            })
             .collect();
         if known.contains(&tip) {
             plan.up_to_date.push(feed.clone());
@@ -264,7 +269,8 @@ pub fn bundle_matches_line(header: &BundleHeader, line: &Line) -> bool {
         .iter()
         .filter_map(|(name, oid)| Some((name.strip_prefix("refs/heads/")?.to_string(), *oid)))
         .collect();
-    let named: BTreeSet<(String, Oid)> = line.tips.iter().cloned().collect();
+    let named: BTreeSet<(String, Oid)> =
+        line.tips.iter().map(|(f, o)| (f.to_string(), *o)).collect();
     carried == named && header.refs.len() == named.len()
 }
 

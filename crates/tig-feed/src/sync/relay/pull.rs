@@ -38,12 +38,9 @@ pub(crate) fn reaches(store: &FeedStore, tip: Oid, ancestor: Oid) -> bool {
 }
 
 /// Whether the store already holds `tip` of `feed` under one of its refs.
-fn have(store: &FeedStore, feed: &str, tip: Oid) -> bool {
-    let Ok(id) = FeedId::parse(feed) else {
-        return false;
-    };
+fn have(store: &FeedStore, feed: &FeedId, tip: Oid) -> bool {
     store
-        .feed_refs(&id)
+        .feed_refs(feed)
         .unwrap_or_default()
         .iter()
         .any(|(_, t)| reaches(store, *t, tip))
@@ -216,18 +213,18 @@ pub fn pull<T: Transport + ?Sized>(
     t: &T,
     opts: &RelayPullOptions,
 ) -> Result<Option<PullReport>, RelayError> {
-    let want: Vec<String> = opts.feeds.iter().map(|f| f.to_string()).collect();
-    let wanted = |feed: &str| want.is_empty() || want.iter().any(|w| w == feed);
+    let want = &opts.feeds;
+    let wanted = |feed: &FeedId| want.is_empty() || want.contains(feed);
     let max = opts.max_bundle;
     // a mistyped channel must not look like an empty one
     let lines = read_list(t)?.ok_or_else(|| RelayError::NoChannel {
         channel: t.location(),
     })?;
     let relay = chain(&lines);
-    for (w, id) in want.iter().zip(&opts.feeds) {
+    for w in want {
         if !relay.iter().any(|l| l.tips.iter().any(|(f, _)| f == w)) {
             return Err(RelayError::FeedNotOnChannel {
-                feed: id.clone(),
+                feed: w.clone(),
                 channel: t.location(),
             });
         }
@@ -243,15 +240,12 @@ pub fn pull<T: Transport + ?Sized>(
     for line in relay {
         for (feed, tip) in &line.tips {
             if wanted(feed) {
-                let Ok(id) = FeedId::parse(feed) else {
-                    continue;
-                };
-                let ours = store.tip(&id).ok().flatten();
+                let ours = store.tip(feed).ok().flatten();
                 let ahead = ours.is_some_and(|o| o != *tip && reaches(store, o, *tip));
                 merged.insert(
-                    feed.clone(),
+                    feed.to_string(),
                     FeedOutcome {
-                        feed: id,
+                        feed: feed.clone(),
                         tip: *tip,
                         new_messages: 0,
                         outcome: if ahead {
@@ -305,7 +299,7 @@ pub fn pull<T: Transport + ?Sized>(
             .tips
             .iter()
             .filter(|(feed, tip)| in_chain && wanted(feed) && !have(store, feed, *tip))
-            .map(|(feed, _)| feed.clone())
+            .map(|(feed, _)| feed.to_string())
             .collect();
         let apply_err = |source| RelayError::Apply {
             at: at(t, f.line),

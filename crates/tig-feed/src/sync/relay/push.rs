@@ -126,7 +126,10 @@ pub fn push<T: Transport + ?Sized>(
         kind,
         id: put.id,
         burst: put.burst,
-        tips: send.iter().map(|(f, t)| (f.clone(), *t)).collect(),
+        tips: send
+            .iter()
+            .map(|(f, t)| Ok((FeedId::parse(f)?, *t)))
+            .collect::<Result<_, crate::FeedError>>()?,
     };
     t.append_line(&line.render())
         .map_err(|source| RelayError::Append {
