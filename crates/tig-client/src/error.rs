@@ -65,6 +65,16 @@ pub enum Error {
         /// The hash of what arrived.
         actual: ObjectId,
     },
+    /// A download was larger than allowed; `limit` says which bound it broke.
+    #[error("invalid {what}: {reason}")]
+    TooLarge {
+        /// What was being fetched, e.g. `/<h>.tig`.
+        what: String,
+        /// The bound that was passed.
+        limit: Limit,
+        /// The sentence shown to the user.
+        reason: String,
+    },
     /// A burst list, snapshot tree or server reply is malformed.
     #[error("invalid {what}: {reason}")]
     Invalid {
@@ -73,6 +83,17 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+}
+
+/// Which bound a too-large download passed ([`Error::TooLarge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// The length the server stated, or an internal buffer's size.
+    Expected,
+    /// The length the server's `HEAD` announced (this many bytes).
+    Announced(u64),
+    /// The download limit the caller set (this many bytes).
+    Max(u64),
 }
 
 impl From<tig_core::SizeError> for Error {

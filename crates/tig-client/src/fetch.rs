@@ -17,7 +17,7 @@ use indicatif::ProgressBar;
 use tig_core::{Hasher, ObjectId};
 
 use crate::chunk::decode_burst;
-use crate::error::{Error, Result};
+use crate::error::{Error, Limit, Result};
 use crate::http::Client;
 use crate::progress;
 
@@ -104,10 +104,10 @@ impl Client {
             let pb = progress::bar(self.cfg.progress, announced, "get");
             let n = self.fetch_object_into(id, true, file, &pb, limit).map_err(
                 |e| match announced {
-                    Some(n) if n < max => over_limit(e, || {
+                    Some(n) if n < max => over_limit(e, Limit::Announced(n), || {
                         format!("the server sent more than the {n} bytes its HEAD announced")
                     }),
-                    _ => over_limit(e, || download_limit(max)),
+                    _ => over_limit(e, Limit::Max(max), || download_limit(max)),
                 },
             )?;
             pb.finish_and_clear();
@@ -331,7 +331,11 @@ impl Client {
                 match slot {
                     Some(Ok(Some(bytes))) => {
                         if total + bytes.len() as u64 > max {
-                            return Err(Error::invalid(batch[i].id.path(), download_limit(max)));
+                            return Err(Error::TooLarge {
+                                what: batch[i].id.path(),
+                                limit: Limit::Max(max),
+                                reason: download_limit(max),
+                            });
                         }
                         file.write_all(&bytes)
                             .map_err(|e| Error::io("writing the temp file", e))?;
@@ -341,7 +345,7 @@ impl Client {
                         total += self
                             .member_client(&batch[i])?
                             .fetch_object_into(&batch[i].id, true, file, &pb, max - total)
-                            .map_err(|e| over_limit(e, || download_limit(max)))?
+                            .map_err(|e| over_limit(e, Limit::Max(max), || download_limit(max)))?
                     }
                     Some(Err(e)) => return Err(e),
                     None => {
@@ -369,7 +373,10 @@ impl Client {
         });
         match r {
             Ok(_) => Ok(Some(out)),
-            Err(Error::Invalid { reason, .. }) if reason == TOO_BIG => Ok(None),
+            Err(Error::TooLarge {
+                limit: Limit::Expected,
+                ..
+            }) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -431,14 +438,14 @@ impl Client {
     ) -> Result<(u64, ObjectId)> {
         let mut resp = self.get(id, touch)?;
         if resp.content_length().is_some_and(|n| n > limit) {
-            return Err(Error::invalid(id.path(), TOO_BIG));
+            return Err(too_big(id));
         }
         let mut hasher = Hasher::new();
         let mut seen = 0u64;
         let n = crate::http::read_body(&mut resp, &format!("GET {}", id.path()), |bytes| {
             seen += bytes.len() as u64;
             if seen > limit {
-                return Err(Error::invalid(id.path(), TOO_BIG));
+                return Err(too_big(id));
             }
             hasher.update(bytes);
             sink(bytes).map_err(|e| Error::io("writing the downloaded bytes", e))?;
@@ -449,7 +456,13 @@ impl Client {
     }
 }
 
-const TOO_BIG: &str = "larger than expected";
+fn too_big(id: &ObjectId) -> Error {
+    Error::TooLarge {
+        what: id.path(),
+        limit: Limit::Expected,
+        reason: "larger than expected".into(),
+    }
+}
 
 /// One member of a burst list: the object, and the server its line names when
 /// it is a full URL (a stripe spreads its members over several servers).
@@ -533,10 +546,15 @@ pub(crate) enum Ranged {
 }
 
 /// Gives a [`TOO_BIG`] error the reason `why`; other errors pass unchanged.
-fn over_limit(e: Error, why: impl FnOnce() -> String) -> Error {
+fn over_limit(e: Error, limit: Limit, why: impl FnOnce() -> String) -> Error {
     match e {
-        Error::Invalid { what, reason } if reason == TOO_BIG => Error::Invalid {
+        Error::TooLarge {
             what,
+            limit: Limit::Expected,
+            ..
+        } => Error::TooLarge {
+            what,
+            limit,
             reason: format!("{}; nothing written", why()),
         },
         e => e,

@@ -35,7 +35,7 @@ pub mod tree;
 pub mod upload;
 
 pub use backup::BackupResult;
-pub use error::{Error, Result};
+pub use error::{Error, Limit, Result};
 pub use http::{Client, Config, Payload, SlotWrite};
 pub use kv::slot_id;
 pub use size::{human, parse_size};

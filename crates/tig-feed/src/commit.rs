@@ -153,6 +153,41 @@ pub fn content_of(message: &[u8]) -> &[u8] {
     message.strip_suffix(b"\n").unwrap_or(message)
 }
 
+/// A header line's key and value (`key SP value`; no space: all key).
+fn split_header(body: &[u8]) -> (&[u8], &[u8]) {
+    match body.iter().position(|&b| b == b' ') {
+        Some(p) => (&body[..p], &body[p + 1..]),
+        None => (body, &b""[..]),
+    }
+}
+
+/// What a [`links`] entry points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// A `tree` header.
+    Tree(Oid),
+    /// A `parent` header.
+    Parent(Oid),
+}
+
+/// Every object a commit's headers link to (`tree` and `parent` lines up to the
+/// blank line, in order, repeats included; unreadable ids skipped), without
+/// judging the commit: what a copy must follow so the store never holds a
+/// dangling link, even for a message [`parse`] calls malformed.
+pub fn links(raw: &[u8]) -> impl Iterator<Item = Link> + '_ {
+    raw.split(|b| *b == b'\n')
+        .take_while(|line| !line.is_empty())
+        .filter_map(|line| {
+            let (key, value) = split_header(line);
+            let id = || Oid::from_str(std::str::from_utf8(value).ok()?).ok();
+            match key {
+                b"tree" => id().map(Link::Tree),
+                b"parent" => id().map(Link::Parent),
+                _ => None,
+            }
+        })
+}
+
 /// Parses a raw commit object. Errors name what is malformed.
 pub fn parse(raw: &[u8]) -> Result<ParsedCommit, String> {
     let header_end = find_header_end(raw).unwrap_or(raw.len());
@@ -180,11 +215,7 @@ pub fn parse(raw: &[u8]) -> Result<ParsedCommit, String> {
             continue;
         }
         in_sig = false;
-        let body = strip_nl(line);
-        let (key, value) = match body.iter().position(|&b| b == b' ') {
-            Some(p) => (&body[..p], &body[p + 1..]),
-            None => (body, &b""[..]),
-        };
+        let (key, value) = split_header(strip_nl(line));
         match key {
             b"gpgsig" => {
                 if stage != Stage::Rest {
@@ -300,6 +331,17 @@ fn parse_person(v: &[u8]) -> (String, Option<Time>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_follow_every_tree_and_parent_header_even_out_of_order() {
+        let (a, b) = ("1".repeat(40), "2".repeat(40));
+        let raw = format!(
+            "tree {a}\nparent {b}\nauthor x <> 1 +0000\ntree {b}\nparent zz\n\nparent {a}\n"
+        );
+        let got: Vec<Link> = links(raw.as_bytes()).collect();
+        let (a, b) = (Oid::from_str(&a).unwrap(), Oid::from_str(&b).unwrap());
+        assert_eq!(got, [Link::Tree(a), Link::Parent(b), Link::Tree(b)]);
+    }
 
     #[test]
     fn payload_round_trips_through_signature_header() {

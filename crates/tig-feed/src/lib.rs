@@ -17,27 +17,42 @@
 //! - `refupdate`: the ref compare-and-swap (git's lock-file protocol).
 //! - [`gpg`]: GPG feeds through the `gpg` program, as git does.
 //! - [`sync`]: replication between stores, bundles, forks and deletion; the relay
-//!   protocol without its transport ([`sync::relay`]).
+//!   protocol and its pull/push over a [`sync::relay::Transport`] (this crate has
+//!   no HTTP: `tig-feed-http` implements the transport over `tig-client`).
 //!
 //! # Pulling from another store
 //!
-//! A pull names its source once ([`sync::Source`]: a store's path, a bundle file, a
-//! git URL or a relay channel), fetches into a quarantine namespace, checks every new
-//! message against the feed rules, and only then moves refs: `refs/remotes/<name>/<feed>`
-//! always, `refs/heads/<feed>` by fast-forward. A fork is kept and reported, never
-//! resolved by overwriting.
+//! A pull is one pipeline. The source is named once ([`sync::Source`]: a store's
+//! path, a bundle file, a git URL or a relay channel); received tips land in a
+//! quarantine namespace as an [`Unverified<Tips>`](sync::verified::Unverified);
+//! [`sync::verified::verify`] checks every new message against the feed rules and
+//! is the only way to get a [`Verified<Tips>`](sync::verified::Verified); and only
+//! a `Verified` moves refs: `refs/remotes/<name>/<feed>` always, `refs/heads/<feed>`
+//! by fast-forward. A rejected feed moves nothing; a fork is kept and reported,
+//! never resolved by overwriting.
 //!
-//! ```no_run
-//! use std::path::Path;
-//! use tig_feed::FeedStore;
+//! ```
 //! use tig_feed::sync::{self, Outcome, PullOptions};
+//! use tig_feed::{AppendOptions, FeedStore, Identity, Signer};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = FeedStore::open(Path::new("bob-store"))?;
-//! // what kind of source this is, decided once (a typo fails here, in words)
-//! let source = sync::Source::parse("../alice-store")?;
-//! assert!(matches!(source, sync::Source::Local(_)));
-//! let report = sync::pull(&store, "../alice-store", &PullOptions::default())?;
+//! let dir = tempfile::tempdir()?;
+//! // Alice writes two messages in her store.
+//! let alice_dir = dir.path().join("alice");
+//! let alice = FeedStore::init(&alice_dir)?;
+//! let key = Signer::Ssh(Box::new(Identity::from_seed(&[7; 32])));
+//! for text in ["hello", "world"] {
+//!     alice.append(&key, text.as_bytes(), &AppendOptions::default())?;
+//! }
+//!
+//! // Bob pulls them: what kind of source this is is decided once (a typo
+//! // fails here, in words), then every new message is verified before any
+//! // ref of Bob's moves.
+//! let bob = FeedStore::init(&dir.path().join("bob"))?;
+//! let source = alice_dir.to_str().ok_or("path is not UTF-8")?;
+//! assert!(matches!(sync::Source::parse(source)?, sync::Source::Local(_)));
+//! let report = sync::pull(&bob, source, &PullOptions::default())?;
+//! assert_eq!(report.name, "alice");
 //! for feed in &report.feeds {
 //!     match &feed.outcome {
 //!         Outcome::Rejected { violations } => {
@@ -50,6 +65,10 @@
 //!         other => println!("{}: {other:?}, {} new", feed.feed, feed.new_messages),
 //!     }
 //! }
+//! let feed = key.feed_id();
+//! assert!(matches!(report.feeds[0].outcome, Outcome::Created));
+//! assert_eq!(report.feeds[0].feed, feed);
+//! assert_eq!(bob.tip(&feed)?, alice.tip(&feed)?);
 //! // `sync::find_forks` then proves any equivocation; `sync::export_proof` writes it.
 //! # Ok(())
 //! # }

@@ -40,6 +40,11 @@ pub(crate) fn short(oid: &str) -> &str {
     &oid[..oid.len().min(12)]
 }
 
+/// The first 12 hex digits of a commit id.
+pub(crate) fn short_id(oid: &git2::Oid) -> String {
+    short(&oid.to_string()).to_string()
+}
+
 /// Print a pull report (human or JSON) and pick the exit code: failure when a
 /// feed was rejected, or with `strict` when a fork was received.
 pub(crate) fn print_pull_report(
@@ -60,23 +65,28 @@ pub(crate) fn print_pull_report(
                 Outcome::FastForward { from } => outln!(
                     "{}: {}..{}, {n} new messages",
                     f.feed,
-                    short(from),
-                    short(&f.tip)
+                    short_id(from),
+                    short_id(&f.tip)
                 )?,
                 Outcome::UpToDate => outln!("{}: up to date", f.feed)?,
                 Outcome::LocalAhead => outln!("{}: this store is ahead", f.feed)?,
                 Outcome::Fork { local, fork_point } => outln!(
                     "{}: FORK: received {} diverges from local {} (fork point {}); both kept, received as refs/remotes/{}/{}",
                     f.feed,
-                    short(&f.tip),
-                    short(local),
-                    fork_point.as_deref().map(short).unwrap_or("none"),
+                    short_id(&f.tip),
+                    short_id(local),
+                    fork_point
+                        .as_ref()
+                        .map_or_else(|| "none".to_string(), short_id),
                     report.name,
                     f.feed
                 )?,
                 Outcome::Rejected { violations } => {
-                    for (commit, rule) in violations {
-                        eprintln!("tig: {}: rejected, no ref moved: {commit}: {rule}", f.feed);
+                    for v in violations {
+                        eprintln!(
+                            "tig: {}: rejected, no ref moved: {}: {}",
+                            f.feed, v.commit, v.rule
+                        );
                     }
                 }
             }
@@ -85,8 +95,8 @@ pub(crate) fn print_pull_report(
                     outln!(
                         "{}: FORK: received {} diverges from {r} ({}); both kept",
                         f.feed,
-                        short(&f.tip),
-                        short(oid)
+                        short_id(&f.tip),
+                        short_id(oid)
                     )?;
                 }
             }

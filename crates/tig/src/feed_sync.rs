@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use tig_feed::sync::{self, PushOutcome};
 
-use crate::feed_report::{open, print_json, print_pull_report, resolve, resolve_all, short};
+use crate::feed_report::{open, print_json, print_pull_report, resolve, resolve_all, short_id};
 use tig_feed::FeedId;
 
 #[derive(Debug, clap::Subcommand)]
@@ -217,8 +217,10 @@ fn push(
                 eprintln!("tig: {feed}: not pushed: {reason}");
             }
             _ if json => {}
-            PushOutcome::Created => outln!("{feed}: new at destination ({})", short(tip))?,
-            PushOutcome::FastForward { from } => outln!("{feed}: {}..{}", short(from), short(tip))?,
+            PushOutcome::Created => outln!("{feed}: new at destination ({})", short_id(tip))?,
+            PushOutcome::FastForward { from } => {
+                outln!("{feed}: {}..{}", short_id(from), short_id(tip))?
+            }
             PushOutcome::UpToDate => outln!("{feed}: up to date")?,
             PushOutcome::RemoteAhead => {
                 outln!("{feed}: destination is ahead (pull to get its messages)")?

@@ -14,15 +14,19 @@
 //!   conflicting messages; proofs exported as self-contained bundles.
 //! - [`graph`]: the branches of one feed as a text graph or Graphviz DOT.
 //! - [`delete`]: drop a feed's refs everywhere and prune its objects.
-//! - [`verified`]: [`Verified`](verified::Verified), the only thing that moves a
-//!   feed's refs during a pull; only [`verified::check`] makes one.
+//! - [`verified`]: the pipeline's types: received tips are
+//!   [`Unverified`](verified::Unverified); only [`verified::verify`] makes a
+//!   [`Verified`](verified::Verified), the only thing that moves a feed's refs
+//!   during a pull.
 //! - [`relay`]: the relay protocol (head lists, push planning, bundle checks,
-//!   apply order, outcome folding) without its HTTP transport.
+//!   apply order, outcome folding) and its pull and push, over a
+//!   [`relay::Transport`] the caller provides (tig-feed has no HTTP).
 
 pub mod bundle;
 pub mod delete;
 pub mod forks;
 pub mod graph;
+pub(crate) mod oid_serde;
 pub mod relay;
 pub mod replicate;
 mod util;

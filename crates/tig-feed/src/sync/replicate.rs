@@ -16,7 +16,7 @@ use git2::{AutotagOption, Direction, FetchOptions, FetchPrune, Oid, Repository};
 use serde::Serialize;
 
 use super::util::{self, INCOMING};
-use super::verified::{self, Checked, Verified};
+use super::verified::{self, Tips, Unverified, Verified};
 use super::{SyncError, bundle};
 use crate::{FeedId, FeedStore};
 
@@ -33,16 +33,18 @@ pub struct PullOptions {
 /// What happened to one feed during a pull.
 #[derive(Debug, Clone, Serialize)]
 pub struct FeedOutcome {
-    /// The feed (hex id).
-    pub feed: String,
+    /// The feed.
+    pub feed: FeedId,
     /// The tip the source has.
-    pub tip: String,
+    #[serde(serialize_with = "super::oid_serde::oid")]
+    pub tip: Oid,
     /// Messages new to this store.
     pub new_messages: usize,
     /// The result.
     pub outcome: Outcome,
     /// Local tips (ref, commit) that the received tip forks from.
-    pub forks_with: Vec<(String, String)>,
+    #[serde(serialize_with = "super::oid_serde::named")]
+    pub forks_with: Vec<(String, Oid)>,
     /// A remote-tracking ref kept under a new name because the source rewrote its history.
     pub preserved: Option<String>,
 }
@@ -56,7 +58,8 @@ pub enum Outcome {
     /// `refs/heads/<feed>` fast-forwarded.
     FastForward {
         /// Previous tip.
-        from: String,
+        #[serde(serialize_with = "super::oid_serde::oid")]
+        from: Oid,
     },
     /// Nothing new.
     UpToDate,
@@ -65,14 +68,17 @@ pub enum Outcome {
     /// The received tip and `refs/heads/<feed>` diverge: both kept.
     Fork {
         /// Our tip, which stays in `refs/heads/<feed>`.
-        local: String,
+        #[serde(serialize_with = "super::oid_serde::oid")]
+        local: Oid,
         /// The last message both share, if any.
-        fork_point: Option<String>,
+        #[serde(serialize_with = "super::oid_serde::opt_oid")]
+        fork_point: Option<Oid>,
     },
     /// New messages break a rule: no ref moved.
     Rejected {
         /// `(commit, rule)` per violation.
-        violations: Vec<(String, String)>,
+        #[serde(serialize_with = "super::oid_serde::violations")]
+        violations: Vec<crate::Violation>,
     },
 }
 
@@ -119,7 +125,8 @@ pub enum PushOutcome {
     /// The destination's ref fast-forwarded.
     FastForward {
         /// Its previous tip.
-        from: String,
+        #[serde(serialize_with = "super::oid_serde::oid")]
+        from: Oid,
     },
     /// The destination already had this tip.
     UpToDate,
@@ -140,7 +147,8 @@ pub struct PushReport {
     /// The name used under `refs/remotes/`.
     pub name: String,
     /// `(feed, tip, outcome)` per feed.
-    pub feeds: Vec<(String, String, PushOutcome)>,
+    #[serde(serialize_with = "super::oid_serde::pushed")]
+    pub feeds: Vec<(FeedId, Oid, PushOutcome)>,
 }
 
 /// The name under `refs/remotes/` for a source path or URL: its last path
@@ -193,8 +201,8 @@ pub enum Source {
     /// A git URL fetched through libgit2's transports (`ssh://`, `git://`,
     /// `https://`, `user@host:path`).
     Remote(String),
-    /// A tig server relay channel (`tig+http(s)://HOST:PORT/NAME`); the relay
-    /// protocol lives with the caller, over HTTP.
+    /// A tig server relay channel (`tig+http(s)://HOST:PORT/NAME`): pulled by
+    /// [`relay::pull`](fn@super::relay::pull) over a transport the caller gives.
     Relay(String),
 }
 
@@ -490,7 +498,7 @@ fn pull_local(
     let mut failed = Vec::new();
     for ((feed, mut walked), violations) in advertised.keys().zip(walk.walked).zip(checked) {
         if let Some(reason) = walked.error.take() {
-            failed.push(rejected(feed, advertised[feed], reason));
+            failed.push(rejected(FeedId::parse(feed)?, advertised[feed], reason));
             continue;
         }
         prechecked.insert(feed.clone(), Prechecked { walked, violations });
@@ -509,19 +517,22 @@ fn pull_local(
     drop(quarantine);
     let mut out = out?;
     out.extend(failed);
-    out.sort_by(|a, b| a.feed.cmp(&b.feed));
+    out.sort_by(|a, b| a.feed.as_str().cmp(b.feed.as_str()));
     Ok(out)
 }
 
 /// A feed rejected before any check: its source is broken (say, a missing object).
-fn rejected(feed: &str, tip: Oid, reason: String) -> FeedOutcome {
+fn rejected(feed: FeedId, tip: Oid, reason: String) -> FeedOutcome {
     tracing::debug!(%feed, %reason, "rejected");
     FeedOutcome {
-        feed: feed.to_string(),
-        tip: tip.to_string(),
+        feed,
+        tip,
         new_messages: 0,
         outcome: Outcome::Rejected {
-            violations: vec![(tip.to_string(), reason)],
+            violations: vec![crate::Violation {
+                commit: tip,
+                rule: reason,
+            }],
         },
         forks_with: Vec::new(),
         preserved: None,
@@ -626,27 +637,10 @@ fn walk_source(
             queued.insert(oid, index);
             let data = obj.data().to_vec();
             if obj.kind() == git2::ObjectType::Commit {
-                for line in data.split(|b| *b == b'\n') {
-                    if line.is_empty() {
-                        break; // end of the commit header
-                    }
-                    let (is_tree, hex) = if let Some(h) = line.strip_prefix(b"tree ") {
-                        (true, h)
-                    } else if let Some(h) = line.strip_prefix(b"parent ") {
-                        (false, h)
-                    } else {
-                        continue;
-                    };
-                    let Some(id) = std::str::from_utf8(hex)
-                        .ok()
-                        .and_then(|h| Oid::from_str(h).ok())
-                    else {
-                        continue;
-                    };
-                    if is_tree {
-                        trees.push(id);
-                    } else {
-                        stack.push(id);
+                for link in crate::commit::links(&data) {
+                    match link {
+                        crate::commit::Link::Tree(id) => trees.push(id),
+                        crate::commit::Link::Parent(id) => stack.push(id),
                     }
                 }
             }
@@ -803,52 +797,68 @@ fn covered(check: &Prechecked, known: &[Oid]) -> bool {
 
 /// [`apply_incoming`], using the checks already made for some feeds when they
 /// cover everything `verify_range` would check (else it checks again).
+///
+/// The pipeline: the received tips are [`Unverified`]; [`verified::verify`]
+/// turns those that pass into a [`Verified`] (the in-memory checks of a local
+/// pull feed the same function); only [`apply`] moves refs, and it takes that.
 fn apply_incoming_checked(
     store: &FeedStore,
     name: &str,
     incoming: &BTreeMap<String, Oid>,
     prechecked: &BTreeMap<String, Prechecked>,
 ) -> Result<Vec<FeedOutcome>, SyncError> {
-    let mut out = Vec::new();
-    for (feed, &tip) in incoming {
-        let fid = FeedId::parse(feed)?;
-        // the in-memory checks of a local pull stand in only where they cover
-        // every new message (see `covered`)
-        let fast = |known: &[Oid]| {
-            prechecked
-                .get(feed)
-                .filter(|p| covered(p, known))
-                .map(|p| (p.walked.count, p.violations.clone()))
-        };
-        match verified::check(store, &fid, tip, fast)? {
-            Checked::Rejected {
-                new_messages,
-                violations,
-            } => out.push(FeedOutcome {
-                feed: feed.clone(),
-                tip: tip.to_string(),
-                new_messages,
-                outcome: Outcome::Rejected { violations },
-                forks_with: Vec::new(),
-                preserved: None,
-            }),
-            Checked::Verified(v) => out.push(apply(store, name, v)?),
-        }
-    }
+    let tips = incoming
+        .iter()
+        .map(|(feed, tip)| Ok((FeedId::parse(feed)?, *tip)))
+        .collect::<Result<BTreeMap<_, _>, SyncError>>()?;
+    // the in-memory checks of a local pull stand in only where they cover
+    // every new message (see `covered`)
+    let fast = |feed: &FeedId, known: &[Oid]| {
+        prechecked
+            .get(feed.as_str())
+            .filter(|p| covered(p, known))
+            .map(|p| (p.walked.count, p.violations.clone()))
+    };
+    let verdict = verified::verify(store, Unverified::new(Tips::new(tips)), &fast)?;
+    let mut out: Vec<FeedOutcome> = verdict
+        .rejected
+        .into_iter()
+        .map(|r| FeedOutcome {
+            feed: r.feed,
+            tip: r.tip,
+            new_messages: r.new_messages,
+            outcome: Outcome::Rejected {
+                violations: r.violations,
+            },
+            forks_with: Vec::new(),
+            preserved: None,
+        })
+        .collect();
+    out.extend(apply(store, name, verdict.verified)?);
+    out.sort_by(|a, b| a.feed.as_str().cmp(b.feed.as_str()));
     Ok(out)
 }
 
-/// Moves the refs for one verified tip: `refs/remotes/<name>/<feed>` always
+/// Moves the refs for each verified tip: `refs/remotes/<name>/<feed>` always
 /// (keeping a rewritten-away old tip under another name), `refs/heads/<feed>`
 /// when created or fast-forwarded; forks are reported, never overwritten.
 /// Takes a [`Verified`]: the only way refs move during a pull.
-fn apply(store: &FeedStore, name: &str, v: Verified) -> Result<FeedOutcome, SyncError> {
+fn apply(store: &FeedStore, name: &str, v: Verified<Tips>) -> Result<Vec<FeedOutcome>, SyncError> {
+    v.tips().map(|t| apply_one(store, name, t)).collect()
+}
+
+/// [`apply`] for one tip (reachable only from there).
+fn apply_one(
+    store: &FeedStore,
+    name: &str,
+    v: verified::VerifiedTip<'_>,
+) -> Result<FeedOutcome, SyncError> {
     let repo = store.repo();
-    let (feed, tip, tips) = (v.feed(), v.tip(), v.held());
+    let (feed, tip, tips) = (v.feed, v.tip, v.held);
     let mut entry = FeedOutcome {
-        feed: feed.to_string(),
-        tip: tip.to_string(),
-        new_messages: v.new_messages(),
+        feed: feed.clone(),
+        tip,
+        new_messages: v.new_messages,
         outcome: Outcome::UpToDate,
         forks_with: Vec::new(),
         preserved: None,
@@ -858,7 +868,7 @@ fn apply(store: &FeedStore, name: &str, v: Verified) -> Result<FeedOutcome, Sync
             continue;
         }
         if !repo.graph_descendant_of(tip, *oid)? && !repo.graph_descendant_of(*oid, tip)? {
-            entry.forks_with.push((refname.clone(), oid.to_string()));
+            entry.forks_with.push((refname.clone(), *oid));
         }
     }
     let msg = format!("tig feed pull {name}");
@@ -893,14 +903,12 @@ fn apply(store: &FeedStore, name: &str, v: Verified) -> Result<FeedOutcome, Sync
         Ok(head) if head == tip => Outcome::UpToDate,
         Ok(head) if repo.graph_descendant_of(tip, head)? => {
             repo.reference_matching(&hname, tip, true, head, &msg)?;
-            Outcome::FastForward {
-                from: head.to_string(),
-            }
+            Outcome::FastForward { from: head }
         }
         Ok(head) if repo.graph_descendant_of(head, tip)? => Outcome::LocalAhead,
         Ok(head) => Outcome::Fork {
-            local: head.to_string(),
-            fork_point: repo.merge_base(head, tip).ok().map(|o| o.to_string()),
+            local: head,
+            fork_point: repo.merge_base(head, tip).ok(),
         },
     };
     Ok(entry)
@@ -969,9 +977,7 @@ pub fn push(store: &FeedStore, dest: &str, opts: &PushOptions) -> Result<PushRep
             None => PushOutcome::Created,
             Some(&t) if t == ours => PushOutcome::UpToDate,
             Some(&t) if repo.odb()?.exists(t) && repo.graph_descendant_of(ours, t)? => {
-                PushOutcome::FastForward {
-                    from: t.to_string(),
-                }
+                PushOutcome::FastForward { from: t }
             }
             Some(&t) if repo.odb()?.exists(t) && repo.graph_descendant_of(t, ours)? => {
                 PushOutcome::RemoteAhead
@@ -1024,7 +1030,7 @@ pub fn push(store: &FeedStore, dest: &str, opts: &PushOptions) -> Result<PushRep
         ) {
             repo.reference(&format!("refs/remotes/{name}/{feed}"), ours, true, &msg)?;
         }
-        feeds.push((feed, ours.to_string(), outcome));
+        feeds.push((FeedId::parse(&feed)?, ours, outcome));
     }
     Ok(PushReport {
         dest: dest.to_string(),

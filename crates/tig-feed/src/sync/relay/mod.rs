@@ -8,8 +8,22 @@
 //! what a push sends ([`plan_push`]), the check that a downloaded bundle carries
 //! exactly what its line names ([`bundle_matches_line`]), the order bundles are
 //! applied in ([`apply_order`]) and how their per-feed outcomes fold into one
-//! report ([`fold`]). Moving bytes over HTTP is the caller's business (the
-//! `tig` binary does it over `tig-client`); nothing here does I/O.
+//! report ([`fold`]).
+//!
+//! The orchestration on top — [`pull()`](fn@pull) and [`push()`](fn@push) —
+//! talks to the relay only through a [`Transport`] (get the head list, get or
+//! put a bundle, append a line): tig-feed has no HTTP. `tig-feed-http`
+//! implements it over `tig-client`.
+
+mod error;
+mod pull;
+mod push;
+mod transport;
+
+pub use error::{At, RelayError};
+pub use pull::{LIST_MAX, RelayPullOptions, pull, read_list};
+pub use push::{PushSummary, PushedFeed, push};
+pub use transport::{BoxError, Stored, Transport, TransportError};
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -55,7 +69,7 @@ pub struct Line {
     /// Whether `id` is a burst list of the bundle's chunks.
     pub burst: bool,
     /// `(feed hex id, tip)` as the bundle's refs.
-    pub tips: Vec<(String, Oid)>,
+    pub tips: Vec<(FeedId, Oid)>,
 }
 
 impl Line {
@@ -123,10 +137,10 @@ pub fn parse_line(number: usize, text: &str) -> Result<Line, String> {
         let (feed, tip) = w
             .split_once('=')
             .ok_or_else(|| format!("{w:?} is not FEED=COMMIT"))?;
-        match FeedId::parse(feed) {
-            Ok(id) if id.as_str() == feed => {}
+        let id = match FeedId::parse(feed) {
+            Ok(id) if id.as_str() == feed => id,
             _ => return Err(format!("{feed:?} is not a feed id")),
-        }
+        };
         if tip.len() != 40 || !tip.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(format!("{tip:?} is not a commit id"));
         }
@@ -134,7 +148,7 @@ pub fn parse_line(number: usize, text: &str) -> Result<Line, String> {
         if !seen.insert(feed.to_string()) {
             return Err(format!("feed {feed} appears twice"));
         }
-        tips.push((feed.to_string(), oid));
+        tips.push((id, oid));
     }
     if tips.is_empty() {
         return Err("no FEED=COMMIT pairs".into());
@@ -165,6 +179,32 @@ pub fn parse_list(text: &str) -> Result<Vec<Line>, BadLine> {
         out.push(line);
     }
     Ok(out)
+}
+
+/// Whether `name` can be a channel: 1-100 characters `[A-Za-z0-9._-]` that are
+/// also a valid git remote name (no leading `.`, no `..`, no trailing `.lock`
+/// or `.`), since a pull's default `--as` name is the channel: push and pull
+/// must agree on what they accept.
+pub fn valid_channel(name: &str) -> bool {
+    (1..=100).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && valid_source_name(name)
+}
+
+/// Whether `name` works as a pull's `--as NAME` (`refs/remotes/NAME/<feed>`),
+/// by the same rule as the bundle pull, checked before anything is downloaded.
+pub fn valid_source_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.contains('/')
+        && !name.ends_with('.')
+        && git2::Reference::is_valid_name(&format!("refs/remotes/{name}/x"))
+}
+
+/// The key whose slot holds `channel`'s head list.
+pub fn channel_key(channel: &str) -> String {
+    format!("tig-feed/{channel}")
 }
 
 /// The lines from the last `full` one on: what a pull applies.
@@ -201,7 +241,12 @@ pub fn plan_push(
         let known: Vec<Oid> = chain
             .iter()
             .rev()
-            .flat_map(|l| l.tips.iter().filter(|(f, _)| f == feed).map(|(_, o)| *o))
+            .flat_map(|l| {
+                l.tips
+                    .iter()
+                    .filter(|(f, _)| f.as_str() == feed)
+                    .map(|(_, o)| *o)
+            })
             .collect();
         if known.contains(&tip) {
             plan.up_to_date.push(feed.clone());
@@ -224,7 +269,8 @@ pub fn bundle_matches_line(header: &BundleHeader, line: &Line) -> bool {
         .iter()
         .filter_map(|(name, oid)| Some((name.strip_prefix("refs/heads/")?.to_string(), *oid)))
         .collect();
-    let named: BTreeSet<(String, Oid)> = line.tips.iter().cloned().collect();
+    let named: BTreeSet<(String, Oid)> =
+        line.tips.iter().map(|(f, o)| (f.to_string(), *o)).collect();
     carried == named && header.refs.len() == named.len()
 }
 
@@ -351,10 +397,14 @@ mod tests {
         assert!(e.contains("line 3") && e.contains("nope"), "{e}");
     }
 
-    fn outcome(outcome: Outcome, n: usize, tip: &str) -> FeedOutcome {
+    fn oid(c: char) -> Oid {
+        Oid::from_str(&c.to_string().repeat(40)).unwrap()
+    }
+
+    fn outcome(outcome: Outcome, n: usize, tip: char) -> FeedOutcome {
         FeedOutcome {
-            feed: FEED.into(),
-            tip: tip.into(),
+            feed: FeedId::parse(FEED).unwrap(),
+            tip: oid(tip),
             new_messages: n,
             outcome,
             forks_with: Vec::new(),
@@ -364,33 +414,36 @@ mod tests {
 
     #[test]
     fn reports_of_successive_bundles_fold_into_one() {
-        let ff = || Outcome::FastForward { from: "a".into() };
-        let m = fold(outcome(Outcome::Created, 3, "b"), outcome(ff(), 2, "c"));
+        let ff = || Outcome::FastForward { from: oid('a') };
+        let m = fold(outcome(Outcome::Created, 3, 'b'), outcome(ff(), 2, 'c'));
         assert!(matches!(m.outcome, Outcome::Created));
-        assert_eq!((m.new_messages, m.tip.as_str()), (5, "c"));
+        assert_eq!((m.new_messages, m.tip), (5, oid('c')));
         let m = fold(
-            outcome(Outcome::FastForward { from: "x".into() }, 1, "b"),
-            outcome(ff(), 1, "c"),
+            outcome(Outcome::FastForward { from: oid('9') }, 1, 'b'),
+            outcome(ff(), 1, 'c'),
         );
-        assert!(matches!(m.outcome, Outcome::FastForward { ref from } if from == "x"));
+        assert!(matches!(m.outcome, Outcome::FastForward { from } if from == oid('9')));
         let fork = Outcome::Fork {
-            local: "l".into(),
+            local: oid('1'),
             fork_point: None,
         };
-        let mut f = outcome(fork, 1, "f");
-        f.forks_with.push(("refs/heads/x".into(), "l".into()));
-        let m = fold(outcome(Outcome::UpToDate, 0, "b"), f);
+        let mut f = outcome(fork, 1, 'f');
+        f.forks_with.push(("refs/heads/x".into(), oid('1')));
+        let m = fold(outcome(Outcome::UpToDate, 0, 'b'), f);
         assert!(matches!(m.outcome, Outcome::Fork { .. }) && m.forks_with.len() == 1);
-        let m = fold(m, outcome(Outcome::UpToDate, 0, "g"));
+        let m = fold(m, outcome(Outcome::UpToDate, 0, '2'));
         assert!(matches!(m.outcome, Outcome::Fork { .. }) && m.forks_with.len() == 1);
         let bad = Outcome::Rejected {
-            violations: vec![("c".into(), "bad signature".into())],
+            violations: vec![crate::Violation {
+                commit: oid('c'),
+                rule: "bad signature".into(),
+            }],
         };
-        let m = fold(outcome(bad, 0, "c"), outcome(ff(), 1, "d"));
+        let m = fold(outcome(bad, 0, 'c'), outcome(ff(), 1, 'd'));
         assert!(matches!(m.outcome, Outcome::Rejected { ref violations } if violations.len() == 1));
         let m = fold(
-            outcome(Outcome::LocalAhead, 0, "b"),
-            outcome(Outcome::UpToDate, 0, "b"),
+            outcome(Outcome::LocalAhead, 0, 'b'),
+            outcome(Outcome::UpToDate, 0, 'b'),
         );
         assert!(matches!(m.outcome, Outcome::LocalAhead));
     }
