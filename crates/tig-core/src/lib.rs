@@ -71,7 +71,13 @@ impl ObjectId {
 
     /// 64 lowercase hex digits.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        let mut buf = [0u8; HEX_LEN];
+        // Into a fixed buffer: `hex::encode` collects a char iterator, which showed
+        // in the server's profile (an ETag and a path per request).
+        hex::encode_to_slice(self.0, &mut buf).expect("HEX_LEN is twice ID_LEN");
+        std::str::from_utf8(&buf)
+            .expect("hex digits are ASCII")
+            .to_owned()
     }
 
     /// The file name in a data directory: `<hex>.tig`.

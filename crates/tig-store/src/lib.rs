@@ -128,7 +128,13 @@ impl ObjectMeta {
     /// hash) for content and only for content; `"s-<version>"` for a slot.
     pub fn etag(&self, id: ObjectId) -> String {
         match self.kind {
-            Kind::Content => format!("\"{}\"", id.to_hex()),
+            Kind::Content => {
+                let mut tag = String::with_capacity(tig_core::HEX_LEN + 2);
+                tag.push('"');
+                tag.push_str(&id.to_hex());
+                tag.push('"');
+                tag
+            }
             Kind::Slot => format!("\"s-{}\"", self.version),
         }
     }
