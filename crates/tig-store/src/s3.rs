@@ -63,6 +63,12 @@ const TEMP_TTL: Duration = Duration::from_secs(3600);
 const KIND_HEADER: &str = "x-amz-meta-tig-kind";
 /// The metadata header with a slot's version (unique per write).
 const VERSION_HEADER: &str = "x-amz-meta-tig-version";
+/// How long the health probe behind `/readyz` waits for the bucket (below the
+/// server's own 2 s bound, so a down endpoint reads as a reason, not a timeout).
+const HEALTH_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long one health verdict is reused: a load balancer probing every few
+/// milliseconds costs the bucket one request per second per instance.
+const HEALTH_TTL: Duration = Duration::from_secs(1);
 
 /// Why the S3 backend could not be configured or reached.
 #[derive(Debug, thiserror::Error)]
@@ -253,8 +259,12 @@ struct Inner {
     http: reqwest::Client,
     bucket: Bucket,
     creds: Credentials,
+    /// The endpoint URL as configured (for messages).
+    endpoint: String,
     prefix: String,
     opts: S3Options,
+    /// The last health verdict and when it was reached (see [`HEALTH_TTL`]).
+    health: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
     started: SystemTime,
     /// When this instance last wrote each object's use marker.
     touched: Mutex<HashMap<ObjectId, Instant>>,
@@ -656,6 +666,47 @@ impl Inner {
         }
     }
 
+    /// Whether the bucket answers and lets us in: one `ListObjectsV2` of at most
+    /// one key under the prefix, not retried, bounded by `timeout`. Used at
+    /// start-up (bad configuration fails there) and by [`Store::health`].
+    async fn probe(&self, timeout: Duration) -> Result<(), S3Error> {
+        let url = self.url(
+            Method::Get,
+            "",
+            &[
+                ("list-type", "2"),
+                ("max-keys", "1"),
+                ("prefix", &self.prefix),
+            ],
+            &[],
+        )?;
+        let resp = self
+            .http
+            .get(url)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| S3Error::Unreachable {
+                endpoint: self.endpoint.clone(),
+                source: e.without_url(),
+            })?;
+        let status = resp.status().as_u16();
+        if status == 200 {
+            return Ok(());
+        }
+        let body = resp.text().await.unwrap_or_default();
+        let code = xml_field(&body, "Code").unwrap_or("");
+        let b = self.bucket.name();
+        let e = &self.endpoint;
+        Err(S3Error::Config(match (status, code) {
+            (404, _) | (_, "NoSuchBucket") => format!("S3 bucket {b} does not exist at {e}"),
+            (401 | 403, _) => format!(
+                "S3 access to bucket {b} at {e} denied ({code}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            ),
+            _ => format!("S3 bucket {b} at {e}: HTTP {status} {code}"),
+        }))
+    }
+
     /// A slot version unique across instances and writes.
     fn new_version(&self) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
@@ -739,47 +790,16 @@ impl S3Store {
             http,
             bucket,
             creds,
+            endpoint: config.endpoint.clone(),
             prefix: config.prefix.clone(),
             opts,
+            health: tokio::sync::Mutex::new(None),
             started: SystemTime::now(),
             touched: Mutex::new(HashMap::new()),
             instance: format!("{:x}-{seed:016x}", std::process::id()),
             counter: AtomicU64::new(0),
         };
-        let probe = inner.url(
-            Method::Get,
-            "",
-            &[
-                ("list-type", "2"),
-                ("max-keys", "1"),
-                ("prefix", &config.prefix),
-            ],
-            &[],
-        )?;
-        let resp = inner
-            .http
-            .get(probe)
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .map_err(|e| S3Error::Unreachable {
-                endpoint: config.endpoint.clone(),
-                source: e.without_url(),
-            })?;
-        let status = resp.status().as_u16();
-        if status != 200 {
-            let body = resp.text().await.unwrap_or_default();
-            let code = xml_field(&body, "Code").unwrap_or("");
-            let b = &config.bucket;
-            let e = &config.endpoint;
-            return Err(S3Error::Config(match (status, code) {
-                (404, _) | (_, "NoSuchBucket") => format!("S3 bucket {b} does not exist at {e}"),
-                (401 | 403, _) => format!(
-                    "S3 access to bucket {b} at {e} denied ({code}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-                ),
-                _ => format!("S3 bucket {b} at {e}: HTTP {status} {code}"),
-            }));
-        }
+        inner.probe(Duration::from_secs(30)).await?;
         Ok(Self {
             inner: Arc::new(inner),
         })
@@ -1597,6 +1617,41 @@ impl Store for S3Store {
         }
         self.sweep_at(retention, SystemTime::now()).await
     }
+
+    /// One [`Inner::probe`] per [`HEALTH_TTL`], shared by concurrent callers.
+    async fn health(&self) -> Result<(), StoreError> {
+        let mut last = self.inner.health.lock().await;
+        let verdict = match &*last {
+            Some((at, verdict)) if at.elapsed() < HEALTH_TTL => verdict.clone(),
+            _ => {
+                let verdict = self
+                    .inner
+                    .probe(HEALTH_TIMEOUT)
+                    .await
+                    .map_err(|e| error_line(&e));
+                *last = Some((Instant::now(), verdict.clone()));
+                verdict
+            }
+        };
+        verdict.map_err(|line| StoreError::Io(io::Error::other(line)))
+    }
+}
+
+/// An error and its sources on one line (`a: b: c`), repeated texts once.
+fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut last = line.clone();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        if text != last && !last.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        last = text;
+        next = s.source();
+    }
+    line
 }
 
 #[cfg(test)]

@@ -542,6 +542,48 @@ fn s3_retention_across_two_instances() {
     assert!(expires, "the used object never expired once unused");
 }
 
+/// `/readyz` follows the bucket (issue 9): 200 `ready` while SeaweedFS answers,
+/// 503 with one line naming the S3 endpoint once it is gone, while `/healthz`
+/// stays 200 (the process still serves). A SeaweedFS of its own: the shared one
+/// must live on for the other tests.
+#[test]
+fn s3_readyz_is_503_while_the_bucket_is_unreachable() {
+    let Some(own) = Weed::start() else {
+        return;
+    };
+    let bucket = own.new_bucket();
+    let s = serve(&own, &bucket, &[], &[]);
+    let endpoint = own.endpoint.clone();
+    let c = http();
+    let get = |path: &str| {
+        let r = c.get(format!("{}{path}", s.url)).send().expect("probe");
+        (r.status().as_u16(), r.text().expect("text"))
+    };
+    assert_eq!(get("/readyz"), (200, "ready\n".to_owned()));
+    // Probed often, the bucket is asked at most about once a second.
+    for _ in 0..20 {
+        assert_eq!(get("/readyz").0, 200);
+    }
+    drop(own);
+    // The last verdict is reused for up to a second: bounded wait.
+    let mut last = (0, String::new());
+    let down = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        last = get("/readyz");
+        last.0 == 503
+    });
+    assert!(down, "still {last:?} with SeaweedFS stopped");
+    let (_, body) = &last;
+    assert!(
+        body.ends_with('\n') && body.lines().count() == 1,
+        "{body:?}"
+    );
+    assert!(
+        body.starts_with("storage backend unreachable: ") && body.contains(&endpoint),
+        "{body:?}"
+    );
+    assert_eq!(get("/healthz"), (200, "ok\n".to_owned()));
+}
+
 /// Bad configuration: one `tig: …` line on stderr and exit status 1.
 #[test]
 fn s3_bad_configuration_exits_1_with_one_line() {
