@@ -289,6 +289,7 @@ struct Listed {
     key: String,
     etag: String,
     modified: SystemTime,
+    size: u64,
 }
 
 /// A conditional write.
@@ -622,10 +623,23 @@ impl Inner {
 
     /// Every key under `prefix` (relative to the bucket), following continuations.
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, S3Error> {
+        self.list_with(prefix, None).await
+    }
+
+    /// Like [`Inner::list`]; with a `delimiter`, keys that contain it after the
+    /// prefix are left out (S3 rolls them up into common prefixes).
+    async fn list_with(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+    ) -> Result<Vec<Listed>, S3Error> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let mut query = vec![("list-type", "2"), ("prefix", prefix)];
+            if let Some(d) = delimiter {
+                query.push(("delimiter", d));
+            }
             if let Some(t) = &token {
                 query.push(("continuation-token", t));
             }
@@ -657,6 +671,7 @@ impl Inner {
                     key: c.key,
                     etag: c.etag,
                     modified,
+                    size: c.size,
                 });
             }
             match page.next_continuation_token {
@@ -1616,6 +1631,22 @@ impl Store for S3Store {
             return Ok(0);
         }
         self.sweep_at(retention, SystemTime::now()).await
+    }
+
+    /// The sizes of the bucket listing alone: no `HEAD` per object. The listing
+    /// stops at `/` after the prefix, so the use markers, temp keys and lease under
+    /// `.tig/` are not even listed (one request per 1000 objects).
+    async fn usage(&self) -> Result<crate::Usage, StoreError> {
+        let inner = &self.inner;
+        let mut usage = crate::Usage::default();
+        for l in inner.list_with(&inner.prefix, Some("/")).await? {
+            let rel = l.key.strip_prefix(&inner.prefix).unwrap_or_default();
+            if ObjectId::from_file_name(rel).is_some() {
+                usage.objects += 1;
+                usage.bytes += l.size;
+            }
+        }
+        Ok(usage)
     }
 
     /// One [`Inner::probe`] per [`HEALTH_TTL`], shared by concurrent callers.
