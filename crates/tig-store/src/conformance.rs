@@ -40,7 +40,7 @@ macro_rules! suite {
             stat_reports_len_and_kind, slot_version_changes_with_the_bytes_only,
             ranges_of_small_and_large_objects, unsatisfiable_ranges, take_slot,
             take_refuses_content_and_absent, concurrent_takers_have_one_winner,
-            usage_counts_objects_and_bytes);
+            usage_counts_objects_and_bytes, list_is_most_recently_written_first);
     };
     (@optional $factory:ident, $($name:ident),* $(,)?) => {
         $(
@@ -721,4 +721,28 @@ pub(crate) async fn usage_counts_objects_and_bytes<S: Store>(store: Arc<S>) {
         bytes: 3,
     };
     assert_eq!(store.usage().await.unwrap(), want);
+}
+
+/// Objects written in quick succession list newest first, even within one
+/// second (the precision of S3 listings on SeaweedFS) — the seed's listing order.
+pub(crate) async fn list_is_most_recently_written_first<S: Store>(store: Arc<S>) {
+    let mut written = Vec::new();
+    for body in ["first", "second", "third"] {
+        written.push(
+            store
+                .put_content(body_from_bytes(body), LIMIT)
+                .await
+                .unwrap(),
+        );
+        // Beyond the filesystem's timestamp granularity (a kernel tick).
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let slot = slot_name("newest");
+    store
+        .put_slot(slot, body_from_bytes("v"), LIMIT, SlotWrite::Replace)
+        .await
+        .unwrap();
+    written.push(slot);
+    written.reverse();
+    assert_eq!(store.list().await.unwrap(), written);
 }

@@ -59,6 +59,8 @@ const CAS_ATTEMPTS: u32 = 200;
 const LEASE_TTL: Duration = Duration::from_secs(300);
 /// Temp keys and multipart uploads older than this are abandoned and removed.
 const TEMP_TTL: Duration = Duration::from_secs(3600);
+/// Objects whose last write by this instance is remembered to the nanosecond.
+const RECENT_MAX: usize = 50_000;
 /// The metadata header that marks an object's kind.
 const KIND_HEADER: &str = "x-amz-meta-tig-kind";
 /// The metadata header with a slot's version (unique per write).
@@ -268,6 +270,10 @@ struct Inner {
     started: SystemTime,
     /// When this instance last wrote each object's use marker.
     touched: Mutex<HashMap<ObjectId, Instant>>,
+    /// When this instance last wrote each object or its use marker, to the
+    /// nanosecond: orders the listing within the engine's `LastModified`
+    /// precision (a second on SeaweedFS). At most [`RECENT_MAX`] entries.
+    recent: Mutex<HashMap<ObjectId, SystemTime>>,
     /// Unique per process: names temp keys and the lease.
     instance: String,
     counter: AtomicU64,
@@ -681,6 +687,23 @@ impl Inner {
         }
     }
 
+    /// Remembers that this instance just wrote `id` or its use marker.
+    fn note_recent(&self, id: ObjectId) {
+        let now = SystemTime::now();
+        let mut map = lock(&self.recent);
+        if map.len() >= RECENT_MAX {
+            // Only the last seconds matter (see `listed_time`).
+            map.retain(|_, t| {
+                now.duration_since(*t)
+                    .is_ok_and(|a| a < Duration::from_secs(10))
+            });
+            if map.len() >= RECENT_MAX {
+                map.clear();
+            }
+        }
+        map.insert(id, now);
+    }
+
     /// Whether the bucket answers and lets us in: one `ListObjectsV2` of at most
     /// one key under the prefix, not retried, bounded by `timeout`. Used at
     /// start-up (bad configuration fails there) and by [`Store::health`].
@@ -811,6 +834,7 @@ impl S3Store {
             health: tokio::sync::Mutex::new(None),
             started: SystemTime::now(),
             touched: Mutex::new(HashMap::new()),
+            recent: Mutex::new(HashMap::new()),
             instance: format!("{:x}-{seed:016x}", std::process::id()),
             counter: AtomicU64::new(0),
         };
@@ -1046,12 +1070,13 @@ impl S3Store {
             }
             map.insert(id, now);
         }
-        if let Err(e) = self
+        match self
             .inner
             .put(&self.inner.used_key(id), Bytes::new(), None, None)
             .await
         {
-            tracing::warn!(%id, error = %e, "cannot record the last use");
+            Ok(_) => self.inner.note_recent(id),
+            Err(e) => tracing::warn!(%id, error = %e, "cannot record the last use"),
         }
     }
 
@@ -1060,7 +1085,8 @@ impl S3Store {
         if let Err(e) = self.inner.delete(&self.inner.used_key(id), None).await {
             tracing::warn!(%id, error = %e, "cannot delete the use marker");
         }
-        self.written(id);
+        lock(&self.inner.touched).remove(&id);
+        lock(&self.inner.recent).remove(&id);
     }
 
     /// A fresh private temp key (deleted when dropped).
@@ -1077,8 +1103,8 @@ impl S3Store {
 
     /// Marks `id` as just written by this instance (its own `LastModified` is new).
     fn written(&self, id: ObjectId) {
-        let mut map = self.inner.touched.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&id);
+        lock(&self.inner.touched).remove(&id);
+        self.inner.note_recent(id);
     }
 
     async fn backoff(attempt: u32) {
@@ -1106,7 +1132,9 @@ impl S3Store {
                 };
                 let created = self.publish(&staged, &key, kind, Cond::Absent).await;
                 Self::discard(staged).await;
-                self.written(id);
+                if matches!(created, Ok(true)) {
+                    self.written(id);
+                }
                 Ok(if created? {
                     SlotOutcome::Created
                 } else {
@@ -1621,9 +1649,15 @@ impl Store for S3Store {
     }
 
     async fn list(&self) -> Result<Vec<ObjectId>, StoreError> {
-        let mut all = self.scan().await?.objects;
-        all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.as_bytes().cmp(b.0.as_bytes())));
-        Ok(all.into_iter().map(|(id, _, _)| id).collect())
+        let all = self.scan().await?.objects;
+        let mut all: Vec<(SystemTime, ObjectId)> = {
+            let recent = lock(&self.inner.recent);
+            all.into_iter()
+                .map(|(id, last, _)| (listed_time(last, recent.get(&id).copied()), id))
+                .collect()
+        };
+        all.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.as_bytes().cmp(b.1.as_bytes())));
+        Ok(all.into_iter().map(|(_, id)| id).collect())
     }
 
     async fn sweep(&self, retention: Duration) -> Result<usize, StoreError> {
@@ -1666,6 +1700,21 @@ impl Store for S3Store {
         };
         verdict.map_err(|line| StoreError::Io(io::Error::other(line)))
     }
+}
+
+/// The last use of an object for ordering the listing: `listed` (the engine's
+/// time, truncated to its precision) refined by `mine`, when this instance wrote
+/// the object or its marker itself, unless the listing shows a later use.
+fn listed_time(listed: SystemTime, mine: Option<SystemTime>) -> SystemTime {
+    match mine {
+        // `listed` may be up to a second behind the true time.
+        Some(t) if t + Duration::from_secs(1) > listed => t.max(listed),
+        _ => listed,
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// An error and its sources on one line (`a: b: c`), repeated texts once.
