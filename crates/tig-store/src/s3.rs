@@ -232,12 +232,16 @@ pub struct S3Options {
     /// A read records its use (a marker write) at most once per this period per
     /// object and instance. Keep it well below the retention.
     pub touch_granularity: Duration,
+    /// Whether reads record their use at all: `false` when nothing is ever swept
+    /// (`--retention 0`), which saves a marker write per object and period.
+    pub record_use: bool,
 }
 
 impl Default for S3Options {
     fn default() -> Self {
         Self {
             touch_granularity: Duration::from_secs(60),
+            record_use: true,
         }
     }
 }
@@ -1058,6 +1062,9 @@ impl S3Store {
 
     /// Records a use of `id` (at most once per granularity per instance).
     async fn touch(&self, id: ObjectId) {
+        if !self.inner.opts.record_use {
+            return;
+        }
         let now = Instant::now();
         let every = self.inner.opts.touch_granularity;
         {
@@ -1943,6 +1950,7 @@ mod tests {
         let prefix = weed::unique_prefix();
         let opts = S3Options {
             touch_granularity: Duration::ZERO,
+            record_use: true,
         };
         let a = S3Store::open(&config(weed, &bucket, &prefix), opts.clone())
             .await
@@ -1960,5 +1968,38 @@ mod tests {
                 .unwrap()
         );
         assert!(b.take_lease().await.unwrap().is_some(), "free again");
+    }
+
+    /// With `record_use: false` (`--retention 0`) reads write no use markers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_record_no_use_when_told_not_to() {
+        let Some(weed) = tokio::task::spawn_blocking(weed::Weed::shared)
+            .await
+            .unwrap()
+        else {
+            return;
+        };
+        let bucket = tokio::task::spawn_blocking(|| weed.shared_bucket())
+            .await
+            .unwrap();
+        let prefix = weed::unique_prefix();
+        let config = config(weed, &bucket, &prefix);
+        let quiet = S3Options {
+            touch_granularity: Duration::ZERO,
+            record_use: false,
+        };
+        let store = S3Store::open(&config, quiet).await.unwrap();
+        let id = store
+            .put_content(body_from_bytes("unswept"), u64::MAX)
+            .await
+            .unwrap();
+        assert!(store.get(id, true).await.unwrap().is_some());
+        assert!(store.stat(id, true).await.unwrap().is_some());
+        let used = format!("{}.tig/used/", store.inner.prefix);
+        assert!(store.inner.list(&used).await.unwrap().is_empty());
+        // The default records it.
+        let store = S3Store::open(&config, S3Options::default()).await.unwrap();
+        assert!(store.get(id, true).await.unwrap().is_some());
+        assert_eq!(store.inner.list(&used).await.unwrap().len(), 1);
     }
 }
