@@ -23,11 +23,14 @@ DUR=${DUR:-5}
 LARGE_MIB=${LARGE_MIB:-256}
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/tig-s3-bench.XXXXXX)
-pids=()
 weed_pid=""
+mkdir -p "$work/pids"
 
 cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    # tig instances are started in command substitutions: their pids are in files.
+    for f in "$work"/pids/*; do
+        [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
+    done
     if [ -n "$weed_pid" ]; then
         kill "$weed_pid" 2>/dev/null || true
         for _ in $(seq 50); do kill -0 "$weed_pid" 2>/dev/null || break; sleep 0.2; done
@@ -88,7 +91,7 @@ start_tig() { # name root → prints the URL
     local name=$1 root=$2
     TIG_LOG=warn "$bin" serve --listen 127.0.0.1:0 --root "$root" --retention 0 \
         --max-size "$((LARGE_MIB + 1))MiB" >"$work/$name.out" 2>"$work/$name.err" &
-    pids+=($!)
+    echo $! >"$work/pids/$name"
     for _ in $(seq 300); do
         grep -q '^tig: listening on ' "$work/$name.out" 2>/dev/null && break
         sleep 0.1
