@@ -68,6 +68,12 @@ where
     let status = resp.status();
     if let Some(m) = &metrics {
         m.request(label, status.as_u16());
+        // A write, delete or take: the store census may be retaken (metrics.rs).
+        let writes = !matches!(method, Method::GET | Method::HEAD)
+            || uri.query().is_some_and(|q| q.contains("take"));
+        if writes && status.is_success() {
+            m.store_changed();
+        }
     }
     let expected = resp
         .headers()

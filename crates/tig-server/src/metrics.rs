@@ -7,16 +7,27 @@
 //! histogram is a row of atomic buckets, and byte counters are single atomic adds.
 //! Nothing allocates or locks per request.
 //!
-//! `tig_objects_stored` and `tig_bytes_stored` are computed at scrape time from
-//! [`Store::usage`] (a census of the store; the trait's default lists and stats
-//! every object), so they are exact whatever wrote or deleted — the sweeper,
-//! offload, another process on the same directory — at the price of one store
-//! walk per scrape. Concurrent scrapes share one census.
+//! `tig_objects_stored` and `tig_bytes_stored` come from [`Store::usage`], a
+//! census of the store (one directory walk; one bucket listing on S3), so they are
+//! exact whatever wrote or deleted — the sweeper, offload, another process on the
+//! same directory, another instance on the same bucket. A census is not taken per
+//! scrape but reused (see [`Metrics::render`]):
+//! - while nothing was written through this instance, for [`CENSUS_EVERY`] (or
+//!   [`CENSUS_DUTY`] times its own duration, if longer), so writes by others show
+//!   within that;
+//! - after a write, delete or sweep through this instance, a census that took
+//!   under [`CHEAP_CENSUS`] is retaken at the next scrape (a small store's gauges
+//!   are exact at once), a costlier one after [`CENSUS_DUTY`] times its duration.
+//!
+//! So a walk never takes more than about a tenth of the time, however often
+//! Prometheus scrapes. Concurrent scrapes share one census.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use prometheus_client::encoding::{
     EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder, MetricEncoder,
@@ -30,6 +41,24 @@ use tig_store::Store;
 
 /// The `Content-Type` of a scrape reply (OpenMetrics text, which Prometheus reads).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// How long a census is reused while nothing was written through this instance.
+pub const CENSUS_EVERY: Duration = Duration::from_secs(30);
+/// A census faster than this is retaken at the first scrape after a write.
+pub const CHEAP_CENSUS: Duration = Duration::from_millis(50);
+/// A census is reused for at least this many times its own duration.
+pub const CENSUS_DUTY: u32 = 10;
+
+/// How long a census that took `took` is reused; `changed`: something was written
+/// or deleted through this instance since it was taken.
+fn census_reuse(took: Duration, changed: bool) -> Duration {
+    let duty = took.saturating_mul(CENSUS_DUTY);
+    match changed {
+        true if took < CHEAP_CENSUS => Duration::ZERO,
+        true => duty,
+        false => duty.max(CENSUS_EVERY),
+    }
+}
 
 /// HTTP methods as a small closed label set (anything else is `OTHER`).
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
@@ -232,7 +261,12 @@ pub struct Metrics {
     retention_deleted: Counter,
     auth_failures: Counter,
     offloaded: Counter,
-    census: tokio::sync::Mutex<()>,
+    /// When the last census started and how long it took.
+    census: tokio::sync::Mutex<Option<(Instant, Duration)>>,
+    /// Set by writes through this instance since the last census started.
+    changed: AtomicBool,
+    /// How many censuses were taken (for tests).
+    censuses: AtomicU64,
 }
 
 impl fmt::Debug for Metrics {
@@ -277,13 +311,13 @@ impl Metrics {
         let objects = Gauge::default();
         registry.register(
             "tig_objects_stored",
-            "Objects in the store (content and slots), counted at scrape time",
+            "Objects in the store (content and slots), from the last census",
             objects.clone(),
         );
         let bytes = Gauge::default();
         registry.register(
             "tig_bytes_stored",
-            "Bytes in the store, counted at scrape time",
+            "Bytes in the store, from the last census",
             bytes.clone(),
         );
         let forward_family = Family::<ResultLabel, Counter>::default();
@@ -328,7 +362,9 @@ impl Metrics {
             retention_deleted,
             auth_failures,
             offloaded,
-            census: tokio::sync::Mutex::new(()),
+            census: tokio::sync::Mutex::new(None),
+            changed: AtomicBool::new(false),
+            censuses: AtomicU64::new(0),
         }
     }
 
@@ -383,6 +419,9 @@ impl Metrics {
     /// Counts objects deleted by the sweeper.
     pub fn retention_deleted(&self, n: usize) {
         self.retention_deleted.inc_by(n as u64);
+        if n > 0 {
+            self.store_changed();
+        }
     }
 
     /// Counts objects offloaded to peers.
@@ -390,17 +429,44 @@ impl Metrics {
         self.offloaded.inc_by(n as u64);
     }
 
-    /// Takes the store census and renders every metric as OpenMetrics text.
+    /// Notes that something was written or deleted through this instance, so the
+    /// next scrape may retake the census (see the module doc).
+    pub fn store_changed(&self) {
+        self.changed.store(true, Ordering::Relaxed);
+    }
+
+    /// How many store censuses [`Metrics::render`] has taken.
+    pub fn censuses(&self) -> u64 {
+        self.censuses.load(Ordering::Relaxed)
+    }
+
+    /// Renders every metric as OpenMetrics text, retaking the store census first
+    /// if the last one is too old to reuse (see the module doc).
     pub async fn render<S: Store>(&self, store: &S) -> String {
         {
-            let _one = self.census.lock().await;
-            match store.usage().await {
-                Ok(u) => {
-                    self.objects
-                        .set(i64::try_from(u.objects).unwrap_or(i64::MAX));
-                    self.bytes.set(i64::try_from(u.bytes).unwrap_or(i64::MAX));
+            let mut last = self.census.lock().await;
+            let due = match *last {
+                None => true,
+                Some((at, took)) => {
+                    let changed = self.changed.load(Ordering::Relaxed);
+                    at.elapsed() >= census_reuse(took, changed)
                 }
-                Err(e) => tracing::warn!(error = %e, "metrics: store census failed"),
+            };
+            if due {
+                // Cleared before the walk: a write during it marks the next one due.
+                self.changed.store(false, Ordering::Relaxed);
+                let start = Instant::now();
+                let res = store.usage().await;
+                *last = Some((start, start.elapsed()));
+                self.censuses.fetch_add(1, Ordering::Relaxed);
+                match res {
+                    Ok(u) => {
+                        self.objects
+                            .set(i64::try_from(u.objects).unwrap_or(i64::MAX));
+                        self.bytes.set(i64::try_from(u.bytes).unwrap_or(i64::MAX));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "metrics: store census failed"),
+                }
             }
         }
         let mut out = String::with_capacity(4096);
@@ -457,5 +523,54 @@ mod tests {
         assert!(text.contains("tig_objects_stored 0"));
         assert!(text.contains("tig_bytes_stored 0"));
         assert_eq!(m.durations[0].count(), 2);
+    }
+
+    #[test]
+    fn census_reuse_bounds_the_walks() {
+        let ms = Duration::from_millis;
+        // Idle: every 30 s, or 10x a slow census.
+        assert_eq!(census_reuse(ms(1), false), CENSUS_EVERY);
+        assert_eq!(census_reuse(ms(5000), false), ms(50_000));
+        // After a write: a cheap census at once, a costly one after 10x its time.
+        assert_eq!(census_reuse(ms(1), true), Duration::ZERO);
+        assert_eq!(census_reuse(ms(400), true), ms(4000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scrapes_reuse_the_census_until_a_write_or_its_age() {
+        use tig_store::{SlotWrite, body_from_bytes};
+        let m = Metrics::new();
+        let store = tig_store::MemStore::new();
+        let objects = |text: &str| line(text, "tig_objects_stored ").map(str::to_owned);
+        assert_eq!(
+            objects(&m.render(&store).await).as_deref(),
+            Some("tig_objects_stored 0")
+        );
+        // Written behind the server's back: the census is reused, nothing walks.
+        store
+            .put_content(body_from_bytes("a"), 10)
+            .await
+            .expect("put");
+        for _ in 0..5 {
+            m.render(&store).await;
+        }
+        assert_eq!(m.censuses(), 1);
+        // A write through this instance: the next scrape counts again.
+        m.store_changed();
+        let text = m.render(&store).await;
+        assert_eq!(objects(&text).as_deref(), Some("tig_objects_stored 1"));
+        assert_eq!(m.censuses(), 2);
+        m.render(&store).await;
+        assert_eq!(m.censuses(), 2, "no write since");
+        // Unannounced writes show once the census is CENSUS_EVERY old.
+        let slot = tig_store::ObjectId::digest(b"slot");
+        store
+            .put_slot(slot, body_from_bytes("b"), 10, SlotWrite::Replace)
+            .await
+            .expect("slot");
+        tokio::time::advance(CENSUS_EVERY).await;
+        let text = m.render(&store).await;
+        assert_eq!(objects(&text).as_deref(), Some("tig_objects_stored 2"));
+        assert_eq!(m.censuses(), 3);
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tig_store::Store;
+use tig_store::{Store, StoreError};
 use tokio::net::TcpListener;
 
 use crate::AppState;
@@ -107,11 +107,16 @@ async fn ready<S: Store>(state: &AppState<S>) -> Response {
     match tokio::time::timeout(HEALTH_TIMEOUT, state.store.health()).await {
         Ok(Ok(())) => text(StatusCode::OK, "ready"),
         Ok(Err(e)) => {
-            let line: String = e
-                .to_string()
+            // The backend's own words (an S3 backend names its endpoint and bucket),
+            // without the generic "storage I/O failed" wrapper.
+            let why = match &e {
+                StoreError::Io(inner) => inner.to_string(),
+                other => other.to_string(),
+            };
+            let line: String = why
                 .chars()
                 .map(|c| if c.is_control() { ' ' } else { c })
-                .take(200)
+                .take(300)
                 .collect();
             unavailable(&format!("storage backend unreachable: {line}"))
         }

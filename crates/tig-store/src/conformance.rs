@@ -39,7 +39,8 @@ macro_rules! suite {
             concurrent_identical_puts_store_one_object, large_object_streams_back,
             stat_reports_len_and_kind, slot_version_changes_with_the_bytes_only,
             ranges_of_small_and_large_objects, unsatisfiable_ranges, take_slot,
-            take_refuses_content_and_absent, concurrent_takers_have_one_winner);
+            take_refuses_content_and_absent, concurrent_takers_have_one_winner,
+            usage_counts_objects_and_bytes, list_is_most_recently_written_first);
     };
     (@optional $factory:ident, $($name:ident),* $(,)?) => {
         $(
@@ -687,4 +688,61 @@ pub(crate) async fn concurrent_takers_have_one_winner<S: Store>(store: Arc<S>) {
     }
     assert_eq!(won, vec![b"the value".to_vec()], "exactly one taker wins");
     assert!(store.stat(slot, false).await.unwrap().is_none());
+}
+
+/// [`Store::usage`] counts objects and their bytes, and nothing a backend keeps
+/// beside them (use markers, temp files).
+pub(crate) async fn usage_counts_objects_and_bytes<S: Store>(store: Arc<S>) {
+    assert_eq!(store.usage().await.unwrap(), crate::Usage::default());
+    let id = store
+        .put_content(body_from_bytes("abc"), LIMIT)
+        .await
+        .unwrap();
+    let slot = slot_name("usage");
+    store
+        .put_slot(slot, body_from_bytes("hello\n"), LIMIT, SlotWrite::Replace)
+        .await
+        .unwrap();
+    store
+        .put_slot(slot, body_from_bytes("more\n"), LIMIT, SlotWrite::Append)
+        .await
+        .unwrap();
+    // Reads that record their use.
+    assert!(store.get(id, true).await.unwrap().is_some());
+    assert!(store.stat(slot, true).await.unwrap().is_some());
+    let want = crate::Usage {
+        objects: 2,
+        bytes: 3 + 11,
+    };
+    assert_eq!(store.usage().await.unwrap(), want);
+    store.delete_slot(slot).await.unwrap();
+    let want = crate::Usage {
+        objects: 1,
+        bytes: 3,
+    };
+    assert_eq!(store.usage().await.unwrap(), want);
+}
+
+/// Objects written in quick succession list newest first, even within one
+/// second (the precision of S3 listings on SeaweedFS) — the seed's listing order.
+pub(crate) async fn list_is_most_recently_written_first<S: Store>(store: Arc<S>) {
+    let mut written = Vec::new();
+    for body in ["first", "second", "third"] {
+        written.push(
+            store
+                .put_content(body_from_bytes(body), LIMIT)
+                .await
+                .unwrap(),
+        );
+        // Beyond the filesystem's timestamp granularity (a kernel tick).
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let slot = slot_name("newest");
+    store
+        .put_slot(slot, body_from_bytes("v"), LIMIT, SlotWrite::Replace)
+        .await
+        .unwrap();
+    written.push(slot);
+    written.reverse();
+    assert_eq!(store.list().await.unwrap(), written);
 }

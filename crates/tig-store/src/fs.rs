@@ -653,6 +653,30 @@ impl Inner {
     /// Every object file with its mtime.
     fn scan(&self) -> io::Result<Vec<(ObjectId, SystemTime)>> {
         let mut out = Vec::new();
+        self.walk(|id, meta| {
+            out.push((id, meta.modified()?));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// How many object files there are and their total length, from the
+    /// directory walk's own metadata (no file is opened).
+    fn census(&self) -> io::Result<crate::Usage> {
+        let mut usage = crate::Usage::default();
+        self.walk(|_, meta| {
+            usage.objects += 1;
+            usage.bytes += meta.len();
+            Ok(())
+        })?;
+        Ok(usage)
+    }
+
+    /// Calls `each` with every object file's name and metadata.
+    fn walk(
+        &self,
+        mut each: impl FnMut(ObjectId, &fs::Metadata) -> io::Result<()>,
+    ) -> io::Result<()> {
         for entry in fs::read_dir(&self.root)? {
             let entry = entry?;
             let name = entry.file_name();
@@ -665,10 +689,10 @@ impl Inner {
                 Err(e) => return Err(e),
             };
             if meta.is_file() {
-                out.push((id, meta.modified()?));
+                each(id, &meta)?;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Opens `<id>.tig` for reading, refreshing its timer if asked.
@@ -990,6 +1014,13 @@ impl Store for FsStore {
 
     async fn sweep(&self, retention: Duration) -> Result<usize, StoreError> {
         self.sweep_at(SystemTime::now(), retention).await
+    }
+
+    /// One directory walk: the lengths come from the entries' metadata, not from
+    /// opening each object as [`Store::stat`] would.
+    async fn usage(&self) -> Result<crate::Usage, StoreError> {
+        let inner = self.inner.clone();
+        blocking(move || Ok(inner.census()?)).await
     }
 }
 

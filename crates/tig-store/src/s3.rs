@@ -59,10 +59,18 @@ const CAS_ATTEMPTS: u32 = 200;
 const LEASE_TTL: Duration = Duration::from_secs(300);
 /// Temp keys and multipart uploads older than this are abandoned and removed.
 const TEMP_TTL: Duration = Duration::from_secs(3600);
+/// Objects whose last write by this instance is remembered to the nanosecond.
+const RECENT_MAX: usize = 50_000;
 /// The metadata header that marks an object's kind.
 const KIND_HEADER: &str = "x-amz-meta-tig-kind";
 /// The metadata header with a slot's version (unique per write).
 const VERSION_HEADER: &str = "x-amz-meta-tig-version";
+/// How long the health probe behind `/readyz` waits for the bucket (below the
+/// server's own 2 s bound, so a down endpoint reads as a reason, not a timeout).
+const HEALTH_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long one health verdict is reused: a load balancer probing every few
+/// milliseconds costs the bucket one request per second per instance.
+const HEALTH_TTL: Duration = Duration::from_secs(1);
 
 /// Why the S3 backend could not be configured or reached.
 #[derive(Debug, thiserror::Error)]
@@ -224,12 +232,16 @@ pub struct S3Options {
     /// A read records its use (a marker write) at most once per this period per
     /// object and instance. Keep it well below the retention.
     pub touch_granularity: Duration,
+    /// Whether reads record their use at all: `false` when nothing is ever swept
+    /// (`--retention 0`), which saves a marker write per object and period.
+    pub record_use: bool,
 }
 
 impl Default for S3Options {
     fn default() -> Self {
         Self {
             touch_granularity: Duration::from_secs(60),
+            record_use: true,
         }
     }
 }
@@ -253,11 +265,19 @@ struct Inner {
     http: reqwest::Client,
     bucket: Bucket,
     creds: Credentials,
+    /// The endpoint URL as configured (for messages).
+    endpoint: String,
     prefix: String,
     opts: S3Options,
+    /// The last health verdict and when it was reached (see [`HEALTH_TTL`]).
+    health: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
     started: SystemTime,
     /// When this instance last wrote each object's use marker.
     touched: Mutex<HashMap<ObjectId, Instant>>,
+    /// When this instance last wrote each object or its use marker, to the
+    /// nanosecond: orders the listing within the engine's `LastModified`
+    /// precision (a second on SeaweedFS). At most [`RECENT_MAX`] entries.
+    recent: Mutex<HashMap<ObjectId, SystemTime>>,
     /// Unique per process: names temp keys and the lease.
     instance: String,
     counter: AtomicU64,
@@ -279,6 +299,7 @@ struct Listed {
     key: String,
     etag: String,
     modified: SystemTime,
+    size: u64,
 }
 
 /// A conditional write.
@@ -612,10 +633,23 @@ impl Inner {
 
     /// Every key under `prefix` (relative to the bucket), following continuations.
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, S3Error> {
+        self.list_with(prefix, None).await
+    }
+
+    /// Like [`Inner::list`]; with a `delimiter`, keys that contain it after the
+    /// prefix are left out (S3 rolls them up into common prefixes).
+    async fn list_with(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+    ) -> Result<Vec<Listed>, S3Error> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let mut query = vec![("list-type", "2"), ("prefix", prefix)];
+            if let Some(d) = delimiter {
+                query.push(("delimiter", d));
+            }
             if let Some(t) = &token {
                 query.push(("continuation-token", t));
             }
@@ -647,6 +681,7 @@ impl Inner {
                     key: c.key,
                     etag: c.etag,
                     modified,
+                    size: c.size,
                 });
             }
             match page.next_continuation_token {
@@ -654,6 +689,64 @@ impl Inner {
                 _ => return Ok(out),
             }
         }
+    }
+
+    /// Remembers that this instance just wrote `id` or its use marker.
+    fn note_recent(&self, id: ObjectId) {
+        let now = SystemTime::now();
+        let mut map = lock(&self.recent);
+        if map.len() >= RECENT_MAX {
+            // Only the last seconds matter (see `listed_time`).
+            map.retain(|_, t| {
+                now.duration_since(*t)
+                    .is_ok_and(|a| a < Duration::from_secs(10))
+            });
+            if map.len() >= RECENT_MAX {
+                map.clear();
+            }
+        }
+        map.insert(id, now);
+    }
+
+    /// Whether the bucket answers and lets us in: one `ListObjectsV2` of at most
+    /// one key under the prefix, not retried, bounded by `timeout`. Used at
+    /// start-up (bad configuration fails there) and by [`Store::health`].
+    async fn probe(&self, timeout: Duration) -> Result<(), S3Error> {
+        let url = self.url(
+            Method::Get,
+            "",
+            &[
+                ("list-type", "2"),
+                ("max-keys", "1"),
+                ("prefix", &self.prefix),
+            ],
+            &[],
+        )?;
+        let resp = self
+            .http
+            .get(url)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| S3Error::Unreachable {
+                endpoint: self.endpoint.clone(),
+                source: e.without_url(),
+            })?;
+        let status = resp.status().as_u16();
+        if status == 200 {
+            return Ok(());
+        }
+        let body = resp.text().await.unwrap_or_default();
+        let code = xml_field(&body, "Code").unwrap_or("");
+        let b = self.bucket.name();
+        let e = &self.endpoint;
+        Err(S3Error::Config(match (status, code) {
+            (404, _) | (_, "NoSuchBucket") => format!("S3 bucket {b} does not exist at {e}"),
+            (401 | 403, _) => format!(
+                "S3 access to bucket {b} at {e} denied ({code}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            ),
+            _ => format!("S3 bucket {b} at {e}: HTTP {status} {code}"),
+        }))
     }
 
     /// A slot version unique across instances and writes.
@@ -739,47 +832,17 @@ impl S3Store {
             http,
             bucket,
             creds,
+            endpoint: config.endpoint.clone(),
             prefix: config.prefix.clone(),
             opts,
+            health: tokio::sync::Mutex::new(None),
             started: SystemTime::now(),
             touched: Mutex::new(HashMap::new()),
+            recent: Mutex::new(HashMap::new()),
             instance: format!("{:x}-{seed:016x}", std::process::id()),
             counter: AtomicU64::new(0),
         };
-        let probe = inner.url(
-            Method::Get,
-            "",
-            &[
-                ("list-type", "2"),
-                ("max-keys", "1"),
-                ("prefix", &config.prefix),
-            ],
-            &[],
-        )?;
-        let resp = inner
-            .http
-            .get(probe)
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .map_err(|e| S3Error::Unreachable {
-                endpoint: config.endpoint.clone(),
-                source: e.without_url(),
-            })?;
-        let status = resp.status().as_u16();
-        if status != 200 {
-            let body = resp.text().await.unwrap_or_default();
-            let code = xml_field(&body, "Code").unwrap_or("");
-            let b = &config.bucket;
-            let e = &config.endpoint;
-            return Err(S3Error::Config(match (status, code) {
-                (404, _) | (_, "NoSuchBucket") => format!("S3 bucket {b} does not exist at {e}"),
-                (401 | 403, _) => format!(
-                    "S3 access to bucket {b} at {e} denied ({code}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-                ),
-                _ => format!("S3 bucket {b} at {e}: HTTP {status} {code}"),
-            }));
-        }
+        inner.probe(Duration::from_secs(30)).await?;
         Ok(Self {
             inner: Arc::new(inner),
         })
@@ -999,6 +1062,9 @@ impl S3Store {
 
     /// Records a use of `id` (at most once per granularity per instance).
     async fn touch(&self, id: ObjectId) {
+        if !self.inner.opts.record_use {
+            return;
+        }
         let now = Instant::now();
         let every = self.inner.opts.touch_granularity;
         {
@@ -1011,12 +1077,13 @@ impl S3Store {
             }
             map.insert(id, now);
         }
-        if let Err(e) = self
+        match self
             .inner
             .put(&self.inner.used_key(id), Bytes::new(), None, None)
             .await
         {
-            tracing::warn!(%id, error = %e, "cannot record the last use");
+            Ok(_) => self.inner.note_recent(id),
+            Err(e) => tracing::warn!(%id, error = %e, "cannot record the last use"),
         }
     }
 
@@ -1025,7 +1092,8 @@ impl S3Store {
         if let Err(e) = self.inner.delete(&self.inner.used_key(id), None).await {
             tracing::warn!(%id, error = %e, "cannot delete the use marker");
         }
-        self.written(id);
+        lock(&self.inner.touched).remove(&id);
+        lock(&self.inner.recent).remove(&id);
     }
 
     /// A fresh private temp key (deleted when dropped).
@@ -1042,8 +1110,8 @@ impl S3Store {
 
     /// Marks `id` as just written by this instance (its own `LastModified` is new).
     fn written(&self, id: ObjectId) {
-        let mut map = self.inner.touched.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&id);
+        lock(&self.inner.touched).remove(&id);
+        self.inner.note_recent(id);
     }
 
     async fn backoff(attempt: u32) {
@@ -1071,7 +1139,9 @@ impl S3Store {
                 };
                 let created = self.publish(&staged, &key, kind, Cond::Absent).await;
                 Self::discard(staged).await;
-                self.written(id);
+                if matches!(created, Ok(true)) {
+                    self.written(id);
+                }
                 Ok(if created? {
                     SlotOutcome::Created
                 } else {
@@ -1586,9 +1656,15 @@ impl Store for S3Store {
     }
 
     async fn list(&self) -> Result<Vec<ObjectId>, StoreError> {
-        let mut all = self.scan().await?.objects;
-        all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.as_bytes().cmp(b.0.as_bytes())));
-        Ok(all.into_iter().map(|(id, _, _)| id).collect())
+        let all = self.scan().await?.objects;
+        let mut all: Vec<(SystemTime, ObjectId)> = {
+            let recent = lock(&self.inner.recent);
+            all.into_iter()
+                .map(|(id, last, _)| (listed_time(last, recent.get(&id).copied()), id))
+                .collect()
+        };
+        all.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.as_bytes().cmp(b.1.as_bytes())));
+        Ok(all.into_iter().map(|(_, id)| id).collect())
     }
 
     async fn sweep(&self, retention: Duration) -> Result<usize, StoreError> {
@@ -1597,6 +1673,72 @@ impl Store for S3Store {
         }
         self.sweep_at(retention, SystemTime::now()).await
     }
+
+    /// The sizes of the bucket listing alone: no `HEAD` per object. The listing
+    /// stops at `/` after the prefix, so the use markers, temp keys and lease under
+    /// `.tig/` are not even listed (one request per 1000 objects).
+    async fn usage(&self) -> Result<crate::Usage, StoreError> {
+        let inner = &self.inner;
+        let mut usage = crate::Usage::default();
+        for l in inner.list_with(&inner.prefix, Some("/")).await? {
+            let rel = l.key.strip_prefix(&inner.prefix).unwrap_or_default();
+            if ObjectId::from_file_name(rel).is_some() {
+                usage.objects += 1;
+                usage.bytes += l.size;
+            }
+        }
+        Ok(usage)
+    }
+
+    /// One [`Inner::probe`] per [`HEALTH_TTL`], shared by concurrent callers.
+    async fn health(&self) -> Result<(), StoreError> {
+        let mut last = self.inner.health.lock().await;
+        let verdict = match &*last {
+            Some((at, verdict)) if at.elapsed() < HEALTH_TTL => verdict.clone(),
+            _ => {
+                let verdict = self
+                    .inner
+                    .probe(HEALTH_TIMEOUT)
+                    .await
+                    .map_err(|e| error_line(&e));
+                *last = Some((Instant::now(), verdict.clone()));
+                verdict
+            }
+        };
+        verdict.map_err(|line| StoreError::Io(io::Error::other(line)))
+    }
+}
+
+/// The last use of an object for ordering the listing: `listed` (the engine's
+/// time, truncated to its precision) refined by `mine`, when this instance wrote
+/// the object or its marker itself, unless the listing shows a later use.
+fn listed_time(listed: SystemTime, mine: Option<SystemTime>) -> SystemTime {
+    match mine {
+        // `listed` may be up to a second behind the true time.
+        Some(t) if t + Duration::from_secs(1) > listed => t.max(listed),
+        _ => listed,
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An error and its sources on one line (`a: b: c`), repeated texts once.
+fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut last = line.clone();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        if text != last && !last.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        last = text;
+        next = s.source();
+    }
+    line
 }
 
 #[cfg(test)]
@@ -1808,6 +1950,7 @@ mod tests {
         let prefix = weed::unique_prefix();
         let opts = S3Options {
             touch_granularity: Duration::ZERO,
+            record_use: true,
         };
         let a = S3Store::open(&config(weed, &bucket, &prefix), opts.clone())
             .await
@@ -1825,5 +1968,38 @@ mod tests {
                 .unwrap()
         );
         assert!(b.take_lease().await.unwrap().is_some(), "free again");
+    }
+
+    /// With `record_use: false` (`--retention 0`) reads write no use markers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_record_no_use_when_told_not_to() {
+        let Some(weed) = tokio::task::spawn_blocking(weed::Weed::shared)
+            .await
+            .unwrap()
+        else {
+            return;
+        };
+        let bucket = tokio::task::spawn_blocking(|| weed.shared_bucket())
+            .await
+            .unwrap();
+        let prefix = weed::unique_prefix();
+        let config = config(weed, &bucket, &prefix);
+        let quiet = S3Options {
+            touch_granularity: Duration::ZERO,
+            record_use: false,
+        };
+        let store = S3Store::open(&config, quiet).await.unwrap();
+        let id = store
+            .put_content(body_from_bytes("unswept"), u64::MAX)
+            .await
+            .unwrap();
+        assert!(store.get(id, true).await.unwrap().is_some());
+        assert!(store.stat(id, true).await.unwrap().is_some());
+        let used = format!("{}.tig/used/", store.inner.prefix);
+        assert!(store.inner.list(&used).await.unwrap().is_empty());
+        // The default records it.
+        let store = S3Store::open(&config, S3Options::default()).await.unwrap();
+        assert!(store.get(id, true).await.unwrap().is_some());
+        assert_eq!(store.inner.list(&used).await.unwrap().len(), 1);
     }
 }

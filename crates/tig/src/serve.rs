@@ -383,10 +383,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 async fn open_s3(url: &str, retention: Duration) -> anyhow::Result<S3Store> {
     let config = S3Config::from_env(url, |k| std::env::var(k).ok())?;
     // A read records its use at most once a minute, and often enough for short
-    // retentions (tests, demos) to keep used objects.
+    // retentions (tests, demos) to keep used objects; not at all when nothing is
+    // ever swept (`--retention 0`).
     let touch = (retention / 8).clamp(Duration::ZERO, Duration::from_secs(60));
     let opts = S3Options {
         touch_granularity: touch,
+        record_use: !retention.is_zero(),
     };
     Ok(S3Store::open(&config, opts).await?)
 }

@@ -1,7 +1,8 @@
 //! `tig serve --root s3://BUCKET/PREFIX` against a real SeaweedFS (see
-//! `common/weed.rs`): the seed's curl examples, two instances on one bucket,
-//! races across instances, interrupted and large uploads, retention shared by
-//! two instances, and bad configuration.
+//! `common/weed.rs`): two instances on one bucket, races across instances,
+//! interrupted and large uploads, retention shared by two instances, `/readyz`
+//! while the bucket is down, and bad configuration. The seed's curl examples run
+//! on S3 in `serve_seed_examples.rs` (every one, on both backends).
 //!
 //! One SeaweedFS serves the whole binary; every test has its own bucket.
 
@@ -11,16 +12,12 @@ mod weed;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use weed::Weed;
 
-const TEST_HASH: &str = "f2ca1bb6c7e907d06dafe4687e579fce76b37e4e93b7605022da52e6ccc26fd2";
-const KEY_HASH: &str = "a7998f247bd965694ff227fa325c81169a07471a8b6808d3e002a486c4e65975";
-const SYNC_SLOT: &str = "7574284e16a554088122dcd49e69f96061965d7c599f834393b563fb31854c7f";
 const MIB: u64 = 1024 * 1024;
 
 /// A fresh bucket on the shared SeaweedFS; `None` when SeaweedFS is not installed
@@ -64,179 +61,6 @@ fn bucket_keys(weed: &Weed, bucket: &str, prefix: &str) -> Vec<String> {
         .filter_map(|s| s.split_once("</Key>").map(|(k, _)| k.to_owned()))
         .filter(|k| k.starts_with(prefix))
         .collect()
-}
-
-/// Runs one seed command line in bash against `s`, `/tmp/` mapped to `dir`.
-fn seed(s: &TigServer, dir: &Path, line: &str) -> (bool, String) {
-    let script = line
-        .replace("http://127.0.0.1:7777", &s.url)
-        .replace("http://127.0.0.1/", &format!("{}/", s.url))
-        .replace("127.0.0.1:7777", &s.addr())
-        .replace("/tmp/", &format!("{}/", dir.display()))
-        .replace("uuidgen", "cat /proc/sys/kernel/random/uuid");
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .current_dir(dir)
-        .env("NO_PROXY", "*")
-        .env_remove("http_proxy")
-        .env_remove("HTTP_PROXY")
-        .output()
-        .expect("run bash");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
-
-fn status_of(s: &TigServer, dir: &Path, line: &str) -> String {
-    let line = line.replacen("curl ", "curl -s -o /dev/null -w '%{http_code}' ", 1);
-    seed(s, dir, &line).1
-}
-
-#[test]
-fn s3_seed_examples() {
-    let Some((weed, bucket)) = bucket() else {
-        return;
-    };
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = tmp.path();
-    let s = serve(weed, &bucket, &[], &[("APIKEY", "abc")]);
-    let run = |line: &str| seed(&s, dir, line);
-    let url = |h: &str| format!("{}/{h}.tig", s.url);
-
-    assert_eq!(run("echo test > /tmp/test"), (true, String::new()));
-    assert_eq!(
-        run("curl 'http://127.0.0.1:7777/?apikey=abc'"),
-        (true, String::new())
-    );
-    let stored = format!("/{TEST_HASH}.tig");
-    assert_eq!(
-        run("curl -X PUT 'http://127.0.0.1:7777/?apikey=abc' -T /tmp/test"),
-        (true, stored.clone())
-    );
-    assert_eq!(
-        run("curl -X POST 'http://127.0.0.1:7777/?apikey=abc' -T /tmp/test"),
-        (true, stored.clone())
-    );
-    assert_eq!(
-        run("curl 'http://127.0.0.1:7777?apikey=abc'"),
-        (true, format!("{stored}\n"))
-    );
-    assert_eq!(
-        run(&format!("curl 'http://127.0.0.1:7777/{TEST_HASH}.tig'")),
-        (true, "test\n".to_owned())
-    );
-    let line = "curl 'http://127.0.0.1:7777/randomfileunauthorized'";
-    assert_eq!(status_of(&s, dir, line), "417");
-    let (ok, out) = run(
-        "uuidgen | sha256sum | head -c 64 | curl --data-binary @- -X POST 'http://127.0.0.1:7777?apikey=abc&format=http://127.0.0.1:7777*'",
-    );
-    assert!(ok);
-    let h = out
-        .strip_prefix(&format!("{}/", s.url))
-        .and_then(|r| r.strip_suffix(".tig"))
-        .unwrap_or_else(|| panic!("formatted url: {out:?}"))
-        .to_owned();
-    let (_, listing) = run("curl 'http://127.0.0.1:7777?apikey=abc&format=http://127.0.0.1:7777*'");
-    let lines: Vec<&str> = listing.lines().collect();
-    assert_eq!(lines.len(), 2, "{listing:?}");
-    assert!(lines.contains(&url(&h).as_str()) && lines.contains(&url(TEST_HASH).as_str()));
-
-    // Commit a directory as a tarball and read it back.
-    let project = dir.join("project");
-    std::fs::create_dir_all(project.join("src")).expect("mkdir");
-    std::fs::write(project.join("src/main.rs"), "fn main() {}\n").expect("w");
-    let (ok, out) = seed(
-        &s,
-        dir,
-        "cd /tmp/project && tar -c . | curl --data-binary @- -X POST 'http://127.0.0.1:7777/?apikey=abc'",
-    );
-    assert!(ok, "{out}");
-    let (ok, listing) = run(&format!("curl -s 'http://127.0.0.1:7777{out}' | tar -t"));
-    assert!(ok && listing.contains("./src/main.rs"), "{listing}");
-
-    // Backup: every listed object fetched by its path, each one hashing to its name.
-    let backup = dir.join("backup");
-    std::fs::create_dir_all(&backup).expect("mkdir");
-    assert!(
-        run("cd /tmp/backup && curl -s 'http://127.0.0.1:7777?apikey=abc' | xargs -I {} curl -s 127.0.0.1:7777{} --output .{}").0
-    );
-    let backed = tig_files(&backup);
-    assert_eq!(backed.len(), 3);
-    for (name, path) in backed {
-        let data = std::fs::read(path).expect("read");
-        assert_eq!(format!("{}.tig", sha256_hex(&data)), name);
-    }
-
-    // Key-value: content paths refuse a value; the hash of the hash is a slot.
-    assert_eq!(
-        run(
-            "echo key | curl -X PUT --data-binary @- 'http://127.0.0.1:7777?apikey=abc&format=http://127.0.0.1:7777*'"
-        ),
-        (true, url(KEY_HASH))
-    );
-    let line = format!(
-        "echo abc | curl -X PUT --data-binary @- 'http://127.0.0.1:7777/{KEY_HASH}.tig?apikey=abc'"
-    );
-    assert_eq!(status_of(&s, dir, &line), "409");
-    assert_eq!(
-        run(&format!("curl http://127.0.0.1:7777/{KEY_HASH}.tig")),
-        (true, "key\n".to_owned())
-    );
-    let k2 = sha256_hex(KEY_HASH.as_bytes());
-    for v in ["abc", "def"] {
-        assert_eq!(
-            run(&format!(
-                "echo {v} | curl -X PUT --data-binary @- 'http://127.0.0.1:7777/{k2}.tig?apikey=abc&format=http://127.0.0.1:7777*'"
-            )),
-            (true, url(&k2))
-        );
-        assert_eq!(
-            run(&format!("curl http://127.0.0.1:7777/{k2}.tig")),
-            (true, format!("{v}\n"))
-        );
-    }
-
-    // Bursts.
-    for line in [
-        "printf abc | curl -X PUT --data-binary @- 'http://127.0.0.1:7777?apikey=abc&format=*' >/tmp/burst.txt",
-        "echo >>/tmp/burst.txt",
-        "printf def | curl -X PUT --data-binary @- 'http://127.0.0.1:7777?apikey=abc&format=*' >>/tmp/burst.txt",
-        "echo >>/tmp/burst.txt",
-    ] {
-        assert!(run(line).0, "{line}");
-    }
-    let (ok, list) = run(
-        "cat /tmp/burst.txt | curl -X PUT --data-binary @- 'http://127.0.0.1:7777?apikey=abc&format=*'",
-    );
-    assert!(ok);
-    assert_eq!(
-        run(&format!("curl 'http://127.0.0.1:7777{list}?burst=1'")),
-        (true, "abcdef".to_owned())
-    );
-
-    // Synchronization: setifnot once, then append.
-    let setifnot = format!(
-        "echo 123 | curl -X 'PUT' --data-binary @- 'http://127.0.0.1/{SYNC_SLOT}.tig?apikey=abc&setifnot=1'"
-    );
-    assert_eq!(run(&setifnot), (true, format!("/{SYNC_SLOT}.tig")));
-    assert_eq!(
-        run(&setifnot),
-        (true, String::new()),
-        "empty if already set"
-    );
-    let append = format!(
-        "echo We added one more file. | curl -X 'PUT' --data-binary @- 'http://127.0.0.1/{SYNC_SLOT}.tig?apikey=abc&append=1'"
-    );
-    assert_eq!(run(&append), (true, format!("/{SYNC_SLOT}.tig")));
-    assert_eq!(
-        run(&format!("curl -s http://127.0.0.1/{SYNC_SLOT}.tig")),
-        (true, "123\nWe added one more file.\n".to_owned())
-    );
-    // The objects really are in the bucket under the prefix.
-    let keys = bucket_keys(weed, &bucket, "tig/");
-    assert!(keys.contains(&format!("tig/{TEST_HASH}.tig")), "{keys:?}");
 }
 
 #[test]
@@ -540,6 +364,48 @@ fn s3_retention_across_two_instances() {
         status(&b, &used) == 404
     });
     assert!(expires, "the used object never expired once unused");
+}
+
+/// `/readyz` follows the bucket (issue 9): 200 `ready` while SeaweedFS answers,
+/// 503 with one line naming the S3 endpoint once it is gone, while `/healthz`
+/// stays 200 (the process still serves). A SeaweedFS of its own: the shared one
+/// must live on for the other tests.
+#[test]
+fn s3_readyz_is_503_while_the_bucket_is_unreachable() {
+    let Some(own) = Weed::start() else {
+        return;
+    };
+    let bucket = own.new_bucket();
+    let s = serve(&own, &bucket, &[], &[]);
+    let endpoint = own.endpoint.clone();
+    let c = http();
+    let get = |path: &str| {
+        let r = c.get(format!("{}{path}", s.url)).send().expect("probe");
+        (r.status().as_u16(), r.text().expect("text"))
+    };
+    assert_eq!(get("/readyz"), (200, "ready\n".to_owned()));
+    // Probed often, the bucket is asked at most about once a second.
+    for _ in 0..20 {
+        assert_eq!(get("/readyz").0, 200);
+    }
+    drop(own);
+    // The last verdict is reused for up to a second: bounded wait.
+    let mut last = (0, String::new());
+    let down = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        last = get("/readyz");
+        last.0 == 503
+    });
+    assert!(down, "still {last:?} with SeaweedFS stopped");
+    let (_, body) = &last;
+    assert!(
+        body.ends_with('\n') && body.lines().count() == 1,
+        "{body:?}"
+    );
+    assert!(
+        body.starts_with("storage backend unreachable: ") && body.contains(&endpoint),
+        "{body:?}"
+    );
+    assert_eq!(get("/healthz"), (200, "ok\n".to_owned()));
 }
 
 /// Bad configuration: one `tig: …` line on stderr and exit status 1.
