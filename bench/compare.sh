@@ -237,7 +237,7 @@ for c in 1 16 64 256; do small_row "GET 1 KiB, TLS" "$c" "$tigs$small" "$ngs/1k"
 
 # The same large PUT right after all that small-request load, same process.
 busy_put=$(put_mbs "$tig" "$work/big2")
-get_mbs() { curl -sk -o /dev/null -w '%{speed_download}' "$1" | awk '{printf "%.0f", $1 / 1e6}'; }
+get_mbs() { curl -sk -o /dev/null -w '%{speed_download}' "$1" | awk '{printf "%.0f\n", $1 / 1e6}'; }
 tig_get=$(for i in $(seq 1 "$RUNS"); do get_mbs "$tig/$big_h.tig"; done | median)
 ng_get=$(for i in $(seq 1 "$RUNS"); do get_mbs "$ng/big"; done | median)
 

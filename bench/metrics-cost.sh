@@ -19,8 +19,8 @@ TIG_BIN=${TIG_BIN:-$here/target/release/tig}
 [ -x "$TIG_BIN" ] || (cd "$here" && cargo build --release --locked -p tig --bin tig)
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
 work=$(mktemp -d /tmp/tig-metrics-cost.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+# The servers start inside $(…), so their pids come back through files.
+cleanup() { for f in "$work"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 export NO_PROXY='*' no_proxy='*'
 
@@ -30,7 +30,6 @@ start() { # name log-filter extra-args...
     mkdir -p "$work/$name"
     TIG_LOG=$filter "$TIG_BIN" serve --listen 127.0.0.1:0 --root "$work/$name" --retention 0 "$@" \
         >"$work/$name.out" 2>/dev/null &
-    pids+=($!)
     echo $! >"$work/$name.pid"
     for _ in $(seq 100); do grep -q 'listening on' "$work/$name.out" 2>/dev/null && break; sleep 0.05; done
     sed -n 's/^tig: listening on //p' "$work/$name.out"
@@ -43,7 +42,7 @@ for u in "$on" "$off" "$logged"; do
     path=$(curl -fsS -T "$work/body" "$u/")
 done
 for k in on off logged; do pid_of[$k]=$(cat "$work/$k.pid"); done
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END {printf "%d", s}'; }
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END {printf "%.0f", s}'; }  # %d saturates at 2^31 in mawk
 declare -A all cpu
 for r in $(seq "$RUNS"); do
     for k in on off logged; do
