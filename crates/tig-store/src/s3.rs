@@ -1756,15 +1756,22 @@ mod tests {
         S3Config::from_env(&root, |k| env.get(k).cloned()).expect("config")
     }
 
-    /// A store on a fresh bucket of the shared SeaweedFS; `None` when skipped.
-    async fn store() -> Option<((), S3Store)> {
+    /// The shared SeaweedFS, its shared bucket and a fresh key prefix; `None` when
+    /// skipped (SeaweedFS missing outside CI).
+    async fn place() -> Option<(&'static weed::Weed, String, String)> {
         let weed = tokio::task::spawn_blocking(weed::Weed::shared)
             .await
             .expect("start weed")?;
         let bucket = tokio::task::spawn_blocking(|| weed.shared_bucket())
             .await
             .expect("bucket");
-        let prefix = format!("{}/q", weed::unique_prefix());
+        Some((weed, bucket, weed::unique_prefix()))
+    }
+
+    /// A store on a fresh prefix of the shared SeaweedFS; `None` when skipped.
+    async fn store() -> Option<((), S3Store)> {
+        let (weed, bucket, prefix) = place().await?;
+        let prefix = format!("{prefix}/q");
         let store = S3Store::open(&config(weed, &bucket, &prefix), S3Options::default())
             .await
             .expect("open");
@@ -1938,16 +1945,9 @@ mod tests {
     /// Two stores on one bucket: one sweeper at a time (the lease).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn lease_excludes_a_second_sweeper() {
-        let Some(weed) = tokio::task::spawn_blocking(weed::Weed::shared)
-            .await
-            .unwrap()
-        else {
+        let Some((weed, bucket, prefix)) = place().await else {
             return;
         };
-        let bucket = tokio::task::spawn_blocking(|| weed.shared_bucket())
-            .await
-            .unwrap();
-        let prefix = weed::unique_prefix();
         let opts = S3Options {
             touch_granularity: Duration::ZERO,
             record_use: true,
@@ -1973,16 +1973,9 @@ mod tests {
     /// With `record_use: false` (`--retention 0`) reads write no use markers.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reads_record_no_use_when_told_not_to() {
-        let Some(weed) = tokio::task::spawn_blocking(weed::Weed::shared)
-            .await
-            .unwrap()
-        else {
+        let Some((weed, bucket, prefix)) = place().await else {
             return;
         };
-        let bucket = tokio::task::spawn_blocking(|| weed.shared_bucket())
-            .await
-            .unwrap();
-        let prefix = weed::unique_prefix();
         let config = config(weed, &bucket, &prefix);
         let quiet = S3Options {
             touch_granularity: Duration::ZERO,

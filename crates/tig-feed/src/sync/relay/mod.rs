@@ -350,6 +350,19 @@ pub fn fold(prev: FeedOutcome, next: FeedOutcome) -> FeedOutcome {
     }
 }
 
+/// A temp file for one bundle in transit, inside the store (same filesystem as its
+/// packs; a `.tig-relay-*` name that a crash leaves recognisable).
+fn bundle_temp(store: &crate::FeedStore) -> Result<tempfile::NamedTempFile, RelayError> {
+    tempfile::Builder::new()
+        .prefix(".tig-relay-")
+        .suffix(".bundle")
+        .tempfile_in(store.repo().path())
+        .map_err(|source| RelayError::Io {
+            what: "creating a temp file in the store",
+            source,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)] // tests may unwrap

@@ -104,15 +104,7 @@ fn fetch<'a, T: Transport + ?Sized>(
     line: &'a Line,
     max: u64,
 ) -> Result<Fetched<'a>, RelayError> {
-    let file = tempfile::Builder::new()
-        .prefix(".tig-relay-")
-        .suffix(".bundle")
-        .tempfile_in(store.repo().path())
-        .map_err(|source| RelayError::Io {
-            what: "creating a temp file in the store",
-            source,
-        })?
-        .into_temp_path();
+    let file = super::bundle_temp(store)?.into_temp_path();
     match t.get_bundle(line, &file, max) {
         Ok(()) => {}
         Err(TransportError::NotFound) => return Err(RelayError::BundleLost(at(t, line))),

@@ -106,14 +106,7 @@ pub fn push<T: Transport + ?Sized>(
         return Ok(summary);
     }
 
-    let tmp = tempfile::Builder::new()
-        .prefix(".tig-relay-")
-        .suffix(".bundle")
-        .tempfile_in(store.repo().path())
-        .map_err(|source| RelayError::Io {
-            what: "creating a temp file in the store",
-            source,
-        })?;
+    let tmp = super::bundle_temp(store)?;
     let bundle = sync::create_bundle(store.repo(), tmp.path(), &send, &since)?;
     let put = t
         .put_bundle(tmp.path())
