@@ -146,33 +146,122 @@ fn compose_runs_three_instances_whose_command_lines_are_accepted() {
     let docs = documents(&read("compose.yaml"));
     assert_eq!(docs.len(), 1);
     let services = docs[0]["services"].as_mapping().expect("services");
-    assert_eq!(services.len(), 3, "three instances");
-    for (name, svc) in services {
-        let name = name.as_str().expect("name");
-        let args = strings(&svc["command"]);
-        accepted(&args, &format!("compose service {name}"));
-        let port = port_of(flag(&args, "--listen").expect("--listen"));
-        assert_eq!(flag(&args, "--root"), Some("/data"));
-        let tmpfs = strings(&svc["tmpfs"]);
+    let env_of = |svc: &Value, var: &str| -> Option<String> {
+        let env = svc["environment"].as_mapping()?;
+        env.get(var).and_then(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        })
+    };
+
+    // One SeaweedFS (pinned image) with its S3 gateway and a health check.
+    let weed = &docs[0]["services"]["seaweedfs"];
+    let image = weed["image"]
+        .as_str()
+        .expect("a seaweedfs service with an image");
+    let (repo, tag) = image.split_once(':').expect("the image is pinned to a tag");
+    assert_eq!(repo, "chrislusf/seaweedfs");
+    assert!(tag.starts_with(|c: char| c.is_ascii_digit()), "{image}");
+    let weed_args = strings(&weed["command"]);
+    assert_eq!(weed_args.first().map(String::as_str), Some("server"));
+    assert!(weed_args.iter().any(|a| a == "-s3"), "{weed_args:?}");
+    let s3_port = weed_args
+        .iter()
+        .find_map(|a| a.strip_prefix("-s3.port="))
+        .unwrap_or("8333");
+    let endpoint = format!("http://seaweedfs:{s3_port}");
+    let weed_probe = strings(&weed["healthcheck"]["test"]).join(" ");
+    assert!(weed_probe.contains(&format!(":{s3_port}/")), "{weed_probe}");
+    for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
         assert!(
-            tmpfs.iter().any(|t| t.starts_with("/data")),
-            "{name}: tmpfs /data"
+            env_of(weed, var).is_some(),
+            "seaweedfs: {var} (its S3 identity)"
         );
-        let peers = flag(&args, "--peers").expect("--peers");
-        assert_eq!(peers.split(',').count(), 2, "{name}: the two others");
-        assert!(!peers.contains(name), "{name} lists itself");
+    }
+
+    let tigs: Vec<(&str, &Value, Vec<String>)> = services
+        .iter()
+        .filter_map(|(name, svc)| {
+            let args = strings(&svc["command"]);
+            (args.first().map(String::as_str) == Some("serve"))
+                .then(|| (name.as_str().expect("name"), svc, args))
+        })
+        .collect();
+    assert_eq!(tigs.len(), 3, "three tig instances");
+    let root = flag(&tigs[0].2, "--root").expect("--root").to_owned();
+    let retention = flag(&tigs[0].2, "--retention").map(str::to_owned);
+    let bucket = root
+        .strip_prefix("s3://")
+        .unwrap_or_else(|| panic!("--root {root} is not on S3"))
+        .split('/')
+        .next()
+        .expect("bucket");
+    assert!(retention.is_some(), "an explicit --retention");
+    let mut published = Vec::new();
+    for (name, svc, args) in &tigs {
+        accepted(args, &format!("compose service {name}"));
+        // One bucket, one retention; the bucket is the shared truth (no --peers).
+        assert_eq!(flag(args, "--root"), Some(root.as_str()), "{name}");
+        assert_eq!(
+            flag(args, "--retention").map(str::to_owned),
+            retention,
+            "{name}"
+        );
+        assert_eq!(flag(args, "--peers"), None, "{name}");
+        assert_eq!(env_of(svc, "AWS_ENDPOINT_URL"), Some(endpoint.clone()));
+        assert_eq!(env_of(svc, "AWS_ALLOW_HTTP").as_deref(), Some("true"));
+        for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+            assert_eq!(env_of(svc, var), env_of(weed, var), "{name}: {var}");
+        }
+        // Started only once the one-shot job has created the bucket on SeaweedFS.
+        let deps = svc["depends_on"].as_mapping().expect("depends_on");
+        let job = deps
+            .iter()
+            .find(|(_, d)| d["condition"].as_str() == Some("service_completed_successfully"))
+            .and_then(|(n, _)| n.as_str())
+            .unwrap_or_else(|| panic!("{name}: waits for no one-shot job"));
+        let job = &docs[0]["services"][job];
+        assert_eq!(
+            job["image"].as_str(),
+            Some(image),
+            "{name}: bucket job image"
+        );
+        assert_eq!(
+            job["depends_on"]["seaweedfs"]["condition"].as_str(),
+            Some("service_healthy")
+        );
+        let script = strings(&job["command"]).join(" ");
+        assert!(
+            script.contains("PUT") && script.contains(&format!("{endpoint}/{bucket}")),
+            "the job does not create {bucket} at {endpoint}: {script}"
+        );
+        // Ports published, probe on the listen port.
+        let port = port_of(flag(args, "--listen").expect("--listen"));
         let ports = strings(&svc["ports"]);
         assert!(
             ports.iter().any(|p| p.ends_with(&format!(":{port}"))),
             "{name}: {ports:?} does not publish {port}"
         );
+        published.extend(
+            ports
+                .iter()
+                .filter_map(|p| p.split(':').next().map(str::to_owned)),
+        );
         let probe = strings(&svc["healthcheck"]["test"]).join(" ");
-        assert!(probe.contains(&format!(":{port}/")), "{name}: {probe}");
-        if let Some(m) = flag(&args, "--metrics-listen") {
+        assert!(
+            probe.contains(&format!(":{port}/readyz")),
+            "{name}: {probe}"
+        );
+        if let Some(m) = flag(args, "--metrics-listen") {
             let mp = port_of(m);
             assert!(ports.iter().any(|p| p.ends_with(&format!(":{mp}"))));
         }
     }
+    let n = published.len();
+    published.sort();
+    published.dedup();
+    assert_eq!(published.len(), n, "host ports published twice");
 }
 
 #[test]
