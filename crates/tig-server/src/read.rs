@@ -16,7 +16,7 @@ use tig_store::{Object, ObjectBody, ObjectMeta, Store, StoreError};
 
 use crate::channel;
 use crate::conditional::{Validators, part_status};
-use crate::endpoint::parse_conditions;
+use crate::endpoint::{Conditions, parse_conditions};
 use crate::error::ApiError;
 
 /// `Cache-Control` of a taken value: it is gone, nobody may keep it.
@@ -56,6 +56,40 @@ fn is_channel(obj: &Object) -> bool {
         }
 }
 
+/// What `GET` and `HEAD` settle before any bytes are read.
+enum Preflight {
+    /// Absent (`None`), a write-only channel, or a 304.
+    Decided(Option<Response>),
+    /// The object's facts, its validators and the request's conditions.
+    Serve {
+        meta: ObjectMeta,
+        v: Validators,
+        cond: Conditions,
+    },
+}
+
+/// One `stat`, then the answers that need no bytes: absent, channel, 304.
+async fn preflight<S: Store>(
+    store: &S,
+    id: ObjectId,
+    headers: &HeaderMap,
+    touch: bool,
+    ct: &HeaderValue,
+) -> Result<Preflight, ApiError> {
+    let cond = parse_conditions(headers);
+    let Some(meta) = store.stat(id, touch).await? else {
+        return Ok(Preflight::Decided(None));
+    };
+    if channel::target_of(store, id, &meta).await?.is_some() {
+        return Ok(Preflight::Decided(Some(channel_reply(ct.clone()))));
+    }
+    let v = Validators::of(id, &meta);
+    if v.none_match_hits(&cond) {
+        return Ok(Preflight::Decided(Some(v.not_modified())));
+    }
+    Ok(Preflight::Serve { meta, v, cond })
+}
+
 /// `GET /<h>.tig`; `None` when the object is absent (the caller may ask peers).
 pub async fn get<S: Store>(
     store: &S,
@@ -64,17 +98,10 @@ pub async fn get<S: Store>(
     touch: bool,
     ct: HeaderValue,
 ) -> Result<Option<Response>, ApiError> {
-    let cond = parse_conditions(headers);
-    let Some(meta) = store.stat(id, touch).await? else {
-        return Ok(None);
+    let (meta, v, cond) = match preflight(store, id, headers, touch, &ct).await? {
+        Preflight::Decided(resp) => return Ok(resp),
+        Preflight::Serve { meta, v, cond } => (meta, v, cond),
     };
-    if channel::target_of(store, id, &meta).await?.is_some() {
-        return Ok(Some(channel_reply(ct)));
-    }
-    let v = Validators::of(id, &meta);
-    if v.none_match_hits(&cond) {
-        return Ok(Some(v.not_modified()));
-    }
     if let Some(range) = v.range_to_serve(&cond) {
         if range.resolve(meta.len).is_none() {
             return Err(ApiError::RangeNotSatisfiable(meta.len));
@@ -120,17 +147,10 @@ pub async fn head<S: Store>(
     touch: bool,
     ct: HeaderValue,
 ) -> Result<Option<Response>, ApiError> {
-    let cond = parse_conditions(headers);
-    let Some(meta) = store.stat(id, touch).await? else {
-        return Ok(None);
+    let (meta, v, cond) = match preflight(store, id, headers, touch, &ct).await? {
+        Preflight::Decided(resp) => return Ok(resp),
+        Preflight::Serve { meta, v, cond } => (meta, v, cond),
     };
-    if channel::target_of(store, id, &meta).await?.is_some() {
-        return Ok(Some(channel_reply(ct)));
-    }
-    let v = Validators::of(id, &meta);
-    if v.none_match_hits(&cond) {
-        return Ok(Some(v.not_modified()));
-    }
     let mut resp = reply(&v, ct, Body::empty());
     match v.range_to_serve(&cond) {
         Some(range) => {
