@@ -19,24 +19,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use common::{TigServer, pseudo_random, tig_bin, wait_until};
+use common::{TigServer, pseudo_random, tig_bin, tig_client_cmd, wait_until};
 
 const MIB: usize = 1 << 20;
 
 /// `tig ARGS --server URL` with a clean environment (no TIG_*, APIKEY, proxies).
 fn tig_cmd(server: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(tig_bin());
-    cmd.args(args).arg("--server").arg(server);
-    for (key, _) in std::env::vars_os() {
-        let k = key.to_string_lossy().to_ascii_lowercase();
-        if k == "apikey" || k.starts_with("tig_") || k.ends_with("_proxy") {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
+    tig_client_cmd(server, args)
 }
 
 fn run(mut cmd: Command, stdin: Option<&[u8]>) -> Output {

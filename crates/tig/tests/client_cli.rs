@@ -11,23 +11,16 @@ mod common;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
-use common::{TigServer, obj_path, pseudo_random, sha256_hex, tig_bin};
+use common::{TigServer, obj_path, pseudo_random, sha256_hex, tig_client_cmd};
 use sha2::{Digest, Sha256};
 
 const MIB: usize = 1 << 20;
 
 /// Runs `tig ARGS --server URL` with a clean environment (no TIG_*, APIKEY, proxies).
 fn tig_with(server: &str, args: &[&str], envs: &[(&str, &str)], stdin: Option<&[u8]>) -> Output {
-    let mut cmd = Command::new(tig_bin());
-    cmd.args(args).arg("--server").arg(server);
-    for (key, _) in std::env::vars_os() {
-        let k = key.to_string_lossy().to_ascii_lowercase();
-        if k == "apikey" || k.starts_with("tig_") || k.ends_with("_proxy") {
-            cmd.env_remove(&key);
-        }
-    }
+    let mut cmd = tig_client_cmd(server, args);
     cmd.envs(envs.iter().copied());
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()

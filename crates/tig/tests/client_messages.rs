@@ -9,22 +9,13 @@ mod common;
 
 use std::process::{Command, Output, Stdio};
 
-use common::{TigServer, pseudo_random, tig_bin};
+use common::{TigServer, pseudo_random, tig_bin, tig_client_cmd};
 
 fn tig_env(server: &str, args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(tig_bin());
-    cmd.args(args).arg("--server").arg(server);
-    for (key, _) in std::env::vars_os() {
-        let k = key.to_string_lossy().to_ascii_lowercase();
-        if k == "apikey" || k.starts_with("tig_") || k.ends_with("_proxy") {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.envs(envs.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd.output().expect("run tig")
+    tig_client_cmd(server, args)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("run tig")
 }
 
 /// The one line on stderr of a failed run.

@@ -10,28 +10,19 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
-use common::{TigServer, obj_path, pseudo_random, sha256_hex, tig_bin};
+use common::{TigServer, obj_path, pseudo_random, sha256_hex, tig_client_cmd};
 
 const MIB: usize = 1 << 20;
 
 /// Runs `tig ARGS --server URL` with a clean environment and its cache in `cache`.
 fn tig(s: &TigServer, cache: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(tig_bin());
-    cmd.args(args).arg("--server").arg(&s.url);
-    for (key, _) in std::env::vars_os() {
-        let k = key.to_string_lossy().to_ascii_lowercase();
-        if k == "apikey" || k.starts_with("tig_") || k.ends_with("_proxy") {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.env("XDG_CACHE_HOME", cache)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd.output().expect("run tig")
+    tig_client_cmd(&s.url, args)
+        .env("XDG_CACHE_HOME", cache)
+        .output()
+        .expect("run tig")
 }
 
 /// The JSON a successful run printed (panics with stderr otherwise).

@@ -10,25 +10,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use common::{TigServer, pseudo_random, tig_bin};
+use common::{TigServer, pseudo_random, tig_client_cmd};
 
 const MIB: usize = 1 << 20;
 
 fn tig(server: &str, args: &[&str]) -> Output {
-    let mut cmd = Command::new(tig_bin());
-    cmd.args(args).arg("--server").arg(server);
-    for (key, _) in std::env::vars_os() {
-        let k = key.to_string_lossy().to_ascii_lowercase();
-        if k == "apikey" || k.starts_with("tig_") || k.ends_with("_proxy") {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd.output().expect("run tig")
+    tig_client_cmd(server, args).output().expect("run tig")
 }
 
 fn ok(out: Output) -> String {

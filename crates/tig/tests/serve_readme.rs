@@ -389,12 +389,7 @@ impl Readme {
         );
         let mut c = Command::new("timeout");
         c.args(["-k", "5", "120", "bash", "-c", &script]);
-        for (key, _) in std::env::vars_os() {
-            let k = key.to_string_lossy().to_ascii_lowercase();
-            if k == "apikey" || k.starts_with("tig_") || k.ends_with("_proxy") {
-                c.env_remove(&key);
-            }
-        }
+        clear_tig_env(&mut c);
         c.env("PATH", path_with_tig())
             .env("HOME", &self.home)
             .env("XDG_CONFIG_HOME", self.home.join(".config"))

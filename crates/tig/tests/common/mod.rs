@@ -29,6 +29,30 @@ pub fn tig_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tig"))
 }
 
+/// Removes from `cmd`'s environment whatever would steer `tig` away from what a
+/// test sets: `APIKEY`, `TIG_*` and `*_proxy`, in any case.
+pub fn clear_tig_env(cmd: &mut Command) -> &mut Command {
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy().to_ascii_lowercase();
+        if k == "apikey" || k.starts_with("tig_") || k.ends_with("_proxy") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd
+}
+
+/// `tig ARGS --server URL` with a clean environment ([`clear_tig_env`]), stdin
+/// empty, stdout and stderr captured.
+pub fn tig_client_cmd(server: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(tig_bin());
+    cmd.args(args).arg("--server").arg(server);
+    clear_tig_env(&mut cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
 /// A running `tig serve` child process, killed when dropped.
 pub struct TigServer {
     /// Base URL from the readiness line, e.g. `http://127.0.0.1:40123` (no trailing `/`).
