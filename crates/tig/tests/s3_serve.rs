@@ -12,7 +12,6 @@ mod weed;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -41,16 +40,8 @@ fn serve(weed: &Weed, bucket: &str, args: &[&str], envs: &[(&str, &str)]) -> Tig
 /// Keys of the bucket under `prefix`, straight from SeaweedFS (curl + SigV4;
 /// the first 1000, which is all these tests make).
 fn bucket_keys(weed: &Weed, bucket: &str, prefix: &str) -> Vec<String> {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "--max-time",
-            "20",
-            "--aws-sigv4",
-            "aws:amz:us-east-1:s3",
-        ])
-        .arg("--user")
-        .arg(format!("{}:{}", weed::ACCESS_KEY, weed::SECRET_KEY))
+    let out = weed
+        .signed_curl(20)
         .arg(format!("{}/{bucket}?list-type=2", weed.endpoint))
         .output()
         .expect("curl");
@@ -212,16 +203,8 @@ fn s3_killed_upload_leaves_no_object() {
 
 /// How many multipart uploads are open in the bucket.
 fn open_uploads(weed: &Weed, bucket: &str) -> usize {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "--max-time",
-            "20",
-            "--aws-sigv4",
-            "aws:amz:us-east-1:s3",
-        ])
-        .arg("--user")
-        .arg(format!("{}:{}", weed::ACCESS_KEY, weed::SECRET_KEY))
+    let out = weed
+        .signed_curl(20)
         .arg(format!("{}/{bucket}?uploads=", weed.endpoint))
         .output()
         .expect("curl");

@@ -162,10 +162,9 @@ impl Seed {
                 bucket,
                 prefix,
             } => {
-                let out = Command::new("curl")
-                    .args(["-s", "-f", "--max-time", "20"])
-                    .args(["--aws-sigv4", "aws:amz:us-east-1:s3", "--user"])
-                    .arg(format!("{}:{}", weed::ACCESS_KEY, weed::SECRET_KEY))
+                let out = weed
+                    .signed_curl(20)
+                    .arg("-f")
                     .arg(format!("{}/{bucket}/{prefix}/{h}.tig", weed.endpoint))
                     .output()
                     .expect("curl");

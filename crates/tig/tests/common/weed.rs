@@ -202,19 +202,20 @@ impl Weed {
         String::from_utf8_lossy(&log[start..]).into_owned()
     }
 
-    fn try_create_bucket(&self, name: &str) -> bool {
-        let out = Command::new("curl")
-            .args([
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                "10",
-            ])
+    /// `curl -s` signed (SigV4) with the test keys, given up after `max_secs`;
+    /// the caller adds the method, options and URL.
+    pub fn signed_curl(&self, max_secs: u32) -> Command {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "--max-time", &max_secs.to_string()])
             .args(["--aws-sigv4", "aws:amz:us-east-1:s3", "--user"])
-            .arg(format!("{ACCESS_KEY}:{SECRET_KEY}"))
+            .arg(format!("{ACCESS_KEY}:{SECRET_KEY}"));
+        cmd
+    }
+
+    fn try_create_bucket(&self, name: &str) -> bool {
+        let out = self
+            .signed_curl(10)
+            .args(["-o", "/dev/null", "-w", "%{http_code}"])
             .args(["-X", "PUT"])
             .arg(format!("{}/{name}", self.endpoint))
             .output()
