@@ -2,40 +2,25 @@
 //! `tig-client`. Reads the server address and API key from flags or environment,
 //! decides whether progress bars are drawn (only when stderr is a terminal), prints
 //! results on stdout and a summary of transfers on stderr.
+//!
+//! - `conn`: the connection flags and the client they make; the summary line.
+//! - `kv`: `tig kv …`.
+//! - `spread`: one object over several servers (`put --stripe/--split`, `get xor:`).
 
-use std::io::{IsTerminal, Read, Write};
+mod conn;
+mod kv;
+mod spread;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use tig_client::{Client, Config, SnapshotOptions, human, parse_size, parse_target};
+use tig_client::{SnapshotOptions, human, parse_target};
 
-/// Connection flags shared by every client command.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Conn {
-    /// The tig server's base URL.
-    #[arg(
-        long,
-        env = "TIG_SERVER",
-        default_value = "http://127.0.0.1:7777",
-        global = true
-    )]
-    server: String,
-    /// A file holding the API key (trailing newlines trimmed); else env TIG_APIKEY.
-    #[arg(long, value_name = "PATH", global = true)]
-    apikey_file: Option<PathBuf>,
-    /// Override the server's body limit (by default tig asks the server, which
-    /// states it in `Tig-Max-Size`): no request body tig sends exceeds it.
-    #[arg(long, env = "TIG_MAX_SIZE", value_name = "SIZE", value_parser = size_arg, global = true)]
-    max_size: Option<u64>,
-    /// Requests in flight at once.
-    #[arg(long, short = 'j', default_value_t = 4, global = true)]
-    jobs: usize,
-}
-
-fn size_arg(s: &str) -> Result<u64, String> {
-    parse_size(s).map_err(|e| e.to_string())
-}
+use conn::{Conn, connect, connect_for, summary, upload_counts};
+use kv::{KvCommand, run_kv};
+use spread::PutTo::{Single, Striped};
+use spread::{get_split, put_split, servers};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -135,29 +120,6 @@ pub enum Command {
         #[command(flatten)]
         conn: Conn,
     },
-}
-
-#[derive(Debug, clap::Subcommand)]
-pub enum KvCommand {
-    /// Set KEY to VALUE (`-` reads stdin).
-    Set { key: String, value: String },
-    /// Print KEY's value (slots cannot be hash-verified).
-    Get { key: String },
-    /// Append VALUE (`-` reads stdin) to KEY's value.
-    Append { key: String, value: String },
-    /// Set KEY only if unset; exit 3 if it already had a value.
-    Setifnot { key: String, value: String },
-    /// Delete KEY's slot.
-    Del { key: String },
-    /// Print KEY's value and delete it in one step (a queue's pop: of many
-    /// concurrent takers exactly one gets the value); exit 3 if it had none.
-    Take { key: String },
-    /// Create a write-only channel to KEY's slot and print its path: anyone may
-    /// write (`PUT`, `?append=1`) to that path, the writes land in KEY's slot,
-    /// and reading the channel shows nothing.
-    Channel { key: String },
-    /// Print KEY's slot path (no request).
-    Path { key: String },
 }
 
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
@@ -363,246 +325,4 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn run_kv(cmd: KvCommand, conn: &Conn) -> anyhow::Result<ExitCode> {
-    let client = || connect(conn);
-    let value = |v: &str| -> anyhow::Result<bytes_value::Value> {
-        if v == "-" {
-            bytes_value::read(v, connect(conn)?.max_size()?)
-        } else {
-            bytes_value::read(v, u64::MAX)
-        }
-    };
-    match cmd {
-        KvCommand::Set { key, value: v } => {
-            let slot = client()?.kv_set(key.as_bytes(), value(&v)?.into())?;
-            outln!("{}", slot.path())?;
-        }
-        KvCommand::Append { key, value: v } => {
-            let slot = client()?.kv_append(key.as_bytes(), value(&v)?.into())?;
-            outln!("{}", slot.path())?;
-        }
-        KvCommand::Setifnot { key, value: v } => {
-            if client()?.kv_setifnot(key.as_bytes(), value(&v)?.into())? {
-                outln!("{}", tig_client::slot_id(key.as_bytes()).path())?;
-            } else {
-                eprintln!("tig: kv setifnot: {key:?} already has a value");
-                return Ok(ExitCode::from(3));
-            }
-        }
-        KvCommand::Get { key } => {
-            let stdout = std::io::stdout();
-            client()?
-                .kv_get(key.as_bytes(), &mut stdout.lock())
-                .map_err(|e| no_such_key(e, "get", &key))?;
-        }
-        KvCommand::Del { key } => {
-            let slot = client()?
-                .kv_del(key.as_bytes())
-                .map_err(|e| no_such_key(e, "del", &key))?;
-            outln!("{}", slot.path())?;
-        }
-        KvCommand::Take { key } => {
-            let stdout = std::io::stdout();
-            if client()?
-                .kv_take(key.as_bytes(), &mut stdout.lock())?
-                .is_none()
-            {
-                eprintln!("tig: kv take: {key:?} has no value");
-                return Ok(ExitCode::from(3));
-            }
-        }
-        KvCommand::Channel { key } => {
-            let channel = client()?.kv_channel(key.as_bytes())?;
-            outln!("{}", channel.path())?;
-        }
-        KvCommand::Path { key } => outln!("{}", tig_client::slot_id(key.as_bytes()).path())?,
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// A 404 on a key's slot, said with the key.
-fn no_such_key(e: tig_client::Error, op: &str, key: &str) -> anyhow::Error {
-    match e {
-        tig_client::Error::NotFound { .. } => anyhow::anyhow!(
-            "kv {op}: no value for key {key:?} (404: slot {} not on the server)",
-            tig_client::slot_id(key.as_bytes()).path()
-        ),
-        e => e.into(),
-    }
-}
-
-/// A kv value from the command line, or stdin for `-` (at most the size limit).
-mod bytes_value {
-    use super::*;
-
-    pub type Value = Vec<u8>;
-
-    pub fn read(v: &str, limit: u64) -> anyhow::Result<Value> {
-        if v != "-" {
-            return Ok(v.as_bytes().to_vec());
-        }
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .lock()
-            .take(limit + 1)
-            .read_to_end(&mut buf)
-            .context("reading stdin")?;
-        anyhow::ensure!(
-            buf.len() as u64 <= limit,
-            "the value on stdin is over the server's size limit ({})",
-            human(limit)
-        );
-        Ok(buf)
-    }
-}
-
-/// Where `put` stores: one server, or a stripe over several.
-enum PutTo {
-    Single(Client),
-    Striped(Vec<Client>),
-}
-use PutTo::{Single, Striped};
-
-impl PutTo {
-    fn put(
-        &self,
-        path: &std::path::Path,
-        chunked: bool,
-    ) -> tig_client::Result<tig_client::PutResult> {
-        match self {
-            Single(c) => c.put_file(path, chunked),
-            Striped(servers) => Client::put_stripe(path, servers),
-        }
-    }
-    fn first(&self) -> &Client {
-        match self {
-            Single(c) => c,
-            Striped(servers) => &servers[0],
-        }
-    }
-}
-
-/// Clients for a comma-separated list of server URLs.
-fn servers(client: &Client, list: &str) -> anyhow::Result<Vec<Client>> {
-    list.split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| Ok(client.with_server(s.trim())?))
-        .collect()
-}
-
-/// `put --split URL_A,URL_B FILE`.
-fn put_split(client: &Client, list: &str, file: &str) -> anyhow::Result<ExitCode> {
-    let servers = servers(client, list)?;
-    let [a, b] = servers.as_slice() else {
-        anyhow::bail!("--split needs exactly two server URLs (URL_A,URL_B)");
-    };
-    let (res, _spool);
-    if file == "-" {
-        let mut tmp = tempfile::NamedTempFile::new().context("creating a temp file for stdin")?;
-        std::io::copy(&mut std::io::stdin().lock(), tmp.as_file_mut()).context("reading stdin")?;
-        res = Client::put_split(tmp.path(), a, b)?;
-        _spool = Some(tmp);
-    } else {
-        res = Client::put_split(std::path::Path::new(file), a, b)?;
-        _spool = None;
-    }
-    outln!("{}", res.reference(&a.config().server, &b.config().server))?;
-    summary(&format!(
-        "put --split {}: pad on {}, share on {}; {}; {}",
-        human(res.pad.size),
-        a.config().server,
-        b.config().server,
-        upload_counts(&res.pad.counts),
-        upload_counts(&res.share.counts)
-    ));
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `get xor:URL_A,URL_B [-o OUT]`: the output appears only once both shares
-/// were verified.
-fn get_split(
-    conn: &Conn,
-    name: &str,
-    output: Option<&std::path::Path>,
-) -> anyhow::Result<ExitCode> {
-    let (a, b) = tig_client::parse_split(name)?;
-    let client = connect(conn)?;
-    match output {
-        Some(path) => {
-            let dir = match path.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p,
-                _ => std::path::Path::new("."),
-            };
-            let mut tmp = tempfile::Builder::new()
-                .prefix(".tig-get-")
-                .tempfile_in(dir)
-                .with_context(|| format!("creating a temp file in {}", dir.display()))?;
-            client
-                .get_split(&a, &b, &mut std::io::BufWriter::new(tmp.as_file_mut()))
-                .context("get xor")?;
-            tmp.as_file()
-                .sync_all()
-                .with_context(|| format!("writing {}", path.display()))?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                tmp.as_file()
-                    .set_permissions(std::fs::Permissions::from_mode(0o644))
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            tmp.persist(path)
-                .map_err(|e| e.error)
-                .with_context(|| format!("renaming into {}", path.display()))?;
-        }
-        None => {
-            client
-                .get_split(&a, &b, &mut std::io::stdout().lock())
-                .context("get xor")?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The upload half of a summary line, shared by `put` and `snapshot`.
-fn upload_counts(c: &tig_client::Counts) -> String {
-    format!(
-        "uploaded {} object(s) ({}), skipped {} already present ({})",
-        c.uploaded,
-        human(c.uploaded_bytes),
-        c.skipped,
-        human(c.skipped_bytes)
-    )
-}
-
-/// A client for `target`: the server a full URL names wins over `--server`.
-fn connect_for(conn: &Conn, target: &tig_client::Target) -> anyhow::Result<Client> {
-    let client = connect(conn)?;
-    Ok(match &target.server {
-        Some(server) => client.with_server(server)?,
-        None => client,
-    })
-}
-
-fn connect(conn: &Conn) -> anyhow::Result<Client> {
-    let mut cfg = Config::new(&conn.server)?;
-    cfg.apikey = match &conn.apikey_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the API key from {}", path.display()))?;
-            Some(text.trim_end_matches(['\n', '\r']).to_string())
-        }
-        None => std::env::var("TIG_APIKEY").ok().filter(|k| !k.is_empty()),
-    };
-    anyhow::ensure!(conn.jobs >= 1, "--jobs must be at least 1");
-    cfg.jobs = conn.jobs;
-    cfg.max_size = conn.max_size;
-    cfg.progress = std::io::stderr().is_terminal();
-    Ok(Client::new(cfg)?)
-}
-
-/// One line on stderr about what was transferred.
-fn summary(line: &str) {
-    let _ = writeln!(std::io::stderr(), "tig: {line}");
 }
