@@ -18,10 +18,27 @@ pub enum FeedKind {
 
 /// The id of a feed: an ed25519 public key in lowercase hex, or a 40-hex GPG
 /// fingerprint (kept in the case it was written, since it is also a ref name).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Ids order as their text does (the order of `refs/heads/<id>`), so a map
+/// keyed by `FeedId` lists feeds as one keyed by the hex id would.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FeedId {
     kind: FeedKind,
     hex: String,
+}
+
+impl Ord for FeedId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // the kind follows from the length of the text: ordering by the text
+        // alone agrees with `Eq`
+        self.hex.cmp(&other.hex)
+    }
+}
+
+impl PartialOrd for FeedId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl FeedId {
@@ -125,6 +142,14 @@ mod tests {
         assert_eq!(g.to_string(), fpr);
         assert!(g.matches(&fpr.to_lowercase()));
         assert_eq!(FeedId::parse(&format!("refs/heads/{fpr}")).unwrap(), g);
+    }
+
+    #[test]
+    fn ids_order_as_their_text() {
+        let ed = FeedId::parse(&"b".repeat(64)).unwrap();
+        let gpg = FeedId::parse(&"A".repeat(40)).unwrap();
+        assert!(gpg < ed);
+        assert_eq!(gpg.as_str() < ed.as_str(), gpg < ed);
     }
 
     #[test]

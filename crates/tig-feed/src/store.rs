@@ -212,7 +212,8 @@ impl FeedStore {
                 out.push(id);
             }
         }
-        out.sort();
+        // ed25519 feeds first, then GPG ones, each by id
+        out.sort_by(|a, b| (a.kind(), a.as_str()).cmp(&(b.kind(), b.as_str())));
         Ok(out)
     }
 
