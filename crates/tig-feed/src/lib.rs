@@ -90,4 +90,4 @@ pub use error::FeedError;
 pub use id::{FeedId, FeedKind};
 pub use identity::Identity;
 pub use store::{AppendOptions, FeedStore, Message, Signer};
-pub use verify::{SignatureState, Violation, check_commits, verify_feed, verify_range};
+pub use verify::{Rule, SignatureState, Violation, check_commits, verify_feed, verify_range};

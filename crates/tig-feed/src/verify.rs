@@ -22,8 +22,54 @@ use crate::{FeedError, FeedId, FeedKind, FeedStore};
 pub struct Violation {
     /// The offending commit.
     pub commit: Oid,
-    /// The rule it breaks, in words.
-    pub rule: String,
+    /// The rule it breaks.
+    pub rule: Rule,
+}
+
+/// A feed rule a commit breaks. `Display` gives the words `tig` prints (and
+/// `--json` carries), e.g. `tree is <id>, not the empty tree`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rule {
+    /// The object is not a commit.
+    #[error("not a commit ({0})")]
+    NotACommit(ObjectType),
+    /// The commit's headers cannot be read.
+    #[error("malformed commit: {0}")]
+    Malformed(String),
+    /// The tree is not the empty tree (the `tree` header as written).
+    #[error("tree is {0}, not the empty tree")]
+    NotEmptyTree(String),
+    /// More than one parent.
+    #[error("merge commit: {0} parents (a message has at most 1)")]
+    Merge(usize),
+    /// The author name is not the feed id.
+    #[error("author is {0:?}, not the feed id")]
+    WrongAuthor(String),
+    /// The committer name is not the feed id.
+    #[error("committer is {0:?}, not the feed id")]
+    WrongCommitter(String),
+    /// No signature header.
+    #[error("unsigned: no signature header")]
+    Unsigned,
+    /// The signature does not match the commit, or is malformed.
+    #[error("bad signature: {0}")]
+    BadSignature(String),
+    /// Signed by a key other than the feed's.
+    #[error("signed by another key ({0}), not the feed's")]
+    WrongKey(String),
+    /// The signature cannot be checked here (e.g. a GPG key not in the keyring).
+    #[error("signature cannot be checked: {0}")]
+    Unchecked(String),
+    /// The source could not give the commit, or it could not be checked at
+    /// all: nothing of the tip may move. The words say why.
+    #[error("{0}")]
+    Unreadable(String),
+}
+
+impl serde::Serialize for Rule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 impl fmt::Display for Violation {
@@ -65,15 +111,14 @@ impl SignatureState {
         }
     }
 
-    fn rule(&self) -> Option<String> {
+    /// The rule a signature in this state breaks; `None` when good.
+    pub fn rule(&self) -> Option<Rule> {
         match self {
             SignatureState::Good => None,
-            SignatureState::Unsigned => Some("unsigned: no signature header".into()),
-            SignatureState::Bad(why) => Some(format!("bad signature: {why}")),
-            SignatureState::WrongKey(who) => {
-                Some(format!("signed by another key ({who}), not the feed's"))
-            }
-            SignatureState::Unchecked(why) => Some(format!("signature cannot be checked: {why}")),
+            SignatureState::Unsigned => Some(Rule::Unsigned),
+            SignatureState::Bad(why) => Some(Rule::BadSignature(why.clone())),
+            SignatureState::WrongKey(who) => Some(Rule::WrongKey(who.clone())),
+            SignatureState::Unchecked(why) => Some(Rule::Unchecked(why.clone())),
         }
     }
 }
@@ -86,7 +131,7 @@ pub struct CommitCheck {
     /// Its signature's state.
     pub signature: SignatureState,
     /// Every rule it breaks (signature included), empty if valid.
-    pub violations: Vec<String>,
+    pub violations: Vec<Rule>,
 }
 
 /// Checks every commit reachable from `tip` but not from any of `known`
@@ -104,7 +149,7 @@ pub fn verify_range(
     if kind != ObjectType::Commit {
         return Ok(vec![Violation {
             commit: tip,
-            rule: format!("not a commit ({kind})"),
+            rule: Rule::NotACommit(kind),
         }]);
     }
     let mut walk = repo.revwalk()?;
@@ -242,39 +287,30 @@ impl<'a> FeedKey<'a> {
 }
 
 fn check_one(key: &FeedKey<'_>, gpg: &Gpg, id: Oid, kind: ObjectType, raw: &[u8]) -> CommitCheck {
-    let fail = |rule: String, sig: SignatureState| CommitCheck {
+    let fail = |rule: Rule, sig: SignatureState| CommitCheck {
         commit: id,
         signature: sig,
         violations: vec![rule],
     };
     if kind != ObjectType::Commit {
-        return fail(format!("not a commit ({kind})"), SignatureState::Unsigned);
+        return fail(Rule::NotACommit(kind), SignatureState::Unsigned);
     }
     let parsed = match commit::parse(raw) {
         Ok(p) => p,
-        Err(why) => return fail(format!("malformed commit: {why}"), SignatureState::Unsigned),
+        Err(why) => return fail(Rule::Malformed(why), SignatureState::Unsigned),
     };
     let mut violations = Vec::new();
     if parsed.tree != EMPTY_TREE {
-        violations.push(format!("tree is {}, not the empty tree", parsed.tree));
+        violations.push(Rule::NotEmptyTree(parsed.tree.clone()));
     }
     if parsed.parents.len() > 1 {
-        violations.push(format!(
-            "merge commit: {} parents (a message has at most 1)",
-            parsed.parents.len()
-        ));
+        violations.push(Rule::Merge(parsed.parents.len()));
     }
     if !key.feed.matches(&parsed.author_name) {
-        violations.push(format!(
-            "author is {:?}, not the feed id",
-            parsed.author_name
-        ));
+        violations.push(Rule::WrongAuthor(parsed.author_name.clone()));
     }
     if !key.feed.matches(&parsed.committer_name) {
-        violations.push(format!(
-            "committer is {:?}, not the feed id",
-            parsed.committer_name
-        ));
+        violations.push(Rule::WrongCommitter(parsed.committer_name.clone()));
     }
     let signature = match &parsed.signature {
         None => SignatureState::Unsigned,

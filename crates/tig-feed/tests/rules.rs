@@ -57,7 +57,7 @@ fn rules_broken(store: &FeedStore, feed: &FeedId, tip: Oid) -> Vec<(Oid, String)
     verify_range(store, feed, tip, &[])
         .unwrap()
         .into_iter()
-        .map(|v| (v.commit, v.rule))
+        .map(|v| (v.commit, v.rule.to_string()))
         .collect()
 }
 

@@ -183,7 +183,7 @@ fn forks_of(store: &FeedStore, feed: &str, tips: &[(String, Oid)]) -> Result<Vec
             let commit = repo.find_commit(c)?;
             let (valid, signature) = match crate::verify_range(store, &fid, c, &known) {
                 Ok(v) if v.is_empty() => (true, "good".to_string()),
-                Ok(v) => (false, v[0].rule.clone()),
+                Ok(v) => (false, v[0].rule.to_string()),
                 Err(e) => (false, e.to_string()),
             };
             let mut on = Vec::new();

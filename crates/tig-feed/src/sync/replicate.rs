@@ -531,7 +531,7 @@ fn rejected(feed: FeedId, tip: Oid, reason: String) -> FeedOutcome {
         outcome: Outcome::Rejected {
             violations: vec![crate::Violation {
                 commit: tip,
-                rule: reason,
+                rule: crate::Rule::Unreadable(reason),
             }],
         },
         forks_with: Vec::new(),

@@ -16,7 +16,7 @@ use git2::Oid;
 
 use super::SyncError;
 use super::util;
-use crate::{FeedId, FeedStore, Violation};
+use crate::{FeedId, FeedStore, Rule, Violation};
 
 /// Tips received for some feeds: feed → commit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -162,7 +162,7 @@ pub fn verify(
             Ok(v) => v,
             Err(e) => vec![Violation {
                 commit: tip,
-                rule: e.to_string(),
+                rule: Rule::Unreadable(e.to_string()),
             }],
         };
         if violations.is_empty() {

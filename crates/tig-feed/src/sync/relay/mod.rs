@@ -449,7 +449,7 @@ mod tests {
         let bad = Outcome::Rejected {
             violations: vec![crate::Violation {
                 commit: oid('c'),
-                rule: "bad signature".into(),
+                rule: crate::Rule::BadSignature("changed after signing".into()),
             }],
         };
         let m = fold(outcome(bad, 0, 'c'), outcome(ff(), 1, 'd'));
