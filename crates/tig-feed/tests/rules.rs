@@ -179,13 +179,10 @@ fn fork_rule_two_validly_signed_successors_of_one_message_are_a_proof() {
     let f = &forks[0];
     assert!(f.is_proof(), "{f:?}");
     let point = f.fork_point.as_ref().unwrap();
-    assert_eq!(
-        (point.commit.as_str(), point.sequence),
-        (m1.to_string().as_str(), 1)
-    );
-    let mut got: Vec<&str> = f.messages.iter().map(|m| m.commit.as_str()).collect();
+    assert_eq!((point.commit, point.sequence), (m1, 1));
+    let mut got: Vec<Oid> = f.messages.iter().map(|m| m.commit).collect();
     got.sort();
-    let mut want = vec![left.to_string(), right.to_string()];
+    let mut want = vec![left, right];
     want.sort();
     assert_eq!(got, want);
 }
@@ -265,7 +262,7 @@ fn graph_joins_three_branches_meeting_at_one_point_just_above_it() {
     set_ref(&store, &a.ref_name(), tips[0]);
     set_ref(&store, &format!("refs/remotes/p1/{a}"), tips[1]);
     set_ref(&store, &format!("refs/remotes/p2/{a}"), tips[2]);
-    let g = graph_text(store.repo(), a.as_str(), true).unwrap();
+    let g = graph_text(store.repo(), &a, true).unwrap();
     let lines: Vec<&str> = g.lines().collect();
     let short = &m1.to_string()[..7];
     let at = lines

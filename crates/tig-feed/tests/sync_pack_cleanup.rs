@@ -52,7 +52,7 @@ fn bundle_bytes(dir: &Path, n: usize) -> (Vec<u8>, git2::Oid) {
     let ids = src
         .append_batch(&who, &msgs, &AppendOptions::default())
         .unwrap();
-    let tips = BTreeMap::from([(who.feed_id().to_string(), *ids.last().unwrap())]);
+    let tips = BTreeMap::from([(who.feed_id(), *ids.last().unwrap())]);
     let path = dir.join("b.bundle");
     tig_feed::sync::create_bundle(src.repo(), &path, &tips, &BTreeMap::new()).unwrap();
     (std::fs::read(&path).unwrap(), *ids.last().unwrap())

@@ -9,12 +9,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use tig_client::{Client, Config};
-use tig_feed::FeedId;
 use tig_feed::sync::PullReport;
 use tig_feed::sync::relay::{self, RelayPullOptions};
 use tig_feed_http::{HttpTransport, RelayUrl};
 
-use crate::feed_report::{open, print_json, print_pull_report, resolve_all, short};
+use crate::feed_report::{open, print_json, print_pull_report, resolve_all, short_id};
 
 /// Settings of a relay pull or push (`tig feed pull/push tig+http://…`),
 /// through clap like every other command, so `--help` shows them.
@@ -115,13 +114,6 @@ fn limit_open_packs() {
     }
 }
 
-fn feed_ids(store: &tig_feed::FeedStore, feeds: &[String]) -> anyhow::Result<Vec<FeedId>> {
-    resolve_all(store, feeds)?
-        .iter()
-        .map(|f| Ok(FeedId::parse(f)?))
-        .collect()
-}
-
 /// `tig feed pull tig+http://HOST:PORT/NAME [FEED…] [--as N] [--strict] [--json]`.
 pub fn pull(
     dir: &Path,
@@ -135,7 +127,7 @@ pub fn pull(
     let url = RelayUrl::parse(source)?;
     limit_open_packs();
     let store = open(dir)?;
-    let feeds = feed_ids(&store, &feeds)?;
+    let feeds = resolve_all(&store, &feeds)?;
     let name = name.unwrap_or_else(|| url.channel.clone());
     if !relay::valid_source_name(&name) {
         bail!(
@@ -182,7 +174,7 @@ pub fn push(
     let selected = if feeds.is_empty() {
         store.feeds()?
     } else {
-        feed_ids(&store, &feeds)?
+        resolve_all(&store, &feeds)?
     };
     if selected.is_empty() {
         bail!("no feeds to publish in {}", dir.display());
@@ -211,8 +203,8 @@ pub fn push(
     };
     for f in &summary.feeds {
         match &f.since {
-            Some(b) => outln!("{}: {}..{}", f.feed, short(b), short(&f.tip))?,
-            None => outln!("{}: published up to {}", f.feed, short(&f.tip))?,
+            Some(b) => outln!("{}: {}..{}", f.feed, short_id(b), short_id(&f.tip))?,
+            None => outln!("{}: published up to {}", f.feed, short_id(&f.tip))?,
         }
     }
     for f in &summary.up_to_date {

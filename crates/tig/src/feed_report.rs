@@ -17,18 +17,19 @@ pub(crate) fn open(dir: &Path) -> anyhow::Result<FeedStore> {
 
 /// A feed given on the command line: a feed id, or an alias in this store.
 /// [`resolve`] for each of `feeds`.
-pub(crate) fn resolve_all(store: &FeedStore, feeds: &[String]) -> anyhow::Result<Vec<String>> {
+pub(crate) fn resolve_all(store: &FeedStore, feeds: &[String]) -> anyhow::Result<Vec<FeedId>> {
     feeds.iter().map(|f| resolve(store, f)).collect()
 }
 
-pub(crate) fn resolve(store: &FeedStore, s: &str) -> anyhow::Result<String> {
+/// A feed given on the command line: a feed id (whether or not this store
+/// holds it), or an alias in this store.
+pub(crate) fn resolve(store: &FeedStore, s: &str) -> anyhow::Result<FeedId> {
     if let Ok(id) = FeedId::parse(s) {
-        return Ok(id.to_string());
+        return Ok(id);
     }
-    let id = store
+    store
         .resolve(s)
-        .with_context(|| format!("{s}: not a feed id or alias in this store"))?;
-    Ok(id.to_string())
+        .with_context(|| format!("{s}: not a feed id or alias in this store"))
 }
 
 pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
@@ -36,13 +37,11 @@ pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn short(oid: &str) -> &str {
-    &oid[..oid.len().min(12)]
-}
-
 /// The first 12 hex digits of a commit id.
 pub(crate) fn short_id(oid: &git2::Oid) -> String {
-    short(&oid.to_string()).to_string()
+    let mut s = oid.to_string();
+    s.truncate(12);
+    s
 }
 
 /// Print a pull report (human or JSON) and pick the exit code: failure when a

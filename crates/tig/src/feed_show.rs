@@ -97,10 +97,9 @@ pub(crate) fn log(dir: &Path, feed: Option<&str>, reverse: bool, json: bool) -> 
 fn proven_forks(
     store: &FeedStore,
     ids: &[FeedId],
-) -> anyhow::Result<BTreeMap<String, Vec<sync::Fork>>> {
-    let hex: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
-    let mut map: BTreeMap<String, Vec<sync::Fork>> = BTreeMap::new();
-    for f in sync::find_forks(store, &hex)? {
+) -> anyhow::Result<BTreeMap<FeedId, Vec<sync::Fork>>> {
+    let mut map: BTreeMap<FeedId, Vec<sync::Fork>> = BTreeMap::new();
+    for f in sync::find_forks(store, ids)? {
         if f.is_proof() {
             map.entry(f.feed.clone()).or_default().push(f);
         }
@@ -110,11 +109,11 @@ fn proven_forks(
 
 /// One line for one fork: where it happened and the conflicting messages.
 fn fork_line(f: &sync::Fork) -> String {
-    let valid: Vec<&str> = f
+    let valid: Vec<String> = f
         .messages
         .iter()
         .filter(|m| m.valid)
-        .map(|m| m.commit.as_str())
+        .map(|m| m.commit.to_string())
         .collect();
     match &f.fork_point {
         Some(p) => format!(
@@ -155,7 +154,7 @@ pub(crate) fn verify(dir: &Path, feeds: &[String], strict: bool) -> anyhow::Resu
     let mut total = 0;
     for id in &ids {
         let violations = verify_feed(&store, id)?;
-        let feed_forks = forks.get(&id.to_string());
+        let feed_forks = forks.get(id);
         if violations.is_empty() {
             let count = store
                 .tip(id)?
@@ -211,7 +210,7 @@ pub(crate) fn list(dir: &Path, json: bool) -> anyhow::Result<()> {
             .filter(|(_, f)| *f == id)
             .map(|(a, _)| a.as_str())
             .collect();
-        let fork_count = forks.get(&id.to_string()).map_or(0, Vec::len);
+        let fork_count = forks.get(&id).map_or(0, Vec::len);
         let status = if !violations.is_empty() {
             "INVALID"
         } else if fork_count > 0 {

@@ -146,7 +146,7 @@ pub fn run(cmd: Command, dir: &Path) -> anyhow::Result<ExitCode> {
             name,
             json,
             relay,
-        } if dest.starts_with("tig+") => {
+        } if matches!(sync::Source::parse(&dest), Ok(sync::Source::Relay(_))) => {
             crate::feed_relay::push(dir, &dest, feeds, name, json, &relay)
         }
         Command::Push {
@@ -256,7 +256,7 @@ fn bundle_create(
             if let Ok(fid) = FeedId::parse(id)
                 && let Ok(c) = r.peel_to_commit()
             {
-                tips.insert(fid.to_string(), c.id());
+                tips.insert(fid, c.id());
             }
         }
         if tips.is_empty() {
@@ -266,7 +266,7 @@ fn bundle_create(
         for f in &feeds {
             let id = resolve(&store, f)?;
             let oid = repo
-                .refname_to_id(&format!("refs/heads/{id}"))
+                .refname_to_id(&id.ref_name())
                 .with_context(|| format!("feed {id} is not in this store"))?;
             tips.insert(id, oid);
         }
@@ -428,9 +428,10 @@ fn verify_proof(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 f.feed,
                 f.messages.len(),
                 f.sequence,
-                f.parent
-                    .as_deref()
-                    .unwrap_or("nothing (two first messages)")
+                f.parent.map_or_else(
+                    || "nothing (two first messages)".to_string(),
+                    |p| p.to_string()
+                )
             )?;
             for (c, content) in &f.messages {
                 outln!("  {c}  {:?}", content.lines().next().unwrap_or(""))?;
@@ -444,7 +445,7 @@ fn graph(dir: &Path, feed: Option<&str>, dot: bool, full: bool) -> anyhow::Resul
     let store = open(dir)?;
     let id = match feed {
         Some(f) => resolve(&store, f)?,
-        None => crate::feed_show::feed_or_only(&store, None)?.to_string(),
+        None => crate::feed_show::feed_or_only(&store, None)?,
     };
     let text = if dot {
         sync::graph_dot(store.repo(), &id)?

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::SyncError;
 use super::util;
+use crate::FeedId;
 
 /// Longest header line we accept (a ref name plus an id is far shorter).
 const MAX_HEADER_LINE: usize = 4096;
@@ -46,10 +47,12 @@ fn ser_refs<S: serde::Serializer>(v: &[(String, Oid)], s: S) -> Result<S::Ok, S:
 pub struct BundleSummary {
     /// The file written.
     pub path: PathBuf,
-    /// Feeds (hex ids) in the bundle with their tips.
-    pub feeds: Vec<(String, String)>,
+    /// Feeds in the bundle with their tips.
+    #[serde(serialize_with = "super::oid_serde::feed_tips")]
+    pub feeds: Vec<(FeedId, Oid)>,
     /// Prerequisite commits (the receiver's known frontier).
-    pub prerequisites: Vec<String>,
+    #[serde(serialize_with = "super::oid_serde::oids")]
+    pub prerequisites: Vec<Oid>,
     /// Commits carried in the pack.
     pub commits: usize,
     /// Objects carried in the pack (commits plus the empty tree when needed).
@@ -60,15 +63,15 @@ pub struct BundleSummary {
 
 /// Write a bundle of the given feeds to `path`.
 ///
-/// `tips` maps each feed's hex id to the tip to send (normally `refs/heads/<feed>`);
+/// `tips` maps each feed to the tip to send (normally `refs/heads/<feed>`);
 /// `since` maps a feed to the commit the receiver already has: only newer
 /// messages are carried and that commit becomes a prerequisite. The file is
 /// written under a temporary name and renamed into place.
 pub fn create_bundle(
     repo: &Repository,
     path: &Path,
-    tips: &BTreeMap<String, Oid>,
-    since: &BTreeMap<String, Oid>,
+    tips: &BTreeMap<FeedId, Oid>,
+    since: &BTreeMap<FeedId, Oid>,
 ) -> Result<BundleSummary, SyncError> {
     let mut walk = repo.revwalk()?;
     let mut prereqs: Vec<Oid> = Vec::new();
@@ -81,8 +84,8 @@ pub fn create_bundle(
             if !repo.graph_descendant_of(tip, base)? {
                 return Err(SyncError::BadSince {
                     feed: feed.clone(),
-                    commit: base.to_string(),
-                    reason: format!("not an ancestor of the feed's tip {tip}"),
+                    commit: base,
+                    tip,
                 });
             }
             walk.hide(base)?;
@@ -119,8 +122,8 @@ pub fn create_bundle(
         .len();
     Ok(BundleSummary {
         path: path.to_path_buf(),
-        feeds: feeds.into_iter().map(|(f, t)| (f, t.to_string())).collect(),
-        prerequisites: prereqs.iter().map(|o| o.to_string()).collect(),
+        feeds,
+        prerequisites: prereqs,
         commits,
         objects,
         bytes,

@@ -21,8 +21,8 @@ use crate::{FeedId, FeedStore};
 /// What [`delete_feed`] removed.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeleteReport {
-    /// The feed (hex id).
-    pub feed: String,
+    /// The feed.
+    pub feed: FeedId,
     /// Every ref removed (symbolic aliases included).
     pub refs: Vec<String>,
     /// Commits that were in the store and now are not.
@@ -65,7 +65,7 @@ pub fn delete_feed(store: &FeedStore, feed: &FeedId) -> Result<DeleteReport, Syn
         }
     }
     if doomed.is_empty() {
-        return Err(SyncError::FeedNotFound(hex));
+        return Err(SyncError::FeedNotFound(feed.clone()));
     }
     // 2. Aliases: symbolic refs resolving (transitively) to a doomed ref.
     let mut changed = true;
@@ -161,7 +161,7 @@ pub fn delete_feed(store: &FeedStore, feed: &FeedId) -> Result<DeleteReport, Syn
             "something outside refs still references them"
         };
         return Err(SyncError::DeleteIncomplete {
-            feed: hex,
+            feed: feed.clone(),
             remaining,
             hint: hint.into(),
         });
@@ -169,7 +169,7 @@ pub fn delete_feed(store: &FeedStore, feed: &FeedId) -> Result<DeleteReport, Syn
     let mut refs: Vec<String> = doomed.into_iter().collect();
     refs.sort();
     Ok(DeleteReport {
-        feed: feed.to_string(),
+        feed: feed.clone(),
         refs,
         commits: commits.len(),
     })

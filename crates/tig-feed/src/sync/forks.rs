@@ -24,8 +24,8 @@ pub const PROOF_PREFIX: &str = "refs/tig/proof";
 /// One fork of one feed.
 #[derive(Debug, Clone, Serialize)]
 pub struct Fork {
-    /// The feed (hex id).
-    pub feed: String,
+    /// The feed.
+    pub feed: FeedId,
     /// The last message the branches share: `None` when they start with two
     /// different first messages.
     pub fork_point: Option<ForkPoint>,
@@ -38,7 +38,8 @@ pub struct Fork {
 #[derive(Debug, Clone, Serialize)]
 pub struct ForkPoint {
     /// Commit id.
-    pub commit: String,
+    #[serde(serialize_with = "super::oid_serde::oid")]
+    pub commit: Oid,
     /// Its sequence number.
     pub sequence: u64,
 }
@@ -47,7 +48,8 @@ pub struct ForkPoint {
 #[derive(Debug, Clone, Serialize)]
 pub struct ForkMessage {
     /// Commit id.
-    pub commit: String,
+    #[serde(serialize_with = "super::oid_serde::oid")]
+    pub commit: Oid,
     /// Sequence number (fork point + 1).
     pub sequence: u64,
     /// Author timestamp (seconds since the epoch).
@@ -74,9 +76,9 @@ impl Fork {
     }
 }
 
-/// Tips per feed (hex id), from one pass over the refs.
-fn tips_by_feed(repo: &Repository) -> Result<BTreeMap<String, Vec<(String, Oid)>>, SyncError> {
-    let mut map: BTreeMap<String, Vec<(String, Oid)>> = BTreeMap::new();
+/// Tips per feed, from one pass over the refs.
+fn tips_by_feed(repo: &Repository) -> Result<BTreeMap<FeedId, Vec<(String, Oid)>>, SyncError> {
+    let mut map: BTreeMap<FeedId, Vec<(String, Oid)>> = BTreeMap::new();
     for r in repo.references()? {
         let r = r?;
         let Ok(name) = r.name() else { continue };
@@ -99,15 +101,15 @@ fn tips_by_feed(repo: &Repository) -> Result<BTreeMap<String, Vec<(String, Oid)>
         let Ok(commit) = r.peel_to_commit() else {
             continue;
         };
-        map.entry(fid.to_string())
+        map.entry(fid)
             .or_default()
             .push((name.to_string(), commit.id()));
     }
     Ok(map)
 }
 
-/// Find every fork of the given feeds (hex ids; all feeds the store holds when empty).
-pub fn find_forks(store: &FeedStore, feeds: &[String]) -> Result<Vec<Fork>, SyncError> {
+/// Find every fork of the given feeds (all feeds the store holds when empty).
+pub fn find_forks(store: &FeedStore, feeds: &[FeedId]) -> Result<Vec<Fork>, SyncError> {
     let repo = store.repo();
     let all = tips_by_feed(repo)?;
     for f in feeds {
@@ -125,7 +127,11 @@ pub fn find_forks(store: &FeedStore, feeds: &[String]) -> Result<Vec<Fork>, Sync
     Ok(out)
 }
 
-fn forks_of(store: &FeedStore, feed: &str, tips: &[(String, Oid)]) -> Result<Vec<Fork>, SyncError> {
+fn forks_of(
+    store: &FeedStore,
+    fid: &FeedId,
+    tips: &[(String, Oid)],
+) -> Result<Vec<Fork>, SyncError> {
     let repo = store.repo();
     let mut uniq: Vec<Oid> = tips.iter().map(|(_, o)| *o).collect();
     uniq.sort();
@@ -165,7 +171,6 @@ fn forks_of(store: &FeedStore, feed: &str, tips: &[(String, Oid)]) -> Result<Vec
             set.insert(cb);
         }
     }
-    let fid = FeedId::parse(feed)?;
     let mut seqs: HashMap<Oid, u64> = HashMap::new();
     let mut forks = Vec::new();
     for (base, children) in groups {
@@ -181,7 +186,7 @@ fn forks_of(store: &FeedStore, feed: &str, tips: &[(String, Oid)]) -> Result<Vec
         let mut messages: Vec<ForkMessage> = Vec::new();
         for c in children {
             let commit = repo.find_commit(c)?;
-            let (valid, signature) = match crate::verify_range(store, &fid, c, &known) {
+            let (valid, signature) = match crate::verify_range(store, fid, c, &known) {
                 Ok(v) if v.is_empty() => (true, "good".to_string()),
                 Ok(v) => (false, v[0].rule.to_string()),
                 Err(e) => (false, e.to_string()),
@@ -193,7 +198,7 @@ fn forks_of(store: &FeedStore, feed: &str, tips: &[(String, Oid)]) -> Result<Vec
                 }
             }
             let message = ForkMessage {
-                commit: c.to_string(),
+                commit: c,
                 sequence: base_seq + 1,
                 timestamp: commit.author().when().seconds(),
                 content: util::content(&commit),
@@ -222,9 +227,9 @@ fn forks_of(store: &FeedStore, feed: &str, tips: &[(String, Oid)]) -> Result<Vec
             continue; // one message, several encodings: no equivocation
         }
         forks.push(Fork {
-            feed: feed.to_string(),
+            feed: fid.clone(),
             fork_point: base.map(|b| ForkPoint {
-                commit: b.to_string(),
+                commit: b,
                 sequence: base_seq,
             }),
             messages,
@@ -267,10 +272,10 @@ pub fn export_proof(
     let mut feeds = Vec::new();
     for f in forks.iter().filter(|f| f.is_proof()) {
         for m in f.messages.iter().filter(|m| m.valid) {
-            let oid = Oid::from_str(&m.commit)?;
-            refs.push((format!("{PROOF_PREFIX}/{}/{}", f.feed, m.commit), oid));
+            let oid = m.commit;
+            refs.push((format!("{PROOF_PREFIX}/{}/{oid}", f.feed), oid));
             walk.push(oid)?;
-            feeds.push((f.feed.clone(), m.commit.clone()));
+            feeds.push((f.feed.clone(), oid));
         }
     }
     if refs.is_empty() {
@@ -300,14 +305,16 @@ pub fn export_proof(
 /// A fork established by a proof file.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProvenFork {
-    /// The feed (hex id) whose key signed the conflicting messages.
-    pub feed: String,
+    /// The feed whose key signed the conflicting messages.
+    pub feed: FeedId,
     /// Their common parent (`None`: two different first messages).
-    pub parent: Option<String>,
+    #[serde(serialize_with = "super::oid_serde::opt_oid")]
+    pub parent: Option<Oid>,
     /// Sequence number of the conflicting messages.
     pub sequence: u64,
     /// The conflicting messages: `(commit, content)`.
-    pub messages: Vec<(String, String)>,
+    #[serde(serialize_with = "super::oid_serde::contents")]
+    pub messages: Vec<(Oid, String)>,
 }
 
 /// What [`verify_proof`] established.
@@ -389,13 +396,10 @@ pub fn verify_proof(path: &Path) -> Result<ProofReport, SyncError> {
                 None => 1,
             };
             forks.push(ProvenFork {
-                feed: feed.clone(),
-                parent: parent.map(|p| p.to_string()),
+                feed: fid.clone(),
+                parent,
                 sequence,
-                messages: msgs
-                    .into_values()
-                    .map(|(c, t)| (c.to_string(), t))
-                    .collect(),
+                messages: msgs.into_values().collect(),
             });
         }
     }

@@ -11,6 +11,7 @@ use git2::{Oid, Repository, Sort};
 
 use super::SyncError;
 use super::util;
+use crate::FeedId;
 
 /// A commit of the feed, as laid out.
 struct Node {
@@ -39,10 +40,11 @@ fn short_ref(name: &str, feed: &str) -> String {
     }
 }
 
-fn layout(repo: &Repository, feed: &str) -> Result<Layout, SyncError> {
+fn layout(repo: &Repository, id: &FeedId) -> Result<Layout, SyncError> {
+    let feed = id.as_str();
     let tips = util::feed_tips(repo, feed)?;
     if tips.is_empty() {
-        return Err(SyncError::FeedNotFound(feed.to_string()));
+        return Err(SyncError::FeedNotFound(id.clone()));
     }
     let mut labels: HashMap<Oid, Vec<String>> = HashMap::new();
     let mut walk = repo.revwalk()?;
@@ -86,7 +88,7 @@ fn layout(repo: &Repository, feed: &str) -> Result<Layout, SyncError> {
 
 /// The feed's branches as text, newest first. Unless `full`, long runs of
 /// plain messages on a single branch are shortened to a `:` line.
-pub fn graph_text(repo: &Repository, feed: &str, full: bool) -> Result<String, SyncError> {
+pub fn graph_text(repo: &Repository, feed: &FeedId, full: bool) -> Result<String, SyncError> {
     let l = layout(repo, feed)?;
     let mut out = String::new();
     let mut columns: Vec<Oid> = Vec::new();
@@ -189,8 +191,9 @@ fn dot_escape(s: &str) -> String {
 
 /// The feed's branches as a Graphviz digraph: one node per message (fork
 /// points in red), an edge from each message to its parent, one box per ref.
-pub fn graph_dot(repo: &Repository, feed: &str) -> Result<String, SyncError> {
+pub fn graph_dot(repo: &Repository, feed: &FeedId) -> Result<String, SyncError> {
     let l = layout(repo, feed)?;
+    let feed = feed.as_str();
     let mut out = String::new();
     let _ = writeln!(out, "digraph \"feed {}\" {{", &feed[..feed.len().min(16)]);
     let _ = writeln!(out, "  rankdir=RL;");

@@ -37,8 +37,8 @@ pub use delete::{DeleteReport, delete_feed};
 pub use forks::{Fork, ForkMessage, ProofReport, export_proof, find_forks, verify_proof};
 pub use graph::{graph_dot, graph_text};
 pub use replicate::{
-    FeedOutcome, Outcome, PullOptions, PullReport, PushOptions, PushOutcome, PushReport, Source,
-    pull, push, source_name,
+    FeedOutcome, Outcome, PullOptions, PullReport, PushOptions, PushOutcome, PushReport, Refusal,
+    Source, pull, push, source_name,
 };
 
 use std::path::PathBuf;
@@ -74,7 +74,10 @@ pub enum SyncError {
     MissingPrerequisite(git2::Oid),
     /// The named feed is not in this store.
     #[error("feed {0} is not in this store")]
-    FeedNotFound(String),
+    FeedNotFound(crate::FeedId),
+    /// A feed asked for is not in the source of a pull.
+    #[error("feed {0} (in the source) is not in this store")]
+    FeedNotInSource(crate::FeedId),
     /// A source name (`--as`) that cannot be used in a ref name.
     #[error("invalid source name {0:?}: it must be usable as a git ref component")]
     BadSourceName(String),
@@ -82,14 +85,14 @@ pub enum SyncError {
     #[error("nothing to bundle: {0}")]
     NothingToBundle(String),
     /// `--since FEED=COMMIT` names a commit that is not in the feed's history.
-    #[error("--since {feed}={commit}: {reason}")]
+    #[error("--since {feed}={commit}: not an ancestor of the feed's tip {tip}")]
     BadSince {
         /// Feed.
-        feed: String,
+        feed: crate::FeedId,
         /// Commit given.
-        commit: String,
-        /// Why it cannot be used.
-        reason: String,
+        commit: git2::Oid,
+        /// The feed's tip, which does not descend from `commit`.
+        tip: git2::Oid,
     },
     /// A fork proof does not prove anything.
     #[error("invalid proof: {0}")]
@@ -122,7 +125,7 @@ pub enum SyncError {
     )]
     DeleteIncomplete {
         /// Feed.
-        feed: String,
+        feed: crate::FeedId,
         /// How many commits survived.
         remaining: usize,
         /// Likely reason.

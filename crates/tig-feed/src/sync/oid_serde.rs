@@ -46,3 +46,29 @@ pub(crate) fn named<S: Serializer>(v: &[(String, Oid)], s: S) -> Result<S::Ok, S
     }
     seq.end()
 }
+
+/// `[id, text]` pairs.
+pub(crate) fn contents<S: Serializer>(v: &[(Oid, String)], s: S) -> Result<S::Ok, S::Error> {
+    let mut seq = s.serialize_seq(Some(v.len()))?;
+    for (o, text) in v {
+        seq.serialize_element(&(o.to_string(), text))?;
+    }
+    seq.end()
+}
+
+/// `[feed, tip]` pairs.
+pub(crate) fn feed_tips<S: Serializer>(
+    v: &[(crate::FeedId, Oid)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let mut seq = s.serialize_seq(Some(v.len()))?;
+    for (feed, o) in v {
+        seq.serialize_element(&(feed, o.to_string()))?;
+    }
+    seq.end()
+}
+
+/// A list of ids.
+pub(crate) fn oids<S: Serializer>(v: &[Oid], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|o| o.to_string()))
+}

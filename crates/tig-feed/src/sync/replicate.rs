@@ -26,8 +26,8 @@ pub struct PullOptions {
     /// Name under `refs/remotes/` for what came from this source (`--as`);
     /// derived from the path or URL when `None`.
     pub name: Option<String>,
-    /// Feeds (hex ids) to pull; every feed the source has when empty.
-    pub feeds: Vec<String>,
+    /// Feeds to pull; every feed the source has when empty.
+    pub feeds: Vec<FeedId>,
 }
 
 /// What happened to one feed during a pull.
@@ -112,8 +112,8 @@ impl PullReport {
 pub struct PushOptions {
     /// Name under `refs/remotes/` recording what the destination now has.
     pub name: Option<String>,
-    /// Feeds (hex ids) to push; every feed in the store when empty.
-    pub feeds: Vec<String>,
+    /// Feeds to push; every feed in the store when empty.
+    pub feeds: Vec<FeedId>,
 }
 
 /// Result for one feed of a push.
@@ -135,8 +135,31 @@ pub enum PushOutcome {
     /// Not a fast-forward (a fork, or history we do not have): nothing pushed.
     Refused {
         /// Why.
-        reason: String,
+        reason: Refusal,
     },
+}
+
+/// Why a push left a feed alone. `Display` gives the words `tig` prints (and
+/// `--json` carries).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The destination's tip and ours have diverged.
+    #[error(
+        "not a fast-forward: the destination's tip {0} forks from ours (run `tig feed pull` then `tig feed forks`)"
+    )]
+    Diverged(Oid),
+    /// The destination's tip is a commit this store does not have.
+    #[error("the destination has {0}, which this store does not know (pull first)")]
+    Unknown(Oid),
+    /// The destination refused the update; its words.
+    #[error("the destination refused: {0}")]
+    ByDestination(String),
+}
+
+impl Serialize for Refusal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// Everything a push did.
@@ -302,9 +325,9 @@ fn to_url(source: &str) -> String {
     source.to_string()
 }
 
-fn hex_feed_of_head(name: &str) -> Option<String> {
-    let id = name.strip_prefix("refs/heads/")?;
-    FeedId::parse(id).ok().map(|f| f.to_string())
+/// The feed a `refs/heads/<id>` ref holds, if its name is a feed id.
+fn feed_of_head(name: &str) -> Option<FeedId> {
+    FeedId::parse(name.strip_prefix("refs/heads/")?).ok()
 }
 
 /// Pull feeds from `source`: another store's path, a git remote URL, or a bundle file.
@@ -333,21 +356,21 @@ pub fn pull(store: &FeedStore, source: &str, opts: &PullOptions) -> Result<PullR
     })
 }
 
-fn wanted(feed: &str, want: &[String]) -> bool {
-    want.is_empty() || want.iter().any(|w| w == feed)
+fn wanted(feed: &FeedId, want: &[FeedId]) -> bool {
+    want.is_empty() || want.contains(feed)
 }
 
 fn pull_bundle(
     store: &FeedStore,
     path: &Path,
     name: &str,
-    want: &[String],
+    want: &[FeedId],
 ) -> Result<Vec<FeedOutcome>, SyncError> {
     let repo = store.repo();
     let header = bundle::unbundle(repo, path)?;
     let mut incoming = BTreeMap::new();
     for (refname, oid) in &header.refs {
-        if let Some(feed) = hex_feed_of_head(refname)
+        if let Some(feed) = feed_of_head(refname)
             && wanted(&feed, want)
         {
             incoming.insert(feed, *oid);
@@ -370,10 +393,10 @@ fn pull_bundle(
     out
 }
 
-fn missing_wanted(incoming: &BTreeMap<String, Oid>, want: &[String]) -> Result<(), SyncError> {
+fn missing_wanted(incoming: &BTreeMap<FeedId, Oid>, want: &[FeedId]) -> Result<(), SyncError> {
     for w in want {
         if !incoming.contains_key(w) {
-            return Err(SyncError::FeedNotFound(format!("{w} (in the source)")));
+            return Err(SyncError::FeedNotInSource(w.clone()));
         }
     }
     Ok(())
@@ -393,7 +416,7 @@ impl<'r> Quarantine<'r> {
         }
     }
 
-    fn refname(&self, feed: &str) -> String {
+    fn refname(&self, feed: &FeedId) -> String {
         format!("{}/{feed}", self.prefix)
     }
 }
@@ -434,7 +457,7 @@ fn pull_local(
     store: &FeedStore,
     src: &Repository,
     name: &str,
-    want: &[String],
+    want: &[FeedId],
 ) -> Result<Vec<FeedOutcome>, SyncError> {
     let repo = store.repo();
     let mut advertised = BTreeMap::new();
@@ -446,7 +469,7 @@ fn pull_local(
         let Ok(refname) = r.name() else { continue };
         // The ref's own target, not peeled: a tip that is missing or not a
         // commit is the source's problem and gets that feed rejected below.
-        if let Some(feed) = hex_feed_of_head(refname)
+        if let Some(feed) = feed_of_head(refname)
             && wanted(&feed, want)
             && let Some(tip) = r.target()
         {
@@ -458,10 +481,7 @@ fn pull_local(
         return Ok(Vec::new());
     }
     let started = std::time::Instant::now();
-    let feeds = advertised
-        .iter()
-        .map(|(feed, tip)| Ok((FeedId::parse(feed)?, *tip)))
-        .collect::<Result<Vec<_>, SyncError>>()?;
+    let feeds: Vec<(FeedId, Oid)> = advertised.iter().map(|(f, t)| (f.clone(), *t)).collect();
     let odb = repo.odb()?;
     odb.refresh()?;
     let gpg = store.gpg();
@@ -498,7 +518,7 @@ fn pull_local(
     let mut failed = Vec::new();
     for ((feed, mut walked), violations) in advertised.keys().zip(walk.walked).zip(checked) {
         if let Some(reason) = walked.error.take() {
-            failed.push(rejected(FeedId::parse(feed)?, advertised[feed], reason));
+            failed.push(rejected(feed.clone(), advertised[feed], reason));
             continue;
         }
         prechecked.insert(feed.clone(), Prechecked { walked, violations });
@@ -517,7 +537,7 @@ fn pull_local(
     drop(quarantine);
     let mut out = out?;
     out.extend(failed);
-    out.sort_by(|a, b| a.feed.as_str().cmp(b.feed.as_str()));
+    out.sort_by(|a, b| a.feed.cmp(&b.feed));
     Ok(out)
 }
 
@@ -726,7 +746,7 @@ fn pull_remote(
     store: &FeedStore,
     source: &str,
     name: &str,
-    want: &[String],
+    want: &[FeedId],
 ) -> Result<Vec<FeedOutcome>, SyncError> {
     let repo = store.repo();
     let url = source.to_string();
@@ -736,7 +756,7 @@ fn pull_remote(
         .map_err(|e| remote_error(&url, e))?;
     let mut advertised = BTreeMap::new();
     for head in remote.list()? {
-        if let Some(feed) = hex_feed_of_head(head.name())
+        if let Some(feed) = feed_of_head(head.name())
             && wanted(&feed, want)
         {
             advertised.insert(feed, head.oid());
@@ -779,7 +799,7 @@ fn pull_remote(
 fn apply_incoming(
     store: &FeedStore,
     name: &str,
-    incoming: &BTreeMap<String, Oid>,
+    incoming: &BTreeMap<FeedId, Oid>,
 ) -> Result<Vec<FeedOutcome>, SyncError> {
     apply_incoming_checked(store, name, incoming, &BTreeMap::new())
 }
@@ -804,18 +824,15 @@ fn covered(check: &Prechecked, known: &[Oid]) -> bool {
 fn apply_incoming_checked(
     store: &FeedStore,
     name: &str,
-    incoming: &BTreeMap<String, Oid>,
-    prechecked: &BTreeMap<String, Prechecked>,
+    incoming: &BTreeMap<FeedId, Oid>,
+    prechecked: &BTreeMap<FeedId, Prechecked>,
 ) -> Result<Vec<FeedOutcome>, SyncError> {
-    let tips = incoming
-        .iter()
-        .map(|(feed, tip)| Ok((FeedId::parse(feed)?, *tip)))
-        .collect::<Result<BTreeMap<_, _>, SyncError>>()?;
+    let tips = incoming.clone();
     // the in-memory checks of a local pull stand in only where they cover
     // every new message (see `covered`)
     let fast = |feed: &FeedId, known: &[Oid]| {
         prechecked
-            .get(feed.as_str())
+            .get(feed)
             .filter(|p| covered(p, known))
             .map(|p| (p.walked.count, p.violations.clone()))
     };
@@ -835,7 +852,7 @@ fn apply_incoming_checked(
         })
         .collect();
     out.extend(apply(store, name, verdict.verified)?);
-    out.sort_by(|a, b| a.feed.as_str().cmp(b.feed.as_str()));
+    out.sort_by(|a, b| a.feed.cmp(&b.feed));
     Ok(out)
 }
 
@@ -944,7 +961,7 @@ pub fn push(store: &FeedStore, dest: &str, opts: &PushOptions) -> Result<PushRep
                 continue;
             }
             if let Ok(n) = r.name()
-                && let Some(feed) = hex_feed_of_head(n)
+                && let Some(feed) = feed_of_head(n)
                 && let Ok(c) = r.peel_to_commit()
             {
                 local.insert(feed, c.id());
@@ -953,7 +970,7 @@ pub fn push(store: &FeedStore, dest: &str, opts: &PushOptions) -> Result<PushRep
     } else {
         for f in &opts.feeds {
             let oid = repo
-                .refname_to_id(&format!("refs/heads/{f}"))
+                .refname_to_id(&f.ref_name())
                 .map_err(|_| SyncError::FeedNotFound(f.clone()))?;
             local.insert(f.clone(), oid);
         }
@@ -964,7 +981,7 @@ pub fn push(store: &FeedStore, dest: &str, opts: &PushOptions) -> Result<PushRep
         .map_err(|e| remote_error(&url, e))?;
     let mut theirs = BTreeMap::new();
     for head in remote.list()? {
-        if let Some(feed) = hex_feed_of_head(head.name()) {
+        if let Some(feed) = feed_of_head(head.name()) {
             theirs.insert(feed, head.oid());
         }
     }
@@ -983,14 +1000,10 @@ pub fn push(store: &FeedStore, dest: &str, opts: &PushOptions) -> Result<PushRep
                 PushOutcome::RemoteAhead
             }
             Some(&t) if repo.odb()?.exists(t) => PushOutcome::Refused {
-                reason: format!(
-                    "not a fast-forward: the destination's tip {t} forks from ours (run `tig feed pull` then `tig feed forks`)"
-                ),
+                reason: Refusal::Diverged(t),
             },
             Some(&t) => PushOutcome::Refused {
-                reason: format!(
-                    "the destination has {t}, which this store does not know (pull first)"
-                ),
+                reason: Refusal::Unknown(t),
             },
         };
         if matches!(
@@ -1021,7 +1034,7 @@ pub fn push(store: &FeedStore, dest: &str, opts: &PushOptions) -> Result<PushRep
         let refname = format!("refs/heads/{feed}");
         if let Some(reason) = rejected.get(&refname) {
             outcome = PushOutcome::Refused {
-                reason: format!("the destination refused: {reason}"),
+                reason: Refusal::ByDestination(reason.clone()),
             };
         }
         if matches!(
@@ -1030,7 +1043,7 @@ pub fn push(store: &FeedStore, dest: &str, opts: &PushOptions) -> Result<PushRep
         ) {
             repo.reference(&format!("refs/remotes/{name}/{feed}"), ours, true, &msg)?;
         }
-        feeds.push((FeedId::parse(&feed)?, ours, outcome));
+        feeds.push((feed, ours, outcome));
     }
     Ok(PushReport {
         dest: dest.to_string(),

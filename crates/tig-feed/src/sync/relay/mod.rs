@@ -215,23 +215,23 @@ pub fn chain(lines: &[Line]) -> &[Line] {
     }
 }
 
-/// What a push sends: feeds (hex id → tip) and, per feed, the relay's commit
+/// What a push sends: feeds (feed → tip) and, per feed, the relay's commit
 /// the bundle starts after.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PushPlan {
     /// Feeds with messages the relay lacks, and the tip to send.
-    pub send: BTreeMap<String, Oid>,
+    pub send: BTreeMap<FeedId, Oid>,
     /// For feeds in `send`: the newest relay tip our tip descends from.
-    pub since: BTreeMap<String, Oid>,
+    pub since: BTreeMap<FeedId, Oid>,
     /// Feeds whose tip the relay already lists.
-    pub up_to_date: Vec<String>,
+    pub up_to_date: Vec<FeedId>,
 }
 
-/// Plans a push of `ours` (feed hex id → tip) onto the relay's `chain`:
+/// Plans a push of `ours` (feed → tip) onto the relay's `chain`:
 /// a feed whose tip the chain lists is up to date; otherwise it is sent,
 /// incrementally from the newest listed tip that `reaches(ours, listed)`.
 pub fn plan_push(
-    ours: &BTreeMap<String, Oid>,
+    ours: &BTreeMap<FeedId, Oid>,
     chain: &[Line],
     reaches: impl Fn(Oid, Oid) -> bool,
 ) -> PushPlan {
@@ -241,12 +241,7 @@ pub fn plan_push(
         let known: Vec<Oid> = chain
             .iter()
             .rev()
-            .flat_map(|l| {
-                l.tips
-                    .iter()
-                    .filter(|(f, _)| f.as_str() == feed)
-                    .map(|(_, o)| *o)
-            })
+            .flat_map(|l| l.tips.iter().filter(|(f, _)| f == feed).map(|(_, o)| *o))
             .collect();
         if known.contains(&tip) {
             plan.up_to_date.push(feed.clone());
@@ -264,13 +259,12 @@ pub fn plan_push(
 /// (`refs/heads/<feed>` each, no more, no fewer): what the relay says is not
 /// trusted until the bundle agrees.
 pub fn bundle_matches_line(header: &BundleHeader, line: &Line) -> bool {
-    let carried: BTreeSet<(String, Oid)> = header
+    let carried: BTreeSet<(&str, Oid)> = header
         .refs
         .iter()
-        .filter_map(|(name, oid)| Some((name.strip_prefix("refs/heads/")?.to_string(), *oid)))
+        .filter_map(|(name, oid)| Some((name.strip_prefix("refs/heads/")?, *oid)))
         .collect();
-    let named: BTreeSet<(String, Oid)> =
-        line.tips.iter().map(|(f, o)| (f.to_string(), *o)).collect();
+    let named: BTreeSet<(&str, Oid)> = line.tips.iter().map(|(f, o)| (f.as_str(), *o)).collect();
     carried == named && header.refs.len() == named.len()
 }
 
@@ -486,13 +480,14 @@ mod tests {
         let lines = parse_list(&list).unwrap();
         // ours: FEED moved on from b (which descends from a); other unchanged
         let d = Oid::from_str(&"3".repeat(40)).unwrap();
-        let ours = BTreeMap::from([(FEED.to_string(), d), (other.clone(), c)]);
+        let (feed, other) = (FeedId::parse(FEED).unwrap(), FeedId::parse(&other).unwrap());
+        let ours = BTreeMap::from([(feed.clone(), d), (other.clone(), c)]);
         let plan = plan_push(&ours, chain(&lines), |tip, base| {
             tip == d && (base == b || base == a)
         });
         assert_eq!(plan.up_to_date, vec![other]);
-        assert_eq!(plan.send, BTreeMap::from([(FEED.to_string(), d)]));
-        assert_eq!(plan.since, BTreeMap::from([(FEED.to_string(), b)]));
+        assert_eq!(plan.send, BTreeMap::from([(feed.clone(), d)]));
+        assert_eq!(plan.since, BTreeMap::from([(feed, b)]));
         // nothing reachable: a full send of that feed
         let plan = plan_push(&ours, chain(&lines), |_, _| false);
         assert!(plan.since.is_empty());

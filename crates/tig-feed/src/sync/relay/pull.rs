@@ -228,14 +228,14 @@ pub fn pull<T: Transport + ?Sized>(
     // Every feed the channel offers (and we want) starts as up to date at the
     // relay's newest tip (or "this store is ahead" of it); each applied
     // bundle's outcome is folded in.
-    let mut merged: BTreeMap<String, FeedOutcome> = BTreeMap::new();
+    let mut merged: BTreeMap<FeedId, FeedOutcome> = BTreeMap::new();
     for line in relay {
         for (feed, tip) in &line.tips {
             if wanted(feed) {
                 let ours = store.tip(feed).ok().flatten();
                 let ahead = ours.is_some_and(|o| o != *tip && reaches(store, o, *tip));
                 merged.insert(
-                    feed.to_string(),
+                    feed.clone(),
                     FeedOutcome {
                         feed: feed.clone(),
                         tip: *tip,
@@ -286,12 +286,12 @@ pub fn pull<T: Transport + ?Sized>(
         // tip here we already hold (perhaps from a later line) stays as it is.
         // Bases from before the last `full` line only bring objects: the
         // chain's own bundles then validate everything up to their tips.
-        let line_feeds: Vec<String> = f
+        let line_feeds: Vec<FeedId> = f
             .line
             .tips
             .iter()
             .filter(|(feed, tip)| in_chain && wanted(feed) && !have(store, feed, *tip))
-            .map(|(feed, _)| feed.to_string())
+            .map(|(feed, _)| feed.clone())
             .collect();
         let apply_err = |source| RelayError::Apply {
             at: at(t, f.line),
@@ -310,7 +310,7 @@ pub fn pull<T: Transport + ?Sized>(
         };
         let report = sync::pull(store, &path, &pull_opts).map_err(apply_err)?;
         for outcome in report.feeds {
-            let key = outcome.feed.to_string();
+            let key = outcome.feed.clone();
             let folded = match merged.remove(&key) {
                 Some(prev) => fold(prev, outcome),
                 None => outcome,

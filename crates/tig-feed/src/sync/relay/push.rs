@@ -14,12 +14,14 @@ use crate::{FeedId, FeedStore};
 /// One feed a push sent.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PushedFeed {
-    /// The feed (hex id).
-    pub feed: String,
+    /// The feed.
+    pub feed: FeedId,
     /// The tip sent.
-    pub tip: String,
+    #[serde(serialize_with = "crate::sync::oid_serde::oid")]
+    pub tip: Oid,
     /// The relay's commit the bundle starts after, if incremental for this feed.
-    pub since: Option<String>,
+    #[serde(serialize_with = "crate::sync::oid_serde::opt_oid")]
+    pub since: Option<Oid>,
 }
 
 /// What a relay push did (the `--json` output).
@@ -40,7 +42,7 @@ pub struct PushSummary {
     /// Feeds sent.
     pub feeds: Vec<PushedFeed>,
     /// Feeds the relay already had.
-    pub up_to_date: Vec<String>,
+    pub up_to_date: Vec<FeedId>,
     /// Whether the bundle was stored as a burst list of chunks.
     #[serde(skip)]
     pub burst: bool,
@@ -59,12 +61,12 @@ pub fn push<T: Transport + ?Sized>(
     feeds: &[FeedId],
     mut lost: impl FnMut(&Line),
 ) -> Result<PushSummary, RelayError> {
-    let mut ours: BTreeMap<String, Oid> = BTreeMap::new();
+    let mut ours: BTreeMap<FeedId, Oid> = BTreeMap::new();
     for id in feeds {
         let tip = store
             .tip(id)?
             .ok_or_else(|| RelayError::NoMessages(id.clone()))?;
-        ours.insert(id.to_string(), tip);
+        ours.insert(id.clone(), tip);
     }
 
     let lines = read_list(t)?.unwrap_or_default();
@@ -119,10 +121,7 @@ pub fn push<T: Transport + ?Sized>(
         kind,
         id: put.id,
         burst: put.burst,
-        tips: send
-            .iter()
-            .map(|(f, t)| Ok((FeedId::parse(f)?, *t)))
-            .collect::<Result<_, crate::FeedError>>()?,
+        tips: send.iter().map(|(f, t)| (f.clone(), *t)).collect(),
     };
     t.append_line(&line.render())
         .map_err(|source| RelayError::Append {
@@ -141,8 +140,8 @@ pub fn push<T: Transport + ?Sized>(
         .iter()
         .map(|(f, t)| PushedFeed {
             feed: f.clone(),
-            tip: t.to_string(),
-            since: since.get(f).map(|o| o.to_string()),
+            tip: *t,
+            since: since.get(f).copied(),
         })
         .collect();
     Ok(summary)
