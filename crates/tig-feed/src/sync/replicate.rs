@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{AutotagOption, Direction, FetchOptions, FetchPrune, Oid, Repository};
 use serde::Serialize;
+use url::Url;
 
 use super::util::{self, INCOMING};
 use super::verified::{self, Tips, Unverified, Verified};
@@ -244,25 +245,32 @@ impl Source {
         if s.starts_with("tig+") {
             return Ok(Source::Relay(s.to_string()));
         }
-        if let Some(rest) = s.strip_prefix("file://") {
-            let p = Path::new(rest);
-            if !p.is_dir() {
-                return Err(bad(format!(
-                    "no such directory {rest} (a file:// URL names a git repository)"
-                )));
-            }
-            return match Repository::open(p) {
-                Ok(_) => Ok(Source::Local(p.to_path_buf())),
-                Err(_) => Err(bad(format!("{rest} is not a git repository"))),
-            };
-        }
+        // `scheme://…`: a URL, read by the url crate. (`host:path` parses as a
+        // URL too, with scheme `host`: git reads it as scp-like, and so do we,
+        // below.)
         if let Some((scheme, _)) = s.split_once("://")
-            && !scheme.is_empty()
-            && scheme
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+            && is_scheme(scheme)
         {
-            return match scheme {
+            let url = Url::parse(s)
+                .map_err(|e| bad(format!("not a valid URL ({e}; a source is {SOURCE_FORMS})")))?;
+            return match url.scheme() {
+                "file" => {
+                    let shown = s.get("file://".len()..).unwrap_or(s);
+                    let Ok(path) = url.to_file_path() else {
+                        return Err(bad(format!(
+                            "no such directory {shown} (a file:// URL names a git repository on this machine)"
+                        )));
+                    };
+                    if !path.is_dir() {
+                        return Err(bad(format!(
+                            "no such directory {shown} (a file:// URL names a git repository)"
+                        )));
+                    }
+                    match Repository::open(&path) {
+                        Ok(_) => Ok(Source::Local(path)),
+                        Err(_) => Err(bad(format!("{shown} is not a git repository"))),
+                    }
+                }
                 "http" | "https" | "ssh" | "git" | "git+ssh" | "ssh+git" => {
                     Ok(Source::Remote(s.to_string()))
                 }
@@ -299,10 +307,18 @@ impl Source {
     }
 }
 
+/// Whether `s` can be a URL scheme (RFC 3986: a letter, then letters, digits,
+/// `+`, `-`, `.`): what decides that `s://…` is a URL and not a path.
+fn is_scheme(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+}
+
 /// A transport error from a remote URL, in words: for `http(s)://` the usual
 /// mistake is a tig server without `tig+`.
 fn remote_error(url: &str, e: git2::Error) -> SyncError {
-    let http = url.starts_with("http://") || url.starts_with("https://");
+    let http = Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
     let hint = if http && e.class() == git2::ErrorClass::Http {
         format!(
             "{url} is not a git server over HTTP ({}); a tig server relay channel is written tig+{url}",
@@ -1054,7 +1070,8 @@ pub fn push(store: &FeedStore, dest: &str, opts: &PushOptions) -> Result<PushRep
 
 #[cfg(test)]
 mod tests {
-    use super::source_name;
+    #![allow(clippy::unwrap_used)] // tests may unwrap
+    use super::{Source, SyncError, source_name};
 
     #[test]
     fn source_names_come_from_the_last_path_component() {
@@ -1066,5 +1083,55 @@ mod tests {
         assert_eq!(source_name("ssh://host:22/a b"), "a-b");
         assert_eq!(source_name("/"), "source");
         assert_eq!(source_name("x.lock"), "x");
+    }
+
+    /// The words of a `BadSource` error, or a panic naming what parsed instead.
+    fn refused(s: &str) -> String {
+        match Source::parse(s) {
+            Err(SyncError::BadSource { reason, .. }) => reason,
+            other => panic!("{s}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sources_are_told_apart_once_from_what_was_typed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = tmp.path().join("store");
+        git2::Repository::init_bare(&store).unwrap();
+        let plain = tmp.path().join("plain");
+        std::fs::create_dir(&plain).unwrap();
+        let dir = store.to_str().unwrap();
+        for remote in [
+            "ssh://host/x.git",
+            "ssh://git@host:2222/x.git",
+            "git+ssh://host/x",
+            "https://example.org/x.git",
+            "git://host/x",
+            "git@host:feeds.git",
+            "host:feeds.git",
+        ] {
+            assert_eq!(
+                Source::parse(remote).unwrap(),
+                Source::Remote(remote.into()),
+                "{remote}"
+            );
+        }
+        let relay = "tig+http://127.0.0.1:7777/chan";
+        assert_eq!(Source::parse(relay).unwrap(), Source::Relay(relay.into()));
+        assert_eq!(Source::parse(dir).unwrap(), Source::Local(store.clone()));
+        assert_eq!(
+            Source::parse(&format!("file://{dir}")).unwrap(),
+            Source::Local(store.clone())
+        );
+        assert!(refused("ftp://host/x").starts_with("unsupported URL scheme ftp://"));
+        assert!(refused("file:///nonexistent/x").starts_with("no such directory /nonexistent/x"));
+        let p = plain.to_str().unwrap();
+        assert_eq!(
+            refused(&format!("file://{p}")),
+            format!("{p} is not a git repository")
+        );
+        assert!(refused(p).starts_with("not a git repository"));
+        assert!(refused("/nonexistent/x").starts_with("no such file or directory"));
+        assert!(refused("ssh://[::1/x").starts_with("not a valid URL"));
     }
 }
