@@ -1,15 +1,22 @@
 //! The security core, one rule per test: what makes a message valid
-//! (signature by the feed's own key, author = feed, empty tree, ≤ 1 parent),
-//! when two branches are a provable fork, what deletion removes, and how the
-//! graph joins branches. Each test builds the exact commits it needs with the
-//! library's own commit writer, so a failure names the rule that broke.
+//! (signature by the feed's own key, author and committer = feed, empty tree,
+//! ≤ 1 parent), that a pull moves no ref for a feed that breaks a rule and
+//! never overwrites a diverging branch (single writer), when two branches are a
+//! provable fork and what a proof file proves, what deletion removes, and how
+//! the graph joins branches. Each test builds the exact commits it needs with
+//! the library's own commit writer, so a failure names the rule that broke.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
+use std::collections::BTreeMap;
+
 use git2::{ObjectType, Oid};
 use tig_feed::commit::{payload, with_signature};
-use tig_feed::sync::{delete_feed, find_forks, graph_text};
-use tig_feed::{AppendOptions, FeedId, FeedStore, Identity, Signer, Time, verify_range};
+use tig_feed::sync::{
+    Outcome, PullOptions, SyncError, create_bundle, delete_feed, export_proof, find_forks,
+    graph_text, verify_proof,
+};
+use tig_feed::{AppendOptions, FeedId, FeedStore, Identity, Rule, Signer, Time, verify_range};
 
 const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
@@ -100,6 +107,29 @@ fn signature_rule_an_unsigned_message_is_refused() {
 }
 
 #[test]
+fn signature_rule_a_message_changed_after_signing_is_refused() {
+    let (_t, store) = new_store();
+    let alice = Identity::generate();
+    let a = alice.feed_id();
+    let signed = payload(a.as_str(), None, time(), b"pay bob 1");
+    let changed = payload(a.as_str(), None, time(), b"pay bob 1000");
+    let raw = with_signature(&changed, &alice.sign(&signed).unwrap());
+    let m = store
+        .repo()
+        .odb()
+        .unwrap()
+        .write(ObjectType::Commit, &raw)
+        .unwrap();
+    let broken = verify_range(&store, &a, m, &[]).unwrap();
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert_eq!(broken[0].commit, m);
+    assert!(
+        matches!(broken[0].rule, Rule::BadSignature(_)),
+        "{broken:?}"
+    );
+}
+
+#[test]
 fn author_rule_the_author_must_be_the_feed() {
     let (_t, store) = new_store();
     let (alice, bob) = (Identity::generate(), Identity::generate());
@@ -110,6 +140,30 @@ fn author_rule_the_author_must_be_the_feed() {
     assert!(broken.iter().all(|b| b.0 == m), "{broken:?}");
     assert!(
         broken.iter().any(|b| b.1.starts_with("author is")),
+        "{broken:?}"
+    );
+}
+
+#[test]
+fn committer_rule_the_committer_must_be_the_feed() {
+    let (_t, store) = new_store();
+    let (alice, bob) = (Identity::generate(), Identity::generate());
+    let a = alice.feed_id();
+    // authored as alice's feed and signed by her key, committed as bob's
+    let p = payload(a.as_str(), None, time(), b"who committed?");
+    let p = String::from_utf8(p)
+        .unwrap()
+        .replacen(
+            &format!("committer {a} "),
+            &format!("committer {} ", bob.feed_id()),
+            1,
+        )
+        .into_bytes();
+    let m = write_signed(&store, &p, &alice);
+    let broken = verify_range(&store, &a, m, &[]).unwrap();
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert!(
+        matches!(&broken[0].rule, Rule::WrongCommitter(name) if *name == bob.feed_id().to_string()),
         "{broken:?}"
     );
 }
@@ -210,6 +264,166 @@ fn fork_rule_one_branch_ahead_of_another_is_no_fork() {
     set_ref(&store, &a.ref_name(), m2);
     set_ref(&store, &format!("refs/remotes/peer/{a}"), m1);
     assert!(find_forks(&store, &[]).unwrap().is_empty());
+}
+
+/// Alice's first message in a store `src` and, pulled from it, in `bob`.
+fn alice_pulled(t: &std::path::Path, alice: &Identity) -> (FeedStore, FeedStore, Oid) {
+    let a = alice.feed_id();
+    let src = FeedStore::init(&t.join("src")).unwrap();
+    let m1 = message(&src, &a, None, "one", alice);
+    set_ref(&src, &a.ref_name(), m1);
+    let bob = FeedStore::init(&t.join("bob")).unwrap();
+    let report = tig_feed::sync::pull(&bob, src_path(&src), &PullOptions::default()).unwrap();
+    assert!(
+        matches!(report.feeds[0].outcome, Outcome::Created),
+        "{report:?}"
+    );
+    (src, bob, m1)
+}
+
+fn src_path(store: &FeedStore) -> &str {
+    store.path().to_str().unwrap()
+}
+
+/// Every ref of `store`, by name.
+fn refs(store: &FeedStore) -> BTreeMap<String, Oid> {
+    let mut out = BTreeMap::new();
+    for r in store.repo().references().unwrap() {
+        let r = r.unwrap();
+        if let (Ok(name), Some(target)) = (r.name(), r.target()) {
+            out.insert(name.to_string(), target);
+        }
+    }
+    out
+}
+
+/// After a pull of `tip` was refused: one violation, on `tip`, signed by another key.
+fn assert_forgery_refused(report: &tig_feed::sync::PullReport, tip: Oid) {
+    assert_eq!(report.feeds.len(), 1, "{report:?}");
+    let Outcome::Rejected { violations } = &report.feeds[0].outcome else {
+        panic!("the forgery was not rejected: {report:?}");
+    };
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert_eq!(violations[0].commit, tip);
+    assert!(
+        matches!(violations[0].rule, Rule::WrongKey(_)),
+        "{violations:?}"
+    );
+}
+
+#[test]
+fn single_writer_rule_a_forged_message_pulled_from_a_store_moves_no_ref() {
+    let t = tempfile::tempdir().unwrap();
+    let (alice, mallory) = (Identity::generate(), Identity::generate());
+    let a = alice.feed_id();
+    let (src, bob, m1) = alice_pulled(t.path(), &alice);
+    let forged = message(&src, &a, Some(m1), "forged", &mallory);
+    set_ref(&src, &a.ref_name(), forged);
+    let before = refs(&bob);
+    // a local path: the new messages are checked in memory while copied
+    let report = tig_feed::sync::pull(&bob, src_path(&src), &PullOptions::default()).unwrap();
+    assert_forgery_refused(&report, forged);
+    assert_eq!(refs(&bob), before, "a ref moved for a rejected feed");
+}
+
+#[test]
+fn single_writer_rule_a_forged_message_pulled_from_a_bundle_moves_no_ref() {
+    let t = tempfile::tempdir().unwrap();
+    let (alice, mallory) = (Identity::generate(), Identity::generate());
+    let a = alice.feed_id();
+    let (src, bob, m1) = alice_pulled(t.path(), &alice);
+    let forged = message(&src, &a, Some(m1), "forged", &mallory);
+    let file = t.path().join("forged.bundle");
+    create_bundle(
+        src.repo(),
+        &file,
+        &BTreeMap::from([(a.clone(), forged)]),
+        &BTreeMap::from([(a.clone(), m1)]),
+    )
+    .unwrap();
+    let before = refs(&bob);
+    // a bundle: the new messages are checked in the store, from quarantine
+    let report =
+        tig_feed::sync::pull(&bob, file.to_str().unwrap(), &PullOptions::default()).unwrap();
+    assert_forgery_refused(&report, forged);
+    assert_eq!(refs(&bob), before, "a ref moved for a rejected feed");
+}
+
+#[test]
+fn single_writer_rule_a_pulled_branch_that_diverges_is_kept_beside_ours() {
+    let t = tempfile::tempdir().unwrap();
+    let alice = Identity::generate();
+    let a = alice.feed_id();
+    let (src, bob, m1) = alice_pulled(t.path(), &alice);
+    let ours = message(&bob, &a, Some(m1), "to bob", &alice);
+    set_ref(&bob, &a.ref_name(), ours);
+    let theirs = message(&src, &a, Some(m1), "to carol", &alice);
+    set_ref(&src, &a.ref_name(), theirs);
+    let report = tig_feed::sync::pull(&bob, src_path(&src), &PullOptions::default()).unwrap();
+    let f = &report.feeds[0];
+    assert!(
+        matches!(f.outcome, Outcome::Fork { local, fork_point: Some(p) } if local == ours && p == m1),
+        "{report:?}"
+    );
+    assert_eq!(f.forks_with, vec![(a.ref_name(), ours)]);
+    let repo = bob.repo();
+    assert_eq!(repo.refname_to_id(&a.ref_name()).unwrap(), ours);
+    assert_eq!(
+        repo.refname_to_id(&format!("refs/remotes/src/{a}"))
+            .unwrap(),
+        theirs
+    );
+}
+
+#[test]
+fn proof_rule_an_exported_proof_proves_the_fork_on_its_own() {
+    let (t, store) = new_store();
+    let alice = Identity::generate();
+    let (m1, left, right) = forked(&store, &alice, &alice);
+    let forks = find_forks(&store, &[]).unwrap();
+    let file = t.path().join("proof.bundle");
+    export_proof(&store, &forks, &file).unwrap();
+    // checked in a scratch store: nothing but the file and the feed's key
+    let report = verify_proof(&file).unwrap();
+    assert_eq!(report.forks.len(), 1, "{report:?}");
+    let f = &report.forks[0];
+    assert_eq!(
+        (&f.feed, f.parent, f.sequence),
+        (&alice.feed_id(), Some(m1), 2)
+    );
+    let mut got: Vec<Oid> = f.messages.iter().map(|(c, _)| *c).collect();
+    got.sort();
+    let mut want = vec![left, right];
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn proof_rule_a_proof_with_a_forged_message_proves_nothing() {
+    let (t, store) = new_store();
+    let (alice, mallory) = (Identity::generate(), Identity::generate());
+    forked(&store, &alice, &mallory);
+    let mut forks = find_forks(&store, &[]).unwrap();
+    // a dishonest exporter claims the forged branch is valid too
+    for m in &mut forks[0].messages {
+        m.valid = true;
+    }
+    let file = t.path().join("framed.bundle");
+    export_proof(&store, &forks, &file).unwrap();
+    let err = verify_proof(&file).unwrap_err();
+    assert!(matches!(err, SyncError::InvalidProof(_)), "{err:?}");
+}
+
+#[test]
+fn deletion_of_a_feed_the_store_does_not_hold_is_refused() {
+    let (_t, store) = new_store();
+    let alice = Identity::generate();
+    let a = alice.feed_id();
+    let err = delete_feed(&store, &a).unwrap_err();
+    assert!(
+        matches!(&err, SyncError::FeedNotFound(f) if *f == a),
+        "{err:?}"
+    );
 }
 
 #[test]
