@@ -138,7 +138,7 @@ pub fn stream<S: Store>(state: &AppState<S>, plan: Vec<(ObjectId, Source)>) -> B
     let cluster = Arc::clone(&state.cluster);
     Box::pin(
         futures_util::stream::iter(plan)
-            .then(move |(m, source)| {
+            .map(move |(m, source)| {
                 let store = store.clone();
                 let cluster = cluster.clone();
                 async move {
@@ -161,9 +161,17 @@ pub fn stream<S: Store>(state: &AppState<S>, plan: Vec<(ObjectId, Source)>) -> B
                     }
                 }
             })
+            // Open the next members while this one is sent: each open is a hop to
+            // the blocking pool, and taking them one after the other left the
+            // socket idle between members. Small members are read whole here,
+            // so this holds at most READ_AHEAD × 64 KiB.
+            .buffered(READ_AHEAD)
             .flatten(),
     )
 }
+
+/// Members opened ahead of the one being sent.
+const READ_AHEAD: usize = 8;
 
 /// The bytes `parts` select, in order: each is a member here, its length when
 /// planned, and the range of it wanted. A member whose length changed since

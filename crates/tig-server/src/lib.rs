@@ -17,23 +17,21 @@
 //! - [`ops`]: `/healthz`, `/readyz` (and the [`ops::Readiness`] behind it), `/metrics`;
 //! - [`metrics`]: the Prometheus counters, atomics on the hot path;
 //! - [`access`]: per-request observation: access log line and `tig_http_*` metrics;
-//! - this file: [`AppState`] and [`serve`], the accept loop.
+//! - `accept`: [`serve`] and [`serve_workers`], the accept loops;
+//! - this file: [`AppState`].
 //!
 //! `serve(listener, state, shutdown)` takes a bound listener (tests pass port 0)
 //! and any future as the shutdown signal; it owns the retention sweeper and
 //! drains open connections (bounded by `Config::shutdown_grace`) before returning.
+//! [`serve_workers`] does the same with one single-threaded event loop per core,
+//! each accepting on its own `SO_REUSEPORT` listener (nginx's shape).
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::extract::ConnectInfo;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tig_store::Store;
-use tokio::net::TcpListener;
 
+mod accept;
 pub mod access;
 pub mod auth;
 pub mod burst;
@@ -50,6 +48,7 @@ pub mod ops;
 pub mod read;
 pub mod tls;
 
+pub use accept::{bind_workers, serve, serve_workers};
 pub use cluster::{Cluster, OffloadReport};
 pub use config::{ApiKey, Config, PeerTls, Peers};
 pub use error::ApiError;
@@ -123,115 +122,6 @@ impl<S: Store> AppState<S> {
         )
         .await
     }
-}
-
-/// How long a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send request headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Serves HTTP (or HTTPS, if `state.config.tls` is set) on `listener` until
-/// `shutdown` completes, then stops accepting and waits up to
-/// `Config::shutdown_grace` for open requests. Runs the retention sweeper
-/// meanwhile.
-pub async fn serve<S: Store>(
-    listener: TcpListener,
-    state: AppState<S>,
-    shutdown: impl Future<Output = ()> + Send,
-) -> std::io::Result<()> {
-    let local = listener.local_addr()?;
-    state.cluster.set_local_addr(local);
-    let counted = state.metrics.clone();
-    let sweeper = tig_store::retention::spawn_sweeper_with(
-        state.store.clone(),
-        state.config.retention,
-        move |n| {
-            if let Some(m) = &counted {
-                m.retention_deleted(n);
-            }
-        },
-    );
-    let tls = state
-        .config
-        .tls
-        .clone()
-        .map(tokio_rustls::TlsAcceptor::from);
-    let grace = state.config.shutdown_grace;
-    let metrics = state.metrics.clone();
-    state.readiness.set(ops::Phase::Ready);
-    let app = router(state);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            res = listener.accept() => match res {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let tls = tls.clone();
-        let metrics = metrics.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo(peer));
-                    access::observe(app.clone(), req, peer, metrics.clone())
-                },
-            );
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
-            let result =
-                match tls {
-                    None => {
-                        let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                        watcher.watch(conn).await
-                    }
-                    Some(acceptor) => {
-                        let stream =
-                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                                .await
-                            {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!(%peer, "TLS handshake timed out");
-                                    return;
-                                }
-                            };
-                        let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                        watcher.watch(conn).await
-                    }
-                };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    tracing::info!("shutting down: draining open connections");
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("open connections did not finish within {grace:?}; closing them");
-    }
-    sweeper.abort();
-    Ok(())
 }
 
 /// The address `serve` reports once bound, e.g. `http://127.0.0.1:40123`.

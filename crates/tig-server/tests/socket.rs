@@ -428,3 +428,66 @@ fn tokio_stream_from<T: Send + 'static>(
 ) -> impl futures_util::Stream<Item = T> + Send + 'static {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+/// `serve_workers`: several event loops on one port (`SO_REUSEPORT`), each
+/// request answered whichever loop the kernel picked, and a clean stop after
+/// which the port refuses connections.
+#[tokio::test]
+async fn workers_share_one_port_and_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path(), FsOptions::default())
+        .await
+        .unwrap();
+    let listeners = tig_server::bind_workers("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+    let ports: HashSet<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    assert_eq!(ports.len(), 1, "every worker listens on the same port");
+    let port = *ports.iter().next().unwrap();
+    assert_ne!(port, 0);
+    let url = format!("http://127.0.0.1:{port}");
+    let state = AppState::new(store, Config::default());
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(tig_server::serve_workers(listeners, state, async move {
+        let _ = rx.await;
+    }));
+    // A fresh connection per request, so the kernel spreads them over the loops.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let mut names = Vec::new();
+    for i in 0..24u32 {
+        let body = format!("worker object {i}");
+        let name = http
+            .post(format!("{url}/"))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let expect = ObjectId::from_bytes(Sha256::digest(body.as_bytes()).into());
+        assert_eq!(name, expect.path());
+        names.push((name, body));
+    }
+    for (name, body) in &names {
+        let got = http.get(format!("{url}{name}")).send().await.unwrap();
+        assert_eq!(got.status(), 200);
+        assert_eq!(got.text().await.unwrap(), *body);
+    }
+    tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("serve_workers stops")
+        .unwrap()
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "no worker accepts after the stop"
+    );
+}

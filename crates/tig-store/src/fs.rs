@@ -58,6 +58,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use tig_core::{Hasher, ObjectId};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
@@ -73,7 +74,7 @@ const FLUSH_AT: usize = 128 * 1024;
 /// Objects up to this size are read in one go; larger ones are streamed.
 const SMALL_READ: u64 = 64 * 1024;
 /// Chunk size when streaming a large object.
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
 /// Number of lock stripes (names share a lock when their first bytes collide).
 const STRIPES: usize = 1024;
 /// Permission bits of a published content file: read-only.
@@ -337,8 +338,9 @@ impl FsStore {
     async fn receive(&self, mut body: BodyStream, limit: u64) -> Result<Incoming, StoreError> {
         let mut hasher = Hasher::new();
         let mut len = 0u64;
-        let mut buf: Vec<u8> = Vec::new();
-        let mut temp: Option<TempFile> = None;
+        let mut pending: Vec<Bytes> = Vec::new();
+        let mut pending_len = 0usize;
+        let mut writer: Option<TempWriter> = None;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(StoreError::Body)?;
             len += chunk.len() as u64;
@@ -346,30 +348,93 @@ impl FsStore {
                 return Err(StoreError::TooLarge { limit });
             }
             hasher.update(&chunk);
-            buf.extend_from_slice(&chunk);
-            if buf.len() >= FLUSH_AT {
-                let inner = self.inner.clone();
-                let prev = temp.take();
-                let (t, b) = blocking(move || {
-                    let mut t = match prev {
-                        Some(t) => t,
-                        None => inner.new_temp()?,
-                    };
-                    t.file.write_all(&buf)?;
-                    buf.clear();
-                    Ok((t, buf))
-                })
-                .await?;
-                temp = Some(t);
-                buf = b;
+            pending_len += chunk.len();
+            pending.push(chunk);
+            if pending_len >= FLUSH_AT {
+                let w = writer.get_or_insert_with(|| TempWriter::spawn(self.inner.clone()));
+                w.send(std::mem::take(&mut pending)).await?;
+                pending_len = 0;
             }
         }
+        let temp = match writer {
+            Some(w) => Some(w.finish().await?),
+            None => None,
+        };
         Ok(Incoming {
             id: hasher.finish(),
             temp,
-            tail: buf,
+            tail: pending.concat(),
         })
     }
+}
+
+/// Writes a body's pieces into a new temp file on a blocking thread while the
+/// receiving task goes on hashing the next ones: hashing and writing overlap
+/// instead of taking turns. At most [`WRITE_QUEUE`] batches wait, so a slow disk
+/// slows the sender down rather than filling memory.
+struct TempWriter {
+    queue: tokio::sync::mpsc::Sender<Vec<Bytes>>,
+    done: tokio::task::JoinHandle<io::Result<TempFile>>,
+}
+
+/// Batches (of about [`FLUSH_AT`] bytes each) queued for one temp file.
+const WRITE_QUEUE: usize = 2;
+
+impl TempWriter {
+    fn spawn(inner: Arc<Inner>) -> Self {
+        let (queue, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(WRITE_QUEUE);
+        let done = tokio::task::spawn_blocking(move || {
+            let mut t = inner.new_temp()?;
+            while let Some(batch) = rx.blocking_recv() {
+                write_all_vectored(&mut t.file, &batch)?;
+            }
+            Ok(t)
+        });
+        Self { queue, done }
+    }
+
+    /// Queues a batch; if the writer already failed, its error.
+    async fn send(&mut self, batch: Vec<Bytes>) -> Result<(), StoreError> {
+        if self.queue.send(batch).await.is_err() {
+            // The writer stopped early: it failed, and says why.
+            return Err(self
+                .join()
+                .await
+                .err()
+                .unwrap_or_else(|| StoreError::Io(io::Error::other("temp file writer stopped"))));
+        }
+        Ok(())
+    }
+
+    /// Waits until every queued batch is written; the temp file.
+    async fn finish(self) -> Result<TempFile, StoreError> {
+        let Self { queue, done } = self;
+        drop(queue);
+        Ok(done
+            .await
+            .map_err(|e| StoreError::Io(io::Error::other(e)))??)
+    }
+
+    async fn join(&mut self) -> Result<TempFile, StoreError> {
+        Ok((&mut self.done)
+            .await
+            .map_err(|e| StoreError::Io(io::Error::other(e)))??)
+    }
+}
+
+/// `write_all` for a list of buffers, with as few system calls as the kernel allows.
+fn write_all_vectored(file: &mut File, bufs: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<io::IoSlice<'_>> = bufs.iter().map(|b| io::IoSlice::new(b)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 impl Inner {

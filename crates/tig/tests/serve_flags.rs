@@ -39,6 +39,23 @@ fn readiness_line_names_the_bound_address_and_sigterm_exits_zero() {
     );
 }
 
+/// `--workers 0` (one shared thread pool) and `--workers N` (N event loops on
+/// one port) both serve, and both stop cleanly on SIGTERM.
+#[test]
+fn every_worker_layout_serves_and_stops() {
+    for workers in ["0", "1", "3"] {
+        let mut s = TigServer::start_with(None, &["--workers", workers], &[]);
+        for i in 0..8 {
+            put_and_find(&s, &s.root.clone(), format!("workers {workers} #{i}").as_bytes());
+        }
+        let status = s
+            .terminate(Duration::from_secs(30))
+            .expect("exits on SIGTERM");
+        assert_eq!(status.code(), Some(0), "--workers {workers}: {}", s.stderr());
+    }
+    expect_exit(&["--workers", "many"], &[], 2);
+}
+
 #[test]
 fn listen_and_root_from_env() {
     let root = tempfile::tempdir().expect("tmp");
