@@ -46,12 +46,21 @@ fn every_worker_layout_serves_and_stops() {
     for workers in ["0", "1", "3"] {
         let mut s = TigServer::start_with(None, &["--workers", workers], &[]);
         for i in 0..8 {
-            put_and_find(&s, &s.root.clone(), format!("workers {workers} #{i}").as_bytes());
+            put_and_find(
+                &s,
+                &s.root.clone(),
+                format!("workers {workers} #{i}").as_bytes(),
+            );
         }
         let status = s
             .terminate(Duration::from_secs(30))
             .expect("exits on SIGTERM");
-        assert_eq!(status.code(), Some(0), "--workers {workers}: {}", s.stderr());
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "--workers {workers}: {}",
+            s.stderr()
+        );
     }
     expect_exit(&["--workers", "many"], &[], 2);
 }
