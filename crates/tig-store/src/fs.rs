@@ -341,20 +341,31 @@ impl FsStore {
         let mut pending: Vec<Bytes> = Vec::new();
         let mut pending_len = 0usize;
         let mut writer: Option<TempWriter> = None;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(StoreError::Body)?;
-            len += chunk.len() as u64;
-            if len > limit {
-                return Err(StoreError::TooLarge { limit });
+        let received: Result<(), StoreError> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(StoreError::Body)?;
+                len += chunk.len() as u64;
+                if len > limit {
+                    return Err(StoreError::TooLarge { limit });
+                }
+                hasher.update(&chunk);
+                pending_len += chunk.len();
+                pending.push(chunk);
+                if pending_len >= FLUSH_AT {
+                    let w = writer.get_or_insert_with(|| TempWriter::spawn(self.inner.clone()));
+                    w.send(std::mem::take(&mut pending)).await?;
+                    pending_len = 0;
+                }
             }
-            hasher.update(&chunk);
-            pending_len += chunk.len();
-            pending.push(chunk);
-            if pending_len >= FLUSH_AT {
-                let w = writer.get_or_insert_with(|| TempWriter::spawn(self.inner.clone()));
-                w.send(std::mem::take(&mut pending)).await?;
-                pending_len = 0;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = received {
+            // The temp file is gone before the error is reported.
+            if let Some(w) = writer {
+                let _ = w.finish().await;
             }
+            return Err(e);
         }
         let temp = match writer {
             Some(w) => Some(w.finish().await?),
