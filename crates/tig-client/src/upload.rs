@@ -3,6 +3,14 @@
 //! and [`Client::missing`]), upload it otherwise and check the name the server gives
 //! back; plus `put` of one file, plain or chunked into a burst.
 //!
+//! Small objects the server is known to lack travel in batches: one
+//! `POST /?batch=1` with a tar body of up to [`BATCH_MAX_OBJECTS`] objects /
+//! [`BATCH_MAX_BYTES`] bytes, each member named `<h>.tig` (so the server checks
+//! every hash), the reply checked to list exactly the names sent, in order. A
+//! server that does not know the request (400, 404, 405, 417, 501: an older
+//! server) gets one `PUT` per object for the rest of the pool; any other refusal
+//! of a batch is retried as single `PUT`s, whose errors name the file.
+//!
 //! A name can also hold a key-value slot, whose bytes are anything. So "the server has
 //! `/<h>.tig`" is never enough to skip: a `HEAD` must answer `ETag: "<h>"` (only
 //! content carries that tag), or `POST /?missing=1` must leave the name out (it lists
@@ -42,6 +50,31 @@ pub(crate) struct Job {
     /// `true`: ask the server (`HEAD`, content `ETag`) and skip if it has the
     /// content. `false`: the caller knows the server lacks it; send it.
     pub ask: bool,
+}
+
+/// Objects up to this size go into batches (`POST /?batch=1`).
+pub const BATCH_OBJECT_MAX: usize = 256 << 10;
+/// Most objects in one batch.
+pub const BATCH_MAX_OBJECTS: usize = 1000;
+/// Most object bytes in one batch (the server takes up to 64 MiB).
+pub const BATCH_MAX_BYTES: usize = 8 << 20;
+
+/// What an upload worker is handed: one object, or a batch of small ones, each
+/// with its sequence number.
+enum Work {
+    One(usize, Job),
+    Many(Vec<(usize, Job)>),
+}
+
+/// How a server answered a batch.
+enum BatchReply {
+    /// Stored; the reply named exactly what was sent.
+    Stored,
+    /// The server does not know `?batch=1` (an older server).
+    Unsupported,
+    /// Refused for another reason (a slot conflict, a full disk, a lower limit):
+    /// the members go one by one, so the error names the file.
+    Refused,
 }
 
 /// Plain puts up to this size are sent from memory.
@@ -291,12 +324,130 @@ impl Client {
             stats.skip(n);
             return Ok(id);
         }
+        self.send_one(job, id, stats)?;
+        Ok(id)
+    }
+
+    /// `PUT /` of one object whose id is `id`, checking the name given back.
+    fn send_one(&self, job: Job, id: ObjectId, stats: &Stats) -> Result<()> {
+        let n = job.data.len() as u64;
         let got = self
             .put_content(&Payload::Bytes(job.data))
             .map_err(|e| naming(&job.source, e))?;
         check_reply(&id, &got)?;
         stats.upload(n);
-        Ok(id)
+        Ok(())
+    }
+
+    /// Uploads a batch of small objects the server lacks (skipping ids this run
+    /// already sent) in one `POST /?batch=1`, or one by one when the server does
+    /// not take batches (`batches` is then cleared for the rest of the pool).
+    /// Returns each job's id, in order.
+    fn upload_many(
+        &self,
+        jobs: Vec<Job>,
+        stats: &Stats,
+        batches: &AtomicBool,
+    ) -> Result<Vec<ObjectId>> {
+        let ids: Vec<ObjectId> = jobs
+            .iter()
+            .map(|j| j.id.unwrap_or_else(|| ObjectId::digest(&j.data)))
+            .collect();
+        let mut send: Vec<(ObjectId, Job)> = Vec::with_capacity(jobs.len());
+        for (id, job) in ids.iter().zip(jobs) {
+            if stats.first(*id) {
+                send.push((*id, job));
+            } else {
+                stats.skip(job.data.len() as u64);
+            }
+        }
+        if send.is_empty() {
+            return Ok(ids);
+        }
+        if batches.load(Ordering::Relaxed) {
+            match self.put_batch(&send)? {
+                BatchReply::Stored => {
+                    for (_, job) in &send {
+                        stats.upload(job.data.len() as u64);
+                    }
+                    return Ok(ids);
+                }
+                BatchReply::Unsupported => batches.store(false, Ordering::Relaxed),
+                BatchReply::Refused => {}
+            }
+        }
+        for (id, job) in send {
+            self.send_one(job, id, stats)?;
+        }
+        Ok(ids)
+    }
+
+    /// `POST /?batch=1` with a tar body of `items`, each member named by its id.
+    fn put_batch(&self, items: &[(ObjectId, Job)]) -> Result<BatchReply> {
+        let what = format!("POST /?batch=1 ({} objects)", items.len());
+        let body = Bytes::from(batch_tar(items).map_err(|e| Error::io("building a batch", e))?);
+        let url = self.url("/", &[("batch", "1")], true)?;
+        // Idempotent: storing content again only refreshes it.
+        let resp = self.send(&what, true, || {
+            Ok(self.upload.post(url.clone()).body(body.clone()))
+        })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().unwrap_or_default();
+            let line = text.lines().next().unwrap_or("").trim();
+            let unsupported = matches!(status.as_u16(), 404 | 405 | 417 | 501)
+                || (status == reqwest::StatusCode::BAD_REQUEST
+                    && line.contains("unknown query parameter"));
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                // The same key rule as PUT /: a single PUT says it better.
+                return Ok(BatchReply::Refused);
+            }
+            tracing::debug!(%status, reason = line, unsupported, "batch not stored; sending one by one");
+            return Ok(if unsupported {
+                BatchReply::Unsupported
+            } else {
+                BatchReply::Refused
+            });
+        }
+        let text = resp.text().map_err(|e| Error::Transport {
+            what: what.clone(),
+            reason: error_chain(&e),
+        })?;
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        for (id, _) in items {
+            let Some(line) = lines.next() else {
+                return Err(Error::invalid(
+                    format!("reply to {what}"),
+                    format!("names fewer objects than were sent (no {})", id.path()),
+                ));
+            };
+            let got = ObjectId::from_path(line.trim()).map_err(|_| {
+                Error::invalid(
+                    format!("reply to {what}"),
+                    format!(
+                        "not an object path: {}",
+                        line.chars().take(80).collect::<String>()
+                    ),
+                )
+            })?;
+            if got != *id {
+                return Err(Error::invalid(
+                    format!("reply to {what}"),
+                    format!(
+                        "server named an upload {} but its hash is {}",
+                        got.path(),
+                        id.path()
+                    ),
+                ));
+            }
+        }
+        if lines.next().is_some() {
+            return Err(Error::invalid(
+                format!("reply to {what}"),
+                "names more objects than were sent",
+            ));
+        }
+        Ok(BatchReply::Stored)
     }
 
     /// Runs a bounded pool of upload workers. `produce` is called on this thread with
@@ -309,36 +460,57 @@ impl Client {
         produce: impl FnOnce(&mut dyn FnMut(Job) -> Result<usize>) -> Result<()>,
     ) -> Result<Vec<ObjectId>> {
         let jobs = self.cfg.jobs;
-        let (tx, rx) = sync_channel::<(usize, Job)>(jobs * 2);
-        let rx: Arc<Mutex<Receiver<(usize, Job)>>> = Arc::new(Mutex::new(rx));
+        let (tx, rx) = sync_channel::<Work>(jobs * 2);
+        let rx: Arc<Mutex<Receiver<Work>>> = Arc::new(Mutex::new(rx));
         let ids: Mutex<Vec<Option<ObjectId>>> = Mutex::new(Vec::new());
         let failure: Mutex<Option<Error>> = Mutex::new(None);
         let abort = AtomicBool::new(false);
+        // Cleared when the server turns out not to take batches.
+        let batches = AtomicBool::new(true);
+        let record = |ids: &Mutex<Vec<Option<ObjectId>>>, seq: usize, id: ObjectId| {
+            if let Ok(mut v) = ids.lock() {
+                if v.len() <= seq {
+                    v.resize(seq + 1, None);
+                }
+                v[seq] = Some(id);
+            }
+        };
         let produced = std::thread::scope(|s| {
             for _ in 0..jobs {
                 let rx = Arc::clone(&rx);
-                let (ids, failure, abort) = (&ids, &failure, &abort);
+                let (ids, failure, abort, batches) = (&ids, &failure, &abort, &batches);
                 s.spawn(move || {
                     loop {
-                        let job = match rx.lock() {
+                        let work = match rx.lock() {
                             Ok(r) => r.recv(),
                             Err(_) => break,
                         };
-                        let Ok((seq, job)) = job else { break };
+                        let Ok(work) = work else { break };
                         if abort.load(Ordering::Relaxed) {
                             break;
                         }
-                        let n = job.data.len() as u64;
-                        match self.upload_one(job, stats) {
-                            Ok(id) => {
-                                pb.inc(n);
-                                if let Ok(mut v) = ids.lock() {
-                                    if v.len() <= seq {
-                                        v.resize(seq + 1, None);
-                                    }
-                                    v[seq] = Some(id);
-                                }
+                        let done = match work {
+                            Work::One(seq, job) => {
+                                let n = job.data.len() as u64;
+                                self.upload_one(job, stats).map(|id| {
+                                    pb.inc(n);
+                                    record(ids, seq, id);
+                                })
                             }
+                            Work::Many(items) => {
+                                let n: u64 = items.iter().map(|(_, j)| j.data.len() as u64).sum();
+                                let (seqs, jobs): (Vec<usize>, Vec<Job>) =
+                                    items.into_iter().unzip();
+                                self.upload_many(jobs, stats, batches).map(|got| {
+                                    pb.inc(n);
+                                    for (seq, id) in seqs.into_iter().zip(got) {
+                                        record(ids, seq, id);
+                                    }
+                                })
+                            }
+                        };
+                        match done {
+                            Ok(()) => {}
                             Err(e) => {
                                 abort.store(true, Ordering::Relaxed);
                                 if let Ok(mut f) = failure.lock() {
@@ -352,18 +524,42 @@ impl Client {
             }
             drop(rx);
             let mut seq = 0usize;
-            let mut submit = |job: Job| -> Result<usize> {
+            // Small objects the server lacks, waiting to fill a batch.
+            let mut pending: Vec<(usize, Job)> = Vec::new();
+            let mut pending_bytes = 0usize;
+            let send = |work: Work| -> Result<()> {
                 if abort.load(Ordering::Relaxed) {
                     return Err(Error::invalid("upload", "aborted"));
                 }
-                tx.send((seq, job))
-                    .map_err(|_| Error::invalid("upload", "aborted"))?;
-                seq += 1;
-                Ok(seq - 1)
+                tx.send(work)
+                    .map_err(|_| Error::invalid("upload", "aborted"))
             };
-            let r = produce(&mut submit).map(|()| seq);
+            let mut submit = |job: Job| -> Result<usize> {
+                let this = seq;
+                seq += 1;
+                if job.ask || job.data.len() > BATCH_OBJECT_MAX || !batches.load(Ordering::Relaxed)
+                {
+                    send(Work::One(this, job))?;
+                    return Ok(this);
+                }
+                pending_bytes += job.data.len();
+                pending.push((this, job));
+                if pending.len() >= BATCH_MAX_OBJECTS || pending_bytes >= BATCH_MAX_BYTES {
+                    pending_bytes = 0;
+                    send(Work::Many(std::mem::take(&mut pending)))?;
+                }
+                Ok(this)
+            };
+            let r = produce(&mut submit);
+            let r = r.and_then(|()| {
+                if pending.is_empty() {
+                    Ok(())
+                } else {
+                    send(Work::Many(std::mem::take(&mut pending)))
+                }
+            });
             drop(tx);
-            r
+            r.map(|()| seq)
         });
         if let Some(e) = failure.into_inner().ok().flatten() {
             return Err(e);
@@ -540,6 +736,24 @@ fn check_reply(expected: &ObjectId, got: &ObjectId) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The tar body of a batch: every object as a regular file named `<h>.tig`
+/// (mode 0644, mtime 0), so the server checks each hash.
+fn batch_tar(items: &[(ObjectId, Job)]) -> std::io::Result<Vec<u8>> {
+    let size: usize = items
+        .iter()
+        .map(|(_, j)| j.data.len().div_ceil(512) * 512 + 512)
+        .sum();
+    let mut b = tar::Builder::new(Vec::with_capacity(size + 1024));
+    for (id, job) in items {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(job.data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        b.append_data(&mut h, id.file_name(), &job.data[..])?;
+    }
+    b.into_inner()
 }
 
 /// sha256 of a file, read in 1 MiB blocks.

@@ -30,6 +30,9 @@ pub enum Endpoint {
     Delete(ObjectId),
     /// `POST /?missing=1`: which of the names in the body lack content.
     Missing,
+    /// `POST /?batch=1`: store every file of a tar body as content (see
+    /// [`crate::handlers::batch`]).
+    Batch,
     /// `GET|HEAD /healthz`: liveness (see [`crate::ops`]).
     Health,
     /// `GET|HEAD /readyz`: readiness.
@@ -43,7 +46,12 @@ impl Endpoint {
     pub fn needs_key(&self) -> bool {
         matches!(
             self,
-            Self::List | Self::PutContent | Self::PutSlot(..) | Self::Delete(_) | Self::Take(_)
+            Self::List
+                | Self::PutContent
+                | Self::Batch
+                | Self::PutSlot(..)
+                | Self::Delete(_)
+                | Self::Take(_)
         )
     }
 
@@ -69,6 +77,8 @@ pub struct Params {
     pub content_type: Option<String>,
     /// `missing=1` (only on `POST /`).
     pub missing: bool,
+    /// `batch=1` (only on `POST /`).
+    pub batch: bool,
     setifnot: bool,
     append: bool,
     take: bool,
@@ -83,6 +93,7 @@ impl Default for Params {
             chtimes: true,
             content_type: None,
             missing: false,
+            batch: false,
             setifnot: false,
             append: false,
             take: false,
@@ -121,6 +132,7 @@ pub fn parse_query(query: Option<&str>) -> Result<Params, ApiError> {
             "take" => p.take = flag("take", &v)?,
             "chtimes" => p.chtimes = flag("chtimes", &v)?,
             "missing" => p.missing = flag("missing", &v)?,
+            "batch" => p.batch = flag("batch", &v)?,
             "Content-Type" => p.content_type = Some(v.into_owned()),
             other => {
                 return Err(ApiError::BadRequest(format!(
@@ -167,6 +179,20 @@ pub fn parse(
         return Err(ApiError::MethodNotAllowed);
     }
     let name = decoded.strip_prefix('/').ok_or_else(not_object)?;
+    if params.missing && params.batch {
+        return Err(ApiError::BadRequest(
+            "missing and batch cannot be combined".to_owned(),
+        ));
+    }
+    if params.batch {
+        return if method == Method::POST && name.is_empty() {
+            Ok((Endpoint::Batch, params))
+        } else {
+            Err(ApiError::BadRequest(
+                "batch=1 is only for POST / (a tar body of objects)".to_owned(),
+            ))
+        };
+    }
     if params.missing {
         return if method == Method::POST && name.is_empty() {
             Ok((Endpoint::Missing, params))
@@ -395,6 +421,12 @@ mod tests {
             ep(Method::POST, "/", Some("missing=0")),
             Ok(Endpoint::PutContent)
         );
+        assert_eq!(ep(Method::POST, "/", Some("batch=1")), Ok(Endpoint::Batch));
+        assert_eq!(
+            ep(Method::POST, "/", Some("batch=0")),
+            Ok(Endpoint::PutContent)
+        );
+        assert!(Endpoint::Batch.needs_key() && !Endpoint::Batch.is_ops());
         assert_eq!(ep(Method::GET, "/healthz", None), Ok(Endpoint::Health));
         assert_eq!(ep(Method::HEAD, "/readyz", None), Ok(Endpoint::Ready));
         assert_eq!(ep(Method::GET, "/metrics", None), Ok(Endpoint::Metrics));
@@ -506,8 +538,10 @@ mod tests {
             (Method::POST, obj.as_str()),
             (Method::POST, "/kv"),
         ] {
-            assert_eq!(ep(m, path, Some("missing=1")), Err(400), "{path}");
+            assert_eq!(ep(m.clone(), path, Some("missing=1")), Err(400), "{path}");
+            assert_eq!(ep(m, path, Some("batch=1")), Err(400), "{path}");
         }
+        assert_eq!(ep(Method::POST, "/", Some("batch=1&missing=1")), Err(400));
     }
 
     #[test]

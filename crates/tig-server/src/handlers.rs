@@ -26,6 +26,8 @@ use crate::endpoint::{Endpoint, Params, parse, parse_conditions};
 use crate::error::ApiError;
 use crate::read;
 
+pub mod batch;
+
 /// Header on the empty `GET /` of a server without an API key: `disabled`.
 pub const LISTING_HEADER: &str = "tig-listing";
 
@@ -184,6 +186,10 @@ async fn dispatch<S: Store>(state: &AppState<S>, req: Request) -> Result<Respons
     let store = &*state.store;
     match endpoint {
         Endpoint::Missing => crate::missing::handle(state, body_stream(body), forwarded).await,
+        Endpoint::Batch => {
+            let body = check_length(&req.headers, body, batch::MAX_BODY).await?;
+            batch::handle(state, &req.headers, body_stream(body)).await
+        }
         Endpoint::List => {
             let mut out = String::new();
             for id in store.list().await? {

@@ -166,6 +166,15 @@ impl<S: Store> Store for CachedStore<S> {
         self.inner.put_content(body, limit).await
     }
 
+    async fn put_content_batch(
+        &self,
+        items: Vec<crate::Hashed>,
+        limit: u64,
+    ) -> Result<(), StoreError> {
+        // Content is immutable: nothing cached can be stale after a write.
+        self.inner.put_content_batch(items, limit).await
+    }
+
     async fn put_slot(
         &self,
         id: ObjectId,

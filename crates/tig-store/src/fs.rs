@@ -15,6 +15,15 @@
 //! directory are fsynced before a write returns, so an acknowledged write
 //! survives a crash or power loss.
 //!
+//! A batch of content ([`Store::put_content_batch`]) pays for that once, not per
+//! object: every member is written to its own temp file (no sync yet), writeback
+//! of all of them is started (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), then each
+//! is `fdatasync`ed (the first waits for one journal commit covering them all, the
+//! others find their data already on disk), each is linked exactly as a single
+//! upload is, and the root directory is fsynced once. On a VM disk where one fsync
+//! costs 0.4–1.8 ms and concurrent fsyncs do not merge, that is ~0.08 ms per object
+//! instead of two fsyncs each.
+//!
 //! A dropped connection leaves nothing (a drop guard removes the temp file). A
 //! crash leaves at most the dead process's temp directory: each process holds an
 //! exclusive `flock` on `<its dir>/lock` for its lifetime, and start-up removes
@@ -65,8 +74,8 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use crate::retention::expired;
 use crate::{
-    BodyStream, ByteRange, Kind, Object, ObjectBody, ObjectMeta, SlotOutcome, SlotWrite, Store,
-    StoreError,
+    BodyStream, ByteRange, Hashed, Kind, Object, ObjectBody, ObjectMeta, SlotOutcome, SlotWrite,
+    Store, StoreError,
 };
 
 /// Received bytes are written to the temp file in pieces of about this size.
@@ -329,9 +338,20 @@ impl FsStore {
     }
 
     async fn lock(&self, id: ObjectId) -> OwnedMutexGuard<()> {
-        let b = id.as_bytes();
-        let i = (usize::from(b[0]) << 8 | usize::from(b[1])) % STRIPES;
-        self.inner.locks[i].clone().lock_owned().await
+        self.inner.locks[stripe(id)].clone().lock_owned().await
+    }
+
+    /// The locks of every name in `ids`, each stripe once, taken in stripe order
+    /// (so two batches never wait for each other crosswise).
+    async fn lock_all(&self, ids: impl Iterator<Item = ObjectId>) -> Vec<OwnedMutexGuard<()>> {
+        let mut stripes: Vec<usize> = ids.map(stripe).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for i in stripes {
+            guards.push(self.inner.locks[i].clone().lock_owned().await);
+        }
+        guards
     }
 
     /// Streams `body` into a temp file (in pieces) while hashing it.
@@ -512,31 +532,83 @@ impl Inner {
 
     /// Links a complete temp file to `<id>.tig` without ever replacing a file.
     fn publish_content(&self, temp: TempFile, id: ObjectId) -> Result<(), StoreError> {
-        let target = self.path(id);
         mark(&temp.file, CONTENT_MODE)?;
+        if self.link_content(&temp, id)? {
+            self.sync_root()?;
+        }
+        Ok(())
+    }
+
+    /// Links a complete, marked temp file to `<id>.tig` without ever replacing a
+    /// file: a new name (`true`: the root needs a sync), existing content (a
+    /// dedupe: its timer is refreshed) or a slot ([`StoreError::SlotConflict`]).
+    fn link_content(&self, temp: &TempFile, id: ObjectId) -> Result<bool, StoreError> {
+        let target = self.path(id);
         match fs::hard_link(&temp.path, &target) {
             Ok(()) => {
                 self.forget(id);
-                self.sync_root()?;
-                Ok(())
+                Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 match self.kind_at(id)? {
                     None => {
                         // Deleted behind our back (not by us: we hold the lock).
                         fs::hard_link(&temp.path, &target)?;
-                        self.sync_root()?;
-                        Ok(())
+                        Ok(true)
                     }
                     Some(Kind::Content) => {
                         touch(&target, SystemTime::now());
-                        Ok(())
+                        Ok(false)
                     }
                     Some(Kind::Slot) => Err(StoreError::SlotConflict(id)),
                 }
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Writes every item to its own temp file, marked as content, and (with
+    /// `fsync` on) makes them all durable with one journal commit: writeback of
+    /// all is started first, then each is `fdatasync`ed.
+    fn write_batch(&self, items: &[Hashed]) -> io::Result<Vec<TempFile>> {
+        let mut temps = Vec::with_capacity(items.len());
+        for item in items {
+            let mut t = self.new_temp()?;
+            t.file.write_all(item.bytes())?;
+            mark(&t.file, CONTENT_MODE)?;
+            temps.push(t);
+        }
+        if self.opts.fsync {
+            for t in &temps {
+                start_writeback(&t.file);
+            }
+            for t in &temps {
+                t.file.sync_data()?;
+            }
+        }
+        Ok(temps)
+    }
+
+    /// Links durable temp files (from [`Inner::write_batch`]) to their names
+    /// in order, then syncs the root once if any name is new (also when a later
+    /// item fails: the names already linked are made durable before the error is
+    /// returned). The caller holds every name's lock.
+    fn link_batch(&self, temps: &[TempFile], ids: &[ObjectId]) -> Result<(), StoreError> {
+        let mut new_names = false;
+        let mut result = Ok(());
+        for (t, id) in temps.iter().zip(ids) {
+            match self.link_content(t, *id) {
+                Ok(new) => new_names |= new,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if new_names {
+            self.sync_root()?;
+        }
+        result
     }
 
     /// The kind of the open file `f` named `id`: from its mark, else from the
@@ -843,6 +915,33 @@ impl Inner {
     }
 }
 
+/// Which lock stripe guards `id`.
+fn stripe(id: ObjectId) -> usize {
+    let b = id.as_bytes();
+    (usize::from(b[0]) << 8 | usize::from(b[1])) % STRIPES
+}
+
+/// Starts writeback of `f`'s dirty pages without waiting for it
+/// (`sync_file_range(2)` with `SYNC_FILE_RANGE_WRITE`), so that the `fdatasync`
+/// calls that follow find many files' data already on its way and the journal
+/// commits them together. Only a hint: a failure is logged and the `fdatasync`
+/// that follows still decides durability.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn start_writeback(f: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `f` is borrowed for the duration of the call, so the descriptor is
+    // open; sync_file_range takes no pointers and changes no memory of ours.
+    let r = unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+    if r != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "sync_file_range failed");
+    }
+}
+
+/// Elsewhere only `fdatasync` is used.
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_f: &File) {}
+
 /// Sets a file's permission bits (`fchmod`): the kind mark.
 fn mark(f: &File, mode: u32) -> io::Result<()> {
     f.set_permissions(fs::Permissions::from_mode(mode))
@@ -983,6 +1082,31 @@ impl Store for FsStore {
         })
         .await?;
         Ok(id)
+    }
+
+    /// Two hops to the blocking pool per batch: one writes and syncs every
+    /// member without holding any lock (so concurrent batches overlap there),
+    /// the other takes every name's lock, links each and syncs the root once.
+    async fn put_content_batch(&self, items: Vec<Hashed>, limit: u64) -> Result<(), StoreError> {
+        if items.iter().any(|i| i.len() > limit) {
+            return Err(StoreError::TooLarge { limit });
+        }
+        // A name twice in one batch is written once.
+        let mut seen = std::collections::HashSet::with_capacity(items.len());
+        let items: Vec<Hashed> = items.into_iter().filter(|i| seen.insert(i.id())).collect();
+        if items.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<ObjectId> = items.iter().map(Hashed::id).collect();
+        let inner = self.inner.clone();
+        let temps = blocking(move || Ok(inner.write_batch(&items)?)).await?;
+        let guards = self.lock_all(ids.iter().copied()).await;
+        let inner = self.inner.clone();
+        blocking(move || {
+            let _guards = guards;
+            inner.link_batch(&temps, &ids)
+        })
+        .await
     }
 
     async fn put_slot(
@@ -1184,6 +1308,79 @@ mod tests {
         drop(second);
         assert!(!own.exists());
         assert!(live.inner.tmp.exists());
+    }
+
+    fn hashed(data: &[u8]) -> Hashed {
+        Hashed::new(bytes::Bytes::copy_from_slice(data))
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_stored_whole_and_leaves_no_temp_files() {
+        for fsync in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let opts = FsOptions {
+                fsync,
+                ..FsOptions::default()
+            };
+            let s = FsStore::open(dir.path(), opts).await.unwrap();
+            let items: Vec<Hashed> = (0..300u32)
+                .map(|i| hashed(format!("object {i}").repeat(i as usize % 7).as_bytes()))
+                .collect();
+            // One already there (a dedupe), one twice in the batch.
+            s.put_content(crate::body_from_bytes(items[5].bytes().clone()), 1 << 20)
+                .await
+                .unwrap();
+            let mut batch = items.clone();
+            batch.push(items[9].clone());
+            s.put_content_batch(batch, 1 << 20).await.unwrap();
+            let mut want: Vec<String> = items.iter().map(|i| i.id().file_name()).collect();
+            want.sort();
+            want.dedup();
+            assert_eq!(leftovers(dir.path()), want);
+            for i in &items {
+                let got = s.get(i.id(), false).await.unwrap().unwrap();
+                assert_eq!(got.meta.kind, Kind::Content);
+                let ObjectBody::Full(b) = got.body else {
+                    panic!("small objects are read whole")
+                };
+                assert_eq!(&b, i.bytes());
+                assert_eq!(mode_of(&dir.path().join(i.id().file_name())), CONTENT_MODE);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_member_named_by_a_slot_is_a_conflict() {
+        let (dir, s) = store().await;
+        let taken = hashed(b"bytes whose name holds a slot");
+        s.put_slot(
+            taken.id(),
+            crate::body_from_bytes("other bytes"),
+            100,
+            SlotWrite::Replace,
+        )
+        .await
+        .unwrap();
+        let before = hashed(b"before");
+        let err = s
+            .put_content_batch(vec![before.clone(), taken.clone()], 100)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::SlotConflict(id) if id == taken.id()),
+            "{err}"
+        );
+        // The slot is unchanged; what was linked before it is whole; no temp files.
+        let slot = s.get(taken.id(), false).await.unwrap().unwrap();
+        assert_eq!(slot.meta.kind, Kind::Slot);
+        let mut want = vec![before.id().file_name(), taken.id().file_name()];
+        want.sort();
+        assert_eq!(leftovers(dir.path()), want);
+        // Over the limit: nothing at all.
+        let big = hashed(&[1u8; 101]);
+        let err = s.put_content_batch(vec![hashed(b"small"), big], 100).await;
+        assert!(matches!(err, Err(StoreError::TooLarge { limit: 100 })));
+        assert_eq!(leftovers(dir.path()), want);
     }
 
     #[tokio::test]

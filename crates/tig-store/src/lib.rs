@@ -54,6 +54,55 @@ pub fn body_from_bytes(data: impl Into<Bytes>) -> BodyStream {
     Box::pin(futures_util::stream::iter([Ok(data)]))
 }
 
+/// Bytes together with their SHA-256, computed when the value is built: the pair
+/// cannot disagree, so a backend may publish [`Hashed::bytes`] under
+/// [`Hashed::id`] without hashing them again (see [`Store::put_content_batch`]).
+#[derive(Clone)]
+pub struct Hashed {
+    id: ObjectId,
+    bytes: Bytes,
+}
+
+impl Hashed {
+    /// Hashes `bytes`.
+    pub fn new(bytes: Bytes) -> Self {
+        Self {
+            id: ObjectId::digest(&bytes),
+            bytes,
+        }
+    }
+
+    /// The SHA-256 of the bytes: the name they are stored under.
+    pub fn id(&self) -> ObjectId {
+        self.id
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// Their length.
+    pub fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Hashed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Hashed({}, {} bytes)", self.id, self.bytes.len())
+    }
+}
+
+/// How many objects of a batch the default [`Store::put_content_batch`] stores
+/// at once.
+const BATCH_PARALLEL: usize = 16;
+
 /// The bytes of a stored object as returned by [`Store::get`].
 pub enum ObjectBody {
     /// Small objects are read in one go.
@@ -259,6 +308,41 @@ pub trait Store: Send + Sync + 'static {
         limit: u64,
     ) -> impl Future<Output = Result<ObjectId, StoreError>> + Send;
 
+    /// Stores many content objects (`POST /?batch=1`), each exactly as
+    /// [`Store::put_content`] would (dedupe, [`StoreError::SlotConflict`],
+    /// [`StoreError::TooLarge`] over `limit`). Every object stored is whole; on an
+    /// error some of the others may be stored (whole) and some not, so a caller
+    /// retries the batch or its members, which is safe.
+    ///
+    /// The default stores a few at a time through [`Store::put_content`]; a
+    /// backend that can make many objects durable at once (the filesystem backend
+    /// syncs once per batch instead of twice per object) should override it.
+    fn put_content_batch(
+        &self,
+        items: Vec<Hashed>,
+        limit: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        use futures_util::{StreamExt, TryStreamExt};
+        async move {
+            futures_util::stream::iter(items)
+                .map(|item| async move {
+                    let id = self
+                        .put_content(body_from_bytes(item.bytes.clone()), limit)
+                        .await?;
+                    if id != item.id {
+                        return Err(StoreError::Io(io::Error::other(format!(
+                            "the backend stored {id} for bytes that hash to {}",
+                            item.id
+                        ))));
+                    }
+                    Ok(())
+                })
+                .buffer_unordered(BATCH_PARALLEL)
+                .try_collect::<()>()
+                .await
+        }
+    }
+
     /// Writes the key-value slot `id`. Fails with [`StoreError::Immutable`] if `id`
     /// holds content (except for `IfAbsent`, which reports [`SlotOutcome::Existed`]).
     /// Nothing changes unless the whole body arrived within `limit`.
@@ -395,6 +479,22 @@ fn slice_stream(body: BodyStream, range: Range<u64>) -> BodyStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_default_batch_stores_each_item_as_put_content_would() {
+        let s = CachedStore::new(MemStore::new(), 1 << 20);
+        let items: Vec<Hashed> = (0..40u8)
+            .map(|i| Hashed::new(Bytes::from(vec![i; usize::from(i)])))
+            .collect();
+        s.put_content_batch(items.clone(), 1 << 10).await.unwrap();
+        for i in &items {
+            assert_eq!(s.kind(i.id()).await.unwrap(), Some(Kind::Content));
+        }
+        let big = Hashed::new(Bytes::from(vec![0u8; 2000]));
+        let err = s.put_content_batch(vec![big.clone()], 1 << 10).await;
+        assert!(matches!(err, Err(StoreError::TooLarge { .. })));
+        assert_eq!(s.kind(big.id()).await.unwrap(), None);
+    }
 
     #[test]
     fn ranges_resolve_like_rfc_9110() {
