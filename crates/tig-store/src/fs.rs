@@ -67,7 +67,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use tig_core::{Hasher, ObjectId};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
@@ -358,8 +357,9 @@ impl FsStore {
     async fn receive(&self, mut body: BodyStream, limit: u64) -> Result<Incoming, StoreError> {
         let mut hasher = Hasher::new();
         let mut len = 0u64;
-        let mut pending: Vec<Bytes> = Vec::new();
-        let mut pending_len = 0usize;
+        // Copied out of hyper's buffers: a queued `Bytes` would keep the whole
+        // read buffer it was split from alive (up to ~400 KiB per piece).
+        let mut pending: Vec<u8> = Vec::new();
         let mut writer: Option<TempWriter> = None;
         let received: Result<(), StoreError> = async {
             while let Some(chunk) = body.next().await {
@@ -369,12 +369,11 @@ impl FsStore {
                     return Err(StoreError::TooLarge { limit });
                 }
                 hasher.update(&chunk);
-                pending_len += chunk.len();
-                pending.push(chunk);
-                if pending_len >= FLUSH_AT {
+                pending.extend_from_slice(&chunk);
+                if pending.len() >= FLUSH_AT {
                     let w = writer.get_or_insert_with(|| TempWriter::spawn(self.inner.clone()));
-                    w.send(std::mem::take(&mut pending)).await?;
-                    pending_len = 0;
+                    let full = std::mem::replace(&mut pending, Vec::with_capacity(FLUSH_AT));
+                    w.send(full).await?;
                 }
             }
             Ok(())
@@ -394,7 +393,7 @@ impl FsStore {
         Ok(Incoming {
             id: hasher.finish(),
             temp,
-            tail: pending.concat(),
+            tail: pending,
         })
     }
 }
@@ -404,20 +403,21 @@ impl FsStore {
 /// instead of taking turns. At most [`WRITE_QUEUE`] batches wait, so a slow disk
 /// slows the sender down rather than filling memory.
 struct TempWriter {
-    queue: tokio::sync::mpsc::Sender<Vec<Bytes>>,
+    queue: tokio::sync::mpsc::Sender<Vec<u8>>,
     done: tokio::task::JoinHandle<io::Result<TempFile>>,
 }
 
-/// Batches (of about [`FLUSH_AT`] bytes each) queued for one temp file.
-const WRITE_QUEUE: usize = 2;
+/// Batches (of about [`FLUSH_AT`] bytes each) queued for one temp file: with the
+/// one being hashed and the one being written, an upload holds ~3 × 128 KiB.
+const WRITE_QUEUE: usize = 1;
 
 impl TempWriter {
     fn spawn(inner: Arc<Inner>) -> Self {
-        let (queue, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(WRITE_QUEUE);
+        let (queue, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
         let done = tokio::task::spawn_blocking(move || {
             let mut t = inner.new_temp()?;
             while let Some(batch) = rx.blocking_recv() {
-                write_all_vectored(&mut t.file, &batch)?;
+                t.file.write_all(&batch)?;
             }
             Ok(t)
         });
@@ -425,7 +425,7 @@ impl TempWriter {
     }
 
     /// Queues a batch; if the writer already failed, its error.
-    async fn send(&mut self, batch: Vec<Bytes>) -> Result<(), StoreError> {
+    async fn send(&mut self, batch: Vec<u8>) -> Result<(), StoreError> {
         if self.queue.send(batch).await.is_err() {
             // The writer stopped early: it failed, and says why.
             return Err(self
@@ -451,21 +451,6 @@ impl TempWriter {
             .await
             .map_err(|e| StoreError::Io(io::Error::other(e)))??)
     }
-}
-
-/// `write_all` for a list of buffers, with as few system calls as the kernel allows.
-fn write_all_vectored(file: &mut File, bufs: &[Bytes]) -> io::Result<()> {
-    let mut slices: Vec<io::IoSlice<'_>> = bufs.iter().map(|b| io::IoSlice::new(b)).collect();
-    let mut rest = &mut slices[..];
-    while !rest.is_empty() {
-        match file.write_vectored(rest) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => io::IoSlice::advance_slices(&mut rest, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 impl Inner {
