@@ -361,6 +361,7 @@ impl FsStore {
         // read buffer it was split from alive (up to ~400 KiB per piece).
         let mut pending: Vec<u8> = Vec::new();
         let mut writer: Option<TempWriter> = None;
+        let mut writer_stopped = false;
         let received: Result<(), StoreError> = async {
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(StoreError::Body)?;
@@ -373,16 +374,23 @@ impl FsStore {
                 if pending.len() >= FLUSH_AT {
                     let w = writer.get_or_insert_with(|| TempWriter::spawn(self.inner.clone()));
                     let full = std::mem::replace(&mut pending, Vec::with_capacity(FLUSH_AT));
-                    w.send(full).await?;
+                    if !w.send(full).await {
+                        writer_stopped = true;
+                        return Err(StoreError::Io(io::Error::other("temp file writer stopped")));
+                    }
                 }
             }
             Ok(())
         }
         .await;
         if let Err(e) = received {
-            // The temp file is gone before the error is reported.
-            if let Some(w) = writer {
-                let _ = w.finish().await;
+            // Join the writer, so the temp file is gone before the error is
+            // reported; if the writer stopped on its own, its error is the one.
+            if let Some(w) = writer
+                && let Err(why) = w.finish().await
+                && writer_stopped
+            {
+                return Err(why);
             }
             return Err(e);
         }
@@ -424,17 +432,10 @@ impl TempWriter {
         Self { queue, done }
     }
 
-    /// Queues a batch; if the writer already failed, its error.
-    async fn send(&mut self, batch: Vec<u8>) -> Result<(), StoreError> {
-        if self.queue.send(batch).await.is_err() {
-            // The writer stopped early: it failed, and says why.
-            return Err(self
-                .join()
-                .await
-                .err()
-                .unwrap_or_else(|| StoreError::Io(io::Error::other("temp file writer stopped"))));
-        }
-        Ok(())
+    /// Queues a batch; `false` when the writer has stopped (it failed:
+    /// [`TempWriter::finish`] says why).
+    async fn send(&mut self, batch: Vec<u8>) -> bool {
+        self.queue.send(batch).await.is_ok()
     }
 
     /// Waits until every queued batch is written; the temp file.
@@ -442,12 +443,6 @@ impl TempWriter {
         let Self { queue, done } = self;
         drop(queue);
         Ok(done
-            .await
-            .map_err(|e| StoreError::Io(io::Error::other(e)))??)
-    }
-
-    async fn join(&mut self) -> Result<TempFile, StoreError> {
-        Ok((&mut self.done)
             .await
             .map_err(|e| StoreError::Io(io::Error::other(e)))??)
     }
