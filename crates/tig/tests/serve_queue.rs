@@ -7,12 +7,15 @@
 //! outside CI when SeaweedFS is not installed), where `take` is a conditional
 //! delete on the ETag that was read.
 
+#[path = "common/backends.rs"]
+mod backends;
 mod common;
 #[path = "common/weed.rs"]
 mod weed;
 
 use std::process::{Command, Stdio};
 
+use backends::{Backend, server_on};
 use common::*;
 
 const KEY: &str = "k3y";
@@ -42,49 +45,9 @@ fn slot_path(name: &str) -> String {
     format!("/{}.tig", sha256_hex(name.as_bytes()))
 }
 
-/// Where a test's server keeps its objects.
-#[derive(Clone, Copy)]
-enum Backend {
-    /// A fresh data directory.
-    Fs,
-    /// A fresh prefix of one shared bucket on the test SeaweedFS.
-    S3,
-}
-
-/// A server with the API key [`KEY`] on `backend`; `None` (test skipped) only for
-/// S3 outside CI when SeaweedFS is missing.
+/// A server with the API key [`KEY`] on `backend`.
 fn server(backend: Backend) -> Option<TigServer> {
-    match backend {
-        Backend::Fs => Some(TigServer::start_with(None, &[], &[("APIKEY", KEY)])),
-        Backend::S3 => {
-            let weed = weed::Weed::shared()?;
-            let root = format!("s3://{}/{}", weed.shared_bucket(), weed::unique_prefix());
-            let mut envs: Vec<(&str, String)> = weed.env();
-            envs.push(("APIKEY", KEY.to_owned()));
-            let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            Some(TigServer::start_with(None, &["--root", &root], &envs))
-        }
-    }
-}
-
-/// Runs each named test body (a `fn(TigServer)`) once per backend.
-macro_rules! on_both_backends {
-    ($($body:ident),* $(,)?) => {
-        mod fs {
-            $(#[test]
-            fn $body() {
-                super::$body(super::server(super::Backend::Fs).expect("fs server"));
-            })*
-        }
-        mod s3 {
-            $(#[test]
-            fn $body() {
-                if let Some(s) = super::server(super::Backend::S3) {
-                    super::$body(s);
-                }
-            })*
-        }
-    };
+    server_on(backend, KEY)
 }
 
 on_both_backends!(
