@@ -5,10 +5,15 @@
 #   RUNS=1 DUR=2 bench/compare.sh         # a quick look
 #   TIG_BIN=target/release/tig bench/compare.sh   # skip the release build
 #   OUT=BENCHMARKS.md bench/compare.sh    # also append the table there
+#   ACCESS_LOG=1 bench/compare.sh         # both servers write an access log line per request
 #
 # Both servers keep their data on the same tmpfs (a fresh mount when run as root,
 # else /dev/shm), wrk and curl drive them over 127.0.0.1, and the hashing limit is
-# `openssl dgst -sha256` of the big file measured in the same run. Scenarios:
+# `openssl dgst -sha256` of the big file measured in the same run. Like for like, both
+# run without an access log by default (nginx `access_log off`, tig
+# `TIG_LOG=info,tig::access=off`); with ACCESS_LOG=1 both write one line per request
+# to a file in the work directory (nginx's default buffering, tig's log on stderr).
+# Scenarios:
 #   - 1 KiB GET and 1 KiB unique PUT (nginx: WebDAV PUT) at 1/16/64/256 connections,
 #     plain and over TLS (a self-signed P-256 certificate made here): req/s, p50, p99;
 #   - 256 MiB PUT (a fresh server, and again right after the small-request load) and
@@ -24,6 +29,12 @@ RUNS=${RUNS:-3}
 DUR=${DUR:-4}
 BIG_MIB=${BIG_MIB:-256}
 OUT=${OUT:-}
+ACCESS_LOG=${ACCESS_LOG:-0}
+if [ "$ACCESS_LOG" = 1 ]; then
+    tig_log=info
+else
+    tig_log=info,tig::access=off
+fi
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/tig-compare.XXXXXX)
 pids=()
@@ -78,7 +89,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 start_tig() { # port [extra args] → pid on stdout
     local port=$1
     shift
-    "$bin" serve --listen "127.0.0.1:$port" --root "$data/tig" --retention 0 \
+    TIG_LOG=$tig_log "$bin" serve --listen "127.0.0.1:$port" --root "$data/tig" --retention 0 \
         --max-size "$((BIG_MIB + 1))MiB" "$@" >"$work/tig-$port.out" 2>"$work/tig-$port.err" &
     echo $!
 }
@@ -100,7 +111,7 @@ error_log $work/nginx/error.log;
 daemon off;
 events { worker_connections 4096; }
 http {
-    access_log off;
+    $([ "$ACCESS_LOG" = 1 ] && echo "access_log $work/nginx/access.log;" || echo "access_log off;")
     client_body_temp_path $data/www/dav/.tmp;
     proxy_temp_path $work/nginx/proxy;
     fastcgi_temp_path $work/nginx/fastcgi;
@@ -205,7 +216,7 @@ table="$work/table.md"
     echo
     echo "Machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(free -g | awk '/Mem:/ {print $2}') GiB;" \
         "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)."
-    echo "tig: \`$("$bin" --version 2>/dev/null || echo tig)\` (fsync on, retention off), $(nginx -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2);"
+    echo "tig: \`$("$bin" --version 2>/dev/null || echo tig)\` (fsync on, retention off, access log $([ "$ACCESS_LOG" = 1 ] && echo on || echo off) on both), $(nginx -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2);"
     echo "both on one tmpfs, ${RUNS} runs of ${DUR} s per cell, medians."
     echo
     echo "| scenario | conns | tig req/s | tig p50 ms | tig p99 ms | nginx req/s | nginx p50 ms | nginx p99 ms | tig/nginx req/s |"
