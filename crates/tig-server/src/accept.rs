@@ -26,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use crate::hot::Hot;
 use crate::{AppState, Metrics, access, ops, router};
 
 /// How long a TLS handshake may take.
@@ -39,6 +40,7 @@ const BACKLOG: i32 = 1024;
 #[derive(Clone)]
 struct Shared {
     app: Router,
+    hot: Hot,
     tls: Option<TlsAcceptor>,
     metrics: Option<Arc<Metrics>>,
     grace: Duration,
@@ -62,6 +64,7 @@ fn start<S: Store>(state: AppState<S>, local: SocketAddr) -> (Shared, JoinHandle
         tls: state.config.tls.clone().map(TlsAcceptor::from),
         metrics: state.metrics.clone(),
         grace: state.config.shutdown_grace,
+        hot: Hot::of(state.store.clone()),
         app: router(state.clone()),
     };
     state.readiness.set(ops::Phase::Ready);
@@ -220,11 +223,18 @@ async fn accept_loop(listener: TcpListener, shared: Shared, stop: impl Future<Ou
 async fn connection(stream: TcpStream, peer: SocketAddr, shared: Shared, watcher: Watcher) {
     let _ = stream.set_nodelay(true);
     let Shared {
-        app, tls, metrics, ..
+        app,
+        hot,
+        tls,
+        metrics,
+        ..
     } = shared;
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(peer));
-        access::observe(app.clone(), req, peer, metrics.clone())
+        let ready = hot.reply(&req);
+        if ready.is_none() {
+            req.extensions_mut().insert(ConnectInfo(peer));
+        }
+        access::observe_reply(app.clone(), req, ready, peer, metrics.clone())
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

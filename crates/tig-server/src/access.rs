@@ -49,22 +49,46 @@ where
     B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<axum::BoxError>,
 {
+    observe_reply(app, req, None, peer, metrics).await
+}
+
+/// Like [`observe`], but with `ready` (a reply already made for `req`, such as
+/// the hot path's) `app` is not called: the reply is counted and logged alike.
+pub async fn observe_reply<B>(
+    app: Router,
+    req: Request<B>,
+    ready: Option<Response<Body>>,
+    peer: SocketAddr,
+    metrics: Option<Arc<Metrics>>,
+) -> Result<Response<Body>, Infallible>
+where
+    B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     let log = tracing::enabled!(target: TARGET, tracing::Level::INFO);
     if (metrics.is_none() && !log) || is_ops(req.method(), req.uri().path()) {
-        return app.oneshot(req.map(Body::new)).await;
+        return match ready {
+            Some(resp) => Ok(resp),
+            None => app.oneshot(req.map(Body::new)).await,
+        };
     }
     let start = Instant::now();
     let method = req.method().clone();
     let label = MethodLabel::of(&method);
     let uri = req.uri().clone();
-    let req = match &metrics {
-        Some(m) if !req.body().is_end_stream() => {
-            let m = m.clone();
-            req.map(|inner| Body::new(CountIn { inner, metrics: m }))
+    let resp = match ready {
+        Some(resp) => resp,
+        None => {
+            let req = match &metrics {
+                Some(m) if !req.body().is_end_stream() => {
+                    let m = m.clone();
+                    req.map(|inner| Body::new(CountIn { inner, metrics: m }))
+                }
+                _ => req.map(Body::new),
+            };
+            app.oneshot(req).await?
         }
-        _ => req.map(Body::new),
     };
-    let resp = app.oneshot(req).await?;
     let status = resp.status();
     if let Some(m) = &metrics {
         m.request(label, status.as_u16());

@@ -34,7 +34,8 @@ pub const LISTING_HEADER: &str = "tig-listing";
 /// Header telling a set-if-not caller whether its call created the slot.
 pub const CREATED_HEADER: &str = "tig-created";
 
-const OCTET_STREAM: &str = "application/octet-stream";
+/// The `Content-Type` of object reads unless the query names another.
+pub(crate) const OCTET_STREAM: &str = "application/octet-stream";
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 
 /// The whole HTTP API as an axum router.

@@ -17,6 +17,7 @@
 //! - [`ops`]: `/healthz`, `/readyz` (and the [`ops::Readiness`] behind it), `/metrics`;
 //! - [`metrics`]: the Prometheus counters, atomics on the hot path;
 //! - [`access`]: per-request observation: access log line and `tig_http_*` metrics;
+//! - `hot`: plain reads of in-memory objects, answered before the router;
 //! - `accept`: [`serve`] and [`serve_workers`], the accept loops;
 //! - this file: [`AppState`].
 //!
@@ -42,6 +43,7 @@ pub mod config;
 pub mod endpoint;
 pub mod error;
 pub mod handlers;
+mod hot;
 pub mod metrics;
 pub mod missing;
 pub mod ops;

@@ -114,6 +114,11 @@ impl<S: Store> CachedStore<S> {
         }
     }
 
+    /// A cached entry confirmed within [`RECHECK`]: servable with no I/O.
+    fn fresh(&self, entry: &Entry, now: u64) -> bool {
+        now.saturating_sub(entry.checked.load(Ordering::Relaxed)) < self.recheck_ms
+    }
+
     /// A cached copy of `id` that the backend still holds, re-asking it when the
     /// last confirmation is older than [`RECHECK`].
     async fn lookup(&self, id: ObjectId, touch: bool) -> Result<Option<Bytes>, StoreError> {
@@ -124,8 +129,7 @@ impl<S: Store> CachedStore<S> {
             return Ok(None);
         };
         let now = self.now_ms();
-        let last = entry.checked.load(Ordering::Relaxed);
-        if now.saturating_sub(last) < self.recheck_ms {
+        if self.fresh(&entry, now) {
             return Ok(Some(entry.bytes));
         }
         match self.inner.stat(id, touch).await? {
@@ -271,6 +275,13 @@ impl<S: Store> Store for CachedStore<S> {
         // /readyz must see the backend's own check (an S3 backend's), not the default.
         self.inner.health().await
     }
+
+    fn hot(&self, id: &ObjectId) -> Option<Bytes> {
+        // The no-I/O branch of `lookup`, nothing else: a stale entry is left to
+        // `get`, which asks the backend (and touches) before serving it.
+        let entry = self.cache.as_ref()?.get(id)?;
+        self.fresh(&entry, self.now_ms()).then_some(entry.bytes)
+    }
 }
 
 fn content_meta(bytes: &Bytes) -> ObjectMeta {
@@ -353,6 +364,37 @@ mod tests {
         assert_eq!(read(&store, id).await, None);
         assert_eq!(store.stat(id, false).await.expect("stat"), None);
         assert_eq!(store.weight(), 0, "the stale entry is dropped");
+    }
+
+    #[tokio::test]
+    async fn hot_serves_only_fresh_cached_content() {
+        let store = CachedStore::new(MemStore::new(), 1 << 20);
+        let id = store
+            .put_content(body_from_bytes("hot"), 100)
+            .await
+            .expect("put");
+        assert_eq!(store.hot(&id), None, "not read yet, so not cached");
+        assert!(read(&store, id).await.is_some());
+        assert_eq!(store.hot(&id).as_deref(), Some(&b"hot"[..]));
+
+        let slot = ObjectId::from_hex(&"cd".repeat(32)).expect("id");
+        store
+            .put_slot(slot, body_from_bytes("v1"), 100, SlotWrite::Replace)
+            .await
+            .expect("slot");
+        assert!(read(&store, slot).await.is_some());
+        assert_eq!(store.hot(&slot), None, "a slot is never hot");
+
+        // Past its recheck period an entry is left to `get`, which asks the backend.
+        let stale = CachedStore::new(MemStore::new(), 1 << 20).with_recheck(Duration::ZERO);
+        let id = stale
+            .put_content(body_from_bytes("stale"), 100)
+            .await
+            .expect("put");
+        assert!(read(&stale, id).await.is_some());
+        assert!(stale.weight() > 0);
+        assert_eq!(stale.hot(&id), None);
+        assert_eq!(MemStore::new().hot(&id), None, "backends keep nothing hot");
     }
 
     #[tokio::test]

@@ -441,6 +441,17 @@ pub trait Store: Send + Sync + 'static {
     fn health(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
         async { Ok(()) }
     }
+
+    /// The bytes of content `id` if they are in memory and may be served right
+    /// now without asking the backend, exactly as [`Store::get`] would serve them
+    /// (no retention touch, as a cache hit inside its recheck period). `None`
+    /// means "ask [`Store::get`]", not "absent". The server answers a plain
+    /// `GET /<h>.tig` from here before it routes the request. Only
+    /// [`CachedStore`] keeps anything; the default has nothing.
+    fn hot(&self, id: &ObjectId) -> Option<Bytes> {
+        let _ = id;
+        None
+    }
 }
 
 /// What [`Store::usage`] counted.

@@ -343,3 +343,71 @@ fn the_root_states_the_size_limit_on_every_reply() {
     let path = put_content(&s, b"x");
     assert_eq!(curl(&[&format!("{}{path}", s.url)]).h("tig-max-size"), None);
 }
+
+/// The value of the sample `series` in a `/metrics` scrape (0 when absent).
+fn sample(s: &TigServer, series: &str) -> f64 {
+    let r = raw_get(&s.addr(), "/metrics");
+    assert_eq!(r.status, 200);
+    r.text()
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().expect("numeric sample"))
+}
+
+/// A small object read again soon after is answered from memory before the
+/// router (issue 15's hot path). That answer must be the router's, header for
+/// header in the same order (`Date` aside), for GET and HEAD; a `Range` or
+/// `If-None-Match` on it still gets its 206 or 304; and `/metrics` counts it.
+#[test]
+fn a_read_served_from_memory_answers_exactly_as_one_from_disk() {
+    let warm = TigServer::start();
+    let cold = TigServer::start_with(None, &["--cache-size", "0"], &[]);
+    let data = pseudo_random(15, 1000);
+    let path = put_content(&warm, &data);
+    put_content(&cold, &data);
+    let addr = warm.addr();
+    let shape = |r: &RawResponse| {
+        let headers: Vec<(String, String)> = r
+            .headers
+            .iter()
+            .filter(|(k, _)| k != "date")
+            .cloned()
+            .collect();
+        (r.status, headers, r.body.clone())
+    };
+    let request = |method: &str, extra: &str| {
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n")
+    };
+    // The first GET reads the file and caches it; the later ones are hot.
+    let first = warm.raw(request("GET", "").as_bytes());
+    assert_eq!(
+        (first.status, first.body.as_slice()),
+        (200, data.as_slice())
+    );
+    for method in ["GET", "HEAD"] {
+        let req = request(method, "");
+        let from_disk = cold.raw(req.as_bytes());
+        let hot = warm.raw(req.as_bytes());
+        assert_eq!(shape(&hot), shape(&from_disk), "{method}");
+    }
+    assert_eq!(
+        shape(&warm.raw(request("GET", "").as_bytes())),
+        shape(&first)
+    );
+
+    let etag = format!("\"{}\"", sha256_hex(&data));
+    let r = warm.raw(request("GET", &format!("If-None-Match: {etag}\r\n")).as_bytes());
+    assert_eq!((r.status, r.body.len()), (304, 0));
+    let r = warm.raw(request("GET", "Range: bytes=10-19\r\n").as_bytes());
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, &data[10..20]);
+    assert_eq!(r.header("content-range"), Some("bytes 10-19/1000"));
+
+    let series = "tig_http_requests_total{method=\"GET\",status=\"200\"}";
+    let before = sample(&warm, series);
+    for _ in 0..5 {
+        let r = warm.raw(request("GET", "").as_bytes());
+        assert_eq!(r.body, data);
+    }
+    assert_eq!(sample(&warm, series) - before, 5.0);
+}
