@@ -153,6 +153,12 @@ wait_url "$tigs/"
 
 # wrk scripts: PUT of distinct 1 KiB bodies; for nginx to distinct paths.
 cat >"$work/put.lua" <<'EOF'
+-- Seeded from /dev/urandom: every wrk run (each cell, each round) sends bodies
+-- no earlier run sent, so every PUT stores a new object on both servers.
+local f = assert(io.open("/dev/urandom", "rb"))
+local b = f:read(4)
+f:close()
+math.randomseed(((b:byte(1) * 256 + b:byte(2)) * 256 + b:byte(3)) * 128 + b:byte(4) % 128)
 local pad = string.rep("x", 1024 - 16)
 local n = 0
 local id = 0
@@ -164,6 +170,12 @@ request = function()
 end
 EOF
 cat >"$work/dav.lua" <<'EOF'
+-- Seeded from /dev/urandom: every wrk run (each cell, each round) sends bodies
+-- no earlier run sent, so every PUT stores a new object on both servers.
+local f = assert(io.open("/dev/urandom", "rb"))
+local b = f:read(4)
+f:close()
+math.randomseed(((b:byte(1) * 256 + b:byte(2)) * 256 + b:byte(3)) * 128 + b:byte(4) % 128)
 local pad = string.rep("x", 1024 - 16)
 local n = 0
 local id = 0
