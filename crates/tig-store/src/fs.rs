@@ -78,6 +78,8 @@ use crate::{
     Store, StoreError,
 };
 
+mod publish;
+
 /// Received bytes are written to the temp file in pieces of about this size.
 const FLUSH_AT: usize = 128 * 1024;
 /// Objects up to this size are read in one go; larger ones are streamed.
@@ -161,6 +163,8 @@ struct Inner {
     /// Kinds of files whose mode could not be set to a mark, by name, with the
     /// inode and length they were decided for (any change means: decide again).
     unmarked: Mutex<HashMap<ObjectId, (u64, u64, Kind)>>,
+    /// Small uploads waiting to be published together.
+    publisher: publish::Publisher,
 }
 
 impl Drop for Inner {
@@ -235,6 +239,7 @@ impl FsStore {
                 locks,
                 counter: AtomicU64::new(0),
                 unmarked: Mutex::new(HashMap::new()),
+                publisher: publish::Publisher::default(),
             }),
         })
     }
@@ -1075,6 +1080,11 @@ impl Store for FsStore {
         let inc = self.receive(body, limit).await?;
         let id = inc.id;
         let guard = self.lock(id).await;
+        if inc.temp.is_none() {
+            // Small: published together with whatever else is waiting.
+            publish::publish_small(&self.inner, id, inc.tail, guard).await?;
+            return Ok(id);
+        }
         let inner = self.inner.clone();
         blocking(move || {
             let _guard = guard;
@@ -1382,6 +1392,57 @@ mod tests {
         let err = s.put_content_batch(vec![hashed(b"small"), big], 100).await;
         assert!(matches!(err, Err(StoreError::TooLarge { limit: 100 })));
         assert_eq!(leftovers(dir.path()), want);
+    }
+
+    /// Small uploads arriving together are published as groups (fs/publish.rs):
+    /// each caller still gets its own answer, new, duplicate or conflicting, and
+    /// every stored object is whole, marked as content, with no temp file left.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_small_uploads_each_get_their_own_answer() {
+        let (dir, s) = store().await;
+        let taken = hashed(b"small bytes whose name holds a slot");
+        s.put_slot(
+            taken.id(),
+            crate::body_from_bytes("other bytes"),
+            100,
+            SlotWrite::Replace,
+        )
+        .await
+        .unwrap();
+        // 150 distinct bodies, each sent twice, and the conflicting one 10 times.
+        let mut bodies: Vec<Vec<u8>> = (0..300u32)
+            .map(|i| format!("body {} of the group test", i % 150).into_bytes())
+            .collect();
+        bodies.extend(std::iter::repeat_n(taken.bytes().to_vec(), 10));
+        let puts = bodies.iter().map(|b| {
+            let s = s.clone();
+            let b = b.clone();
+            tokio::spawn(async move { s.put_content(crate::body_from_bytes(b), 100).await })
+        });
+        let results = futures_util::future::join_all(puts).await;
+        let mut want = vec![taken.id().file_name()];
+        for (body, r) in bodies.iter().zip(results) {
+            let r = r.unwrap();
+            if body.as_slice() == taken.bytes() {
+                assert!(
+                    matches!(r, Err(StoreError::SlotConflict(id)) if id == taken.id()),
+                    "{r:?}"
+                );
+                continue;
+            }
+            let id = r.unwrap();
+            assert_eq!(id, ObjectId::digest(body));
+            let path = dir.path().join(id.file_name());
+            assert_eq!(fs::read(&path).unwrap(), *body);
+            assert_eq!(mode_of(&path), CONTENT_MODE);
+            want.push(id.file_name());
+        }
+        want.sort();
+        want.dedup();
+        assert_eq!(want.len(), 151);
+        assert_eq!(leftovers(dir.path()), want);
+        let slot = s.get(taken.id(), false).await.unwrap().unwrap();
+        assert_eq!(slot.meta.kind, Kind::Slot, "the slot is untouched");
     }
 
     #[tokio::test]
