@@ -271,6 +271,16 @@ impl<S: Store> Store for CachedStore<S> {
         // /readyz must see the backend's own check (an S3 backend's), not the default.
         self.inner.health().await
     }
+
+    async fn present_content_many(
+        &self,
+        ids: Vec<ObjectId>,
+        touch: bool,
+    ) -> Result<Vec<bool>, StoreError> {
+        // The backend's batched check (the default would stat one name at a time):
+        // it is the authority on presence and refreshes the timers itself.
+        self.inner.present_content_many(ids, touch).await
+    }
 }
 
 fn content_meta(bytes: &Bytes) -> ObjectMeta {
