@@ -106,11 +106,18 @@ impl Client {
             )));
         }
         let params = ChunkParams::for_limit(self.max_size()?)?;
-        let (root, total) = scan(dir, opts)?;
-        let mut cache = match Cache::default_dir() {
-            Some(d) if !opts.no_cache => Cache::load(&d, &self.cfg.server, dir, params.max),
-            _ => Cache::disabled(),
-        };
+        // The cache is read and parsed while the tree is walked.
+        let (scanned, mut cache) = std::thread::scope(|s| {
+            let cache = s.spawn(|| match Cache::default_dir() {
+                Some(d) if !opts.no_cache => Cache::load(&d, &self.cfg.server, dir, params.max),
+                _ => Cache::disabled(),
+            });
+            let scanned = scan(dir, opts);
+            // Loading never fails (anything unreadable is an empty cache); a
+            // panic in it is taken as no cache.
+            (scanned, cache.join().unwrap_or_else(|_| Cache::disabled()))
+        });
+        let (root, total) = scanned?;
         let stats = Stats::default();
 
         // Phase 1: every chunk of every file, and every link target.
