@@ -140,11 +140,27 @@ impl Cache {
 
     /// Replaces the file with this run's entries, stamped with `started`, atomically.
     /// Failures are logged and ignored: the cache only saves time.
+    ///
+    /// Nothing is written when the file already says the same: this run's entries
+    /// are exactly the loaded ones and every one of them was already settled (its
+    /// mtime before the loaded file's start), so a newer start would trust no entry
+    /// that the old one does not (the usual case when nothing changed).
     pub fn save(&self, started: SystemTime) {
         let Some(file) = &self.file else { return };
+        if self.unchanged() {
+            return;
+        }
         if let Err(e) = self.write(file, started) {
             tracing::debug!(file = %file.display(), error = %e, "cannot write the snapshot cache");
         }
+    }
+
+    /// Whether this run's entries are the loaded ones, all settled.
+    fn unchanged(&self) -> bool {
+        self.new.len() == self.old.len()
+            && self.new.iter().all(|(name, e)| {
+                e.stamp.mtime.0 < self.written && self.old.get(name).is_some_and(|o| o == e)
+            })
     }
 
     fn write(&self, file: &Path, started: SystemTime) -> std::io::Result<()> {
@@ -193,7 +209,8 @@ fn parse(bytes: &[u8]) -> Option<(i64, HashMap<Vec<u8>, Entry>)> {
     let text = std::str::from_utf8(bytes).ok()?;
     let mut lines = text.lines();
     let written: i64 = lines.next()?.strip_prefix(HEADER)?.trim().parse().ok()?;
-    let mut out = HashMap::new();
+    // One entry a line: sized up front, not grown (and rehashed) as it fills.
+    let mut out = HashMap::with_capacity(bytes.iter().filter(|&&b| b == b'\n').count());
     for line in lines {
         let mut f = line.splitn(9, ' ');
         let mut num = || f.next()?.parse::<i64>().ok();
@@ -258,6 +275,8 @@ mod tests {
         assert!(c.get(b"dir/na me%\n", &other).is_none());
         // mtime in the second the snapshot started: re-hashed
         assert!(c.get(b"same-second", &stamp(200)).is_none());
+        let file = c.file.clone().unwrap();
+        let written = std::fs::read(&file).unwrap();
         // another server, root or chunk size: another cache
         assert!(
             Cache::load(dir.path(), "http://t", &root, 1 << 20)
@@ -269,6 +288,39 @@ mod tests {
                 .get(b"dir/na me%\n", &stamp(100))
                 .is_none()
         );
+
+        // The same entries again: rewritten while one is unsettled (its start
+        // moves on, so the same-second file becomes trusted)...
+        let mut c = Cache::load(dir.path(), "http://s", &root, 1 << 20);
+        c.put(b"dir/na me%\n".to_vec(), stamp(100), ids.clone());
+        c.put(b"same-second".to_vec(), stamp(200), ids[..1].to_vec());
+        c.save(UNIX_EPOCH + Duration::from_secs(300));
+        assert_ne!(std::fs::read(&file).unwrap(), written);
+        let c = Cache::load(dir.path(), "http://s", &root, 1 << 20);
+        assert_eq!(c.get(b"same-second", &stamp(200)), Some(&ids[..1]));
+        let settled = std::fs::read(&file).unwrap();
+        // ...then, all settled and unchanged, left as it is.
+        let mut c = Cache::load(dir.path(), "http://s", &root, 1 << 20);
+        c.put(b"dir/na me%\n".to_vec(), stamp(100), ids.clone());
+        c.put(b"same-second".to_vec(), stamp(200), ids[..1].to_vec());
+        c.save(UNIX_EPOCH + Duration::from_secs(400));
+        assert_eq!(std::fs::read(&file).unwrap(), settled);
+        // A changed entry, a new one or a dropped one is written.
+        for change in 0..3 {
+            let mut c = Cache::load(dir.path(), "http://s", &root, 1 << 20);
+            match change {
+                0 => c.put(b"dir/na me%\n".to_vec(), stamp(101), ids.clone()),
+                1 => {
+                    c.put(b"dir/na me%\n".to_vec(), stamp(100), ids.clone());
+                    c.put(b"new".to_vec(), stamp(100), ids.clone());
+                }
+                _ => {}
+            }
+            c.put(b"same-second".to_vec(), stamp(200), ids[..1].to_vec());
+            c.save(UNIX_EPOCH + Duration::from_secs(400));
+            assert_ne!(std::fs::read(&file).unwrap(), settled, "change {change}");
+            std::fs::write(&file, &settled).unwrap();
+        }
     }
 
     #[test]

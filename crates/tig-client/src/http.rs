@@ -552,14 +552,20 @@ fn redact(s: &str) -> String {
     }
 }
 
-/// Reads `resp` to its end in 256 KiB pieces, handing each to `each`; returns the
-/// byte count. A transport failure names `what` (e.g. `GET /<h>.tig`).
+/// Reads `resp` to its end in pieces of up to 256 KiB, handing each to `each`;
+/// returns the byte count. A transport failure names `what` (e.g. `GET /<h>.tig`).
 pub(crate) fn read_body(
     resp: &mut Response,
     what: &str,
     mut each: impl FnMut(&[u8]) -> Result<()>,
 ) -> Result<u64> {
-    let mut buf = vec![0u8; 256 << 10];
+    // Sized by the announced length: a restore reads thousands of small bodies,
+    // and zeroing 256 KiB for each cost more than reading it.
+    let cap = resp
+        .content_length()
+        .map_or(256 << 10, |n| usize::try_from(n).unwrap_or(usize::MAX))
+        .clamp(8 << 10, 256 << 10);
+    let mut buf = vec![0u8; cap];
     let mut n = 0u64;
     loop {
         let k = match resp.read(&mut buf) {

@@ -106,11 +106,18 @@ impl Client {
             )));
         }
         let params = ChunkParams::for_limit(self.max_size()?)?;
-        let (root, total) = scan(dir, opts)?;
-        let mut cache = match Cache::default_dir() {
-            Some(d) if !opts.no_cache => Cache::load(&d, &self.cfg.server, dir, params.max),
-            _ => Cache::disabled(),
-        };
+        // The cache is read and parsed while the tree is walked.
+        let (scanned, mut cache) = std::thread::scope(|s| {
+            let cache = s.spawn(|| match Cache::default_dir() {
+                Some(d) if !opts.no_cache => Cache::load(&d, &self.cfg.server, dir, params.max),
+                _ => Cache::disabled(),
+            });
+            let scanned = scan(dir, opts);
+            // Loading never fails (anything unreadable is an empty cache); a
+            // panic in it is taken as no cache.
+            (scanned, cache.join().unwrap_or_else(|_| Cache::disabled()))
+        });
+        let (root, total) = scanned?;
         let stats = Stats::default();
 
         // Phase 1: every chunk of every file, and every link target.
@@ -362,56 +369,44 @@ impl Client {
         let mut blobs: Vec<(PathBuf, Entry)> = Vec::new();
         let mut bursts: Vec<(PathBuf, Entry)> = Vec::new();
         let mut links: Vec<(PathBuf, Entry)> = Vec::new();
-        let mut stack = vec![(*root, dir.to_path_buf())];
-        while let Some((tree, at)) = stack.pop() {
-            let entries = decode_tree(&self.fetch_bytes(&tree, LIST_MAX)?)?;
-            for e in entries {
-                let path = at.join(os_name(&e.name));
-                match (e.mode, e.kind) {
-                    (Mode::Dir, _) => {
-                        std::fs::create_dir(&path).map_err(|err| {
-                            Error::io(format!("creating {}", path.display()), err)
-                        })?;
-                        res.dirs += 1;
-                        stack.push((e.id, path));
+        // Trees level by level, each level's trees fetched in parallel (one round
+        // trip per tree, but not one after another); directories are created in
+        // the order their parents name them.
+        let mut level = vec![(*root, dir.to_path_buf())];
+        while !level.is_empty() {
+            let trees = self.parallel(&level, |(tree, _)| {
+                decode_tree(&self.fetch_bytes(tree, LIST_MAX)?)
+            })?;
+            let mut next = Vec::new();
+            for ((_, at), entries) in level.iter().zip(trees) {
+                for e in entries {
+                    let path = at.join(os_name(&e.name));
+                    match (e.mode, e.kind) {
+                        (Mode::Dir, _) => {
+                            std::fs::create_dir(&path).map_err(|err| {
+                                Error::io(format!("creating {}", path.display()), err)
+                            })?;
+                            res.dirs += 1;
+                            next.push((e.id, path));
+                        }
+                        (Mode::Symlink, _) => links.push((path, e)),
+                        (_, Kind::Burst) => bursts.push((path, e)),
+                        _ => blobs.push((path, e)),
                     }
-                    (Mode::Symlink, _) => links.push((path, e)),
-                    (_, Kind::Burst) => bursts.push((path, e)),
-                    _ => blobs.push((path, e)),
                 }
             }
+            level = next;
         }
         let total: u64 = blobs.iter().chain(&bursts).map(|(_, e)| e.size).sum();
         let pb = progress::bar(self.cfg.progress, Some(total), "restore");
-        // Small files in parallel, each verified into a temp file then renamed.
-        let next = AtomicUsize::new(0);
-        let failure: Mutex<Option<Error>> = Mutex::new(None);
+        // Small files in parallel, each fetched and verified in memory, then written
+        // under its own name (nothing unverified is ever written).
         let written = AtomicU64::new(0);
-        std::thread::scope(|s| {
-            for _ in 0..self.cfg.jobs.min(blobs.len()) {
-                s.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((path, e)) = blobs.get(i) else { break };
-                        match self.restore_file(path, e, &pb) {
-                            Ok(n) => {
-                                written.fetch_add(n, Ordering::Relaxed);
-                            }
-                            Err(err) => {
-                                next.store(blobs.len(), Ordering::Relaxed);
-                                if let Ok(mut f) = failure.lock() {
-                                    f.get_or_insert(err);
-                                }
-                                break;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        if let Some(e) = failure.into_inner().ok().flatten() {
-            return Err(e);
-        }
+        self.parallel(&blobs, |(path, e)| {
+            let n = self.restore_blob(path, e, &pb)?;
+            written.fetch_add(n, Ordering::Relaxed);
+            Ok(())
+        })?;
         // Large files one at a time, their chunks fetched in parallel.
         for (path, e) in &bursts {
             written.fetch_add(self.restore_file(path, e, &pb)?, Ordering::Relaxed);
@@ -431,6 +426,89 @@ impl Client {
         res.files = (blobs.len() + bursts.len()) as u64;
         res.bytes = written.into_inner();
         Ok(res)
+    }
+
+    /// Runs `f` on every item on up to `jobs` threads; the results in order, or
+    /// the first error (the other threads stop taking items).
+    fn parallel<T: Sync, R: Send>(
+        &self,
+        items: &[T],
+        f: impl Fn(&T) -> Result<R> + Sync,
+    ) -> Result<Vec<R>> {
+        let next = AtomicUsize::new(0);
+        let failure: Mutex<Option<Error>> = Mutex::new(None);
+        let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+        std::thread::scope(|s| {
+            for _ in 0..self.cfg.jobs.min(items.len()) {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        match f(item) {
+                            Ok(r) => {
+                                if let Ok(mut g) = results.lock() {
+                                    g[i] = Some(r);
+                                }
+                            }
+                            Err(err) => {
+                                next.store(items.len(), Ordering::Relaxed);
+                                if let Ok(mut f) = failure.lock() {
+                                    f.get_or_insert(err);
+                                }
+                                break;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = failure.into_inner().ok().flatten() {
+            return Err(e);
+        }
+        results
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .into_iter()
+            .map(|r| r.ok_or_else(|| Error::invalid("restore", "a parallel step was abandoned")))
+            .collect()
+    }
+
+    /// A file of one object: up to [`BLOB_IN_MEMORY_MAX`] bytes are fetched into
+    /// memory and verified, then written to a new file at `path` (created
+    /// exclusively, mode set on the open descriptor); a larger one goes through
+    /// [`Client::restore_file`]'s temp file.
+    fn restore_blob(&self, path: &Path, e: &Entry, pb: &indicatif::ProgressBar) -> Result<u64> {
+        if e.size > BLOB_IN_MEMORY_MAX {
+            return self.restore_file(path, e, pb);
+        }
+        let mut data = Vec::with_capacity(e.size as usize);
+        // More bytes than the tree says is an error as soon as they arrive.
+        let n = self.retrying(&e.id, |c| {
+            data.clear();
+            c.stream_verified(&e.id, true, e.size, pb, &mut |b| {
+                data.extend_from_slice(b);
+                Ok(())
+            })
+        });
+        let short = |holds: String| {
+            Error::invalid(
+                "snapshot tree",
+                format!(
+                    "{} should be {} bytes but its object holds {holds}",
+                    path.display(),
+                    e.size
+                ),
+            )
+        };
+        let n = match n {
+            Err(Error::TooLarge { .. }) => return Err(short("more".into())),
+            other => other?,
+        };
+        if n != e.size {
+            return Err(short(n.to_string()));
+        }
+        write_new_file(path, &data, file_mode(e.mode))?;
+        Ok(n)
     }
 
     fn restore_file(&self, path: &Path, e: &Entry, pb: &indicatif::ProgressBar) -> Result<u64> {
@@ -460,7 +538,7 @@ impl Client {
                 ),
             ));
         }
-        set_mode(tmp.path(), if e.mode == Mode::Exec { 0o755 } else { 0o644 })?;
+        set_mode(tmp.path(), file_mode(e.mode))?;
         tmp.persist(path)
             .map_err(|err| Error::io(format!("writing {}", path.display()), err.error))?;
         Ok(n)
@@ -496,6 +574,42 @@ fn known_job(data: Bytes, id: ObjectId, source: &Arc<PathBuf>) -> Job {
         source: Arc::clone(source),
         ask: false,
     }
+}
+
+/// Files of one object up to this size are restored through memory.
+const BLOB_IN_MEMORY_MAX: u64 = 16 << 20;
+
+/// The permission bits a restored file gets (git's two modes, whatever the umask).
+fn file_mode(mode: Mode) -> u32 {
+    if mode == Mode::Exec { 0o755 } else { 0o644 }
+}
+
+/// Creates the file `path` (which must not exist) holding `data` with permission
+/// bits `mode`. On failure the file is removed: a restore never leaves a file
+/// short of its bytes.
+fn write_new_file(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write;
+    let err = |e| Error::io(format!("writing {}", path.display()), e);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, mode);
+    let mut f = opts.open(path).map_err(err)?;
+    let written = f.write_all(data).and_then(|()| {
+        // The umask may have cleared bits of `mode`: set them on the descriptor.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
+        Ok(())
+    });
+    if let Err(e) = written {
+        drop(f);
+        let _ = std::fs::remove_file(path);
+        return Err(err(e));
+    }
+    Ok(())
 }
 
 /// Files up to this size are read whole and cut in memory.

@@ -27,7 +27,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tig_core::{BurstError, ObjectId};
-use tig_store::{BodyStream, Kind, Store};
+use tig_store::{BodyStream, Store};
 
 use crate::AppState;
 use crate::cluster::FORWARDED_HEADER;
@@ -42,8 +42,8 @@ pub const MAX_BODY: usize = tig_core::MAX_BURST_LIST as usize;
 /// Names checked (and asked of the peers) at once; the reply streams per batch.
 pub const BATCH: usize = 1024;
 
-/// Local store checks in flight at once.
-const PARALLEL: usize = 16;
+/// Batches checked concurrently.
+const BATCHES_IN_FLIGHT: usize = 2;
 
 /// Handles `POST /?missing=1` (the body not yet read).
 pub async fn handle<S: Store>(
@@ -54,7 +54,7 @@ pub async fn handle<S: Store>(
     let ids = parse_names(&read_capped(body).await?)?;
     let batches: Vec<Vec<ObjectId>> = ids.chunks(BATCH).map(<[ObjectId]>::to_vec).collect();
     let state = state.clone();
-    let stream = futures_util::stream::iter(batches).then(move |batch| {
+    let stream = futures_util::stream::iter(batches).map(move |batch| {
         let state = state.clone();
         async move {
             let missing = check_batch(&state, batch, forwarded).await?;
@@ -66,6 +66,9 @@ pub async fn handle<S: Store>(
             Ok::<Bytes, io::Error>(Bytes::from(out))
         }
     });
+    // A few batches checked at once (each one blocking task on the filesystem
+    // backend), the reply still in the order asked.
+    let stream = stream.buffered(BATCHES_IN_FLIGHT);
     let mut resp = Response::new(Body::from_stream(stream));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -119,16 +122,24 @@ async fn check_batch<S: Store>(
     batch: Vec<ObjectId>,
     forwarded: bool,
 ) -> io::Result<Vec<ObjectId>> {
-    let store = &*state.store;
-    let checks: Vec<(ObjectId, bool)> = futures_util::stream::iter(batch)
-        .map(|id| async move { Ok::<_, io::Error>((id, is_content(store, id).await?)) })
-        .buffered(PARALLEL)
-        .collect::<Vec<_>>()
+    let to_io = |e: tig_store::StoreError| io::Error::other(e.to_string());
+    // One call per batch: the backend checks the names together (the filesystem
+    // backend in one blocking task) and refreshes the timers of those found.
+    let present = state
+        .store
+        .present_content_many(batch.clone(), true)
         .await
+        .map_err(to_io)?;
+    if present.len() != batch.len() {
+        return Err(io::Error::other(format!(
+            "the store answered {} of {} names",
+            present.len(),
+            batch.len()
+        )));
+    }
+    let missing: Vec<ObjectId> = batch
         .into_iter()
-        .collect::<io::Result<_>>()?;
-    let missing: Vec<ObjectId> = checks
-        .into_iter()
+        .zip(present)
         .filter_map(|(id, present)| (!present).then_some(id))
         .collect();
     if missing.is_empty() || forwarded || !state.cluster.enabled() {
@@ -139,14 +150,6 @@ async fn check_batch<S: Store>(
         .into_iter()
         .filter(|id| !present.contains(id))
         .collect())
-}
-
-/// Whether `id` holds content here; refreshes its retention timer when it does.
-async fn is_content<S: Store>(store: &S, id: ObjectId) -> io::Result<bool> {
-    let to_io = |e: tig_store::StoreError| io::Error::other(e.to_string());
-    // One `stat`: the kind comes with it, without hashing the bytes.
-    let meta = store.stat(id, true).await.map_err(to_io)?;
-    Ok(meta.is_some_and(|m| m.kind == Kind::Content))
 }
 
 /// The names among `ids` that some peer vouches for (left out of its own answer).

@@ -282,6 +282,16 @@ impl<S: Store> Store for CachedStore<S> {
         let entry = self.cache.as_ref()?.get(id)?;
         self.fresh(&entry, self.now_ms()).then_some(entry.bytes)
     }
+
+    async fn present_content_many(
+        &self,
+        ids: Vec<ObjectId>,
+        touch: bool,
+    ) -> Result<Vec<bool>, StoreError> {
+        // The backend's batched check (the default would stat one name at a time):
+        // it is the authority on presence and refreshes the timers itself.
+        self.inner.present_content_many(ids, touch).await
+    }
 }
 
 fn content_meta(bytes: &Bytes) -> ObjectMeta {

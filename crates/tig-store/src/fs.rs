@@ -1233,6 +1233,82 @@ impl Store for FsStore {
         let inner = self.inner.clone();
         blocking(move || Ok(inner.census()?)).await
     }
+
+    /// The whole batch in one blocking task; per name one `statx` by path and,
+    /// for an object found whose timer is due, one `utimensat` — no `open`. The
+    /// answer and the touch are what [`Store::stat`] would give (see
+    /// [`present_content_at`]).
+    async fn present_content_many(
+        &self,
+        ids: Vec<ObjectId>,
+        touch: bool,
+    ) -> Result<Vec<bool>, StoreError> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            ids.into_iter()
+                .map(|id| Ok(present_content_at(&inner, id, touch)?))
+                .collect()
+        })
+        .await
+    }
+}
+
+/// Whether `<id>.tig` holds content, as [`Store::stat`] decides it, without
+/// opening a marked file: absent or not a regular file is `false`; the mode says
+/// content ([`CONTENT_MODE`]) or slot ([`SLOT_MODE`]); any other mode is opened
+/// and classified exactly as `stat` does (hashed once, then marked). With
+/// `touch_it`, a found file's mtime is refreshed under the same rule as
+/// `open_object` (only when older than `touch_granularity`; failures logged).
+fn present_content_at(inner: &Inner, id: ObjectId, touch_it: bool) -> io::Result<bool> {
+    let path = inner.path(id);
+    let meta = match fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if !meta.is_file() {
+        return Ok(false);
+    }
+    if touch_it {
+        let now = SystemTime::now();
+        let fresh = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age < inner.opts.touch_granularity);
+        if !fresh && let Err(e) = set_mtime_at(&path, now) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot refresh mtime");
+        }
+    }
+    match meta.permissions().mode() & 0o777 {
+        CONTENT_MODE => Ok(true),
+        SLOT_MODE => Ok(false),
+        _ => match inner.open_object(id, false)? {
+            Some((f, meta)) => Ok(inner.classify(id, &f, &meta)? == Kind::Content),
+            None => Ok(false),
+        },
+    }
+}
+
+/// Sets the mtime of the file at `path` (following links, as `open` does) and
+/// leaves its atime, like `File::set_modified`, in one `utimensat` call.
+fn set_mtime_at(path: &Path, now: SystemTime) -> io::Result<()> {
+    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_OMIT, utimensat};
+    let since = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(io::Error::other)?;
+    let times = Timestamps {
+        last_access: Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_OMIT,
+        },
+        last_modification: Timespec {
+            tv_sec: i64::try_from(since.as_secs()).map_err(io::Error::other)?,
+            tv_nsec: since.subsec_nanos().into(),
+        },
+    };
+    utimensat(CWD, path, &times, AtFlags::empty())?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -100,7 +100,7 @@ impl std::fmt::Debug for Hashed {
 }
 
 /// How many objects of a batch the default [`Store::put_content_batch`] stores
-/// at once.
+/// (or [`Store::present_content_many`] checks) at once.
 const BATCH_PARALLEL: usize = 16;
 
 /// The bytes of a stored object as returned by [`Store::get`].
@@ -396,6 +396,32 @@ pub trait Store: Send + Sync + 'static {
         touch: bool,
     ) -> impl Future<Output = Result<Option<ObjectMeta>, StoreError>> + Send;
 
+    /// Whether each of `ids` holds content (neither absent nor a slot), in order;
+    /// `touch` refreshes the retention timer of every object found, exactly as
+    /// [`Store::stat`] with `touch` does. Never hashes content that is marked as
+    /// such. `POST /?missing=1` asks this of up to a thousand names at once.
+    ///
+    /// The default asks [`Store::stat`] a few names at a time; a backend that can
+    /// check many names more cheaply in one go (the filesystem backend, in one
+    /// blocking task instead of one thread-pool hop per name) should override it.
+    fn present_content_many(
+        &self,
+        ids: Vec<ObjectId>,
+        touch: bool,
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send {
+        use futures_util::{StreamExt, TryStreamExt};
+        async move {
+            futures_util::stream::iter(ids)
+                .map(|id| async move {
+                    let meta = self.stat(id, touch).await?;
+                    Ok::<_, StoreError>(meta.is_some_and(|m| m.kind == Kind::Content))
+                })
+                .buffered(BATCH_PARALLEL)
+                .try_collect()
+                .await
+        }
+    }
+
     /// Whether `id` holds content or a slot; `None` if absent. As cheap as
     /// [`Store::stat`].
     fn kind(&self, id: ObjectId) -> impl Future<Output = Result<Option<Kind>, StoreError>> + Send {
@@ -505,6 +531,132 @@ mod tests {
         let err = s.put_content_batch(vec![big.clone()], 1 << 10).await;
         assert!(matches!(err, Err(StoreError::TooLarge { .. })));
         assert_eq!(s.kind(big.id()).await.unwrap(), None);
+    }
+
+    /// Content, a slot, an absent name and a slot holding its own hash's bytes
+    /// (content by definition) in `s`; returns the names and what `stat` says.
+    async fn presence_fixture<S: Store>(s: &S) -> (Vec<ObjectId>, Vec<bool>) {
+        let content = s
+            .put_content(body_from_bytes("content"), 1 << 10)
+            .await
+            .unwrap();
+        let slot = ObjectId::digest(b"slot name");
+        s.put_slot(slot, body_from_bytes("other"), 1 << 10, SlotWrite::Replace)
+            .await
+            .unwrap();
+        let absent = ObjectId::digest(b"absent");
+        let own = ObjectId::digest(b"own bytes");
+        s.put_slot(
+            own,
+            body_from_bytes("own bytes"),
+            1 << 10,
+            SlotWrite::Replace,
+        )
+        .await
+        .unwrap();
+        let ids = vec![absent, content, slot, own, content, absent];
+        let mut want = Vec::new();
+        for id in &ids {
+            let meta = s.stat(*id, false).await.unwrap();
+            want.push(meta.is_some_and(|m| m.kind == Kind::Content));
+        }
+        (ids, want)
+    }
+
+    #[tokio::test]
+    async fn present_content_many_agrees_with_stat_on_every_backend() {
+        let mem = MemStore::new();
+        let (ids, want) = presence_fixture(&mem).await;
+        assert_eq!(want, [false, true, false, true, true, false]);
+        assert_eq!(mem.present_content_many(ids, true).await.unwrap(), want);
+
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FsStore::open(dir.path(), fs::FsOptions::default())
+            .await
+            .unwrap();
+        let (ids, want) = presence_fixture(&fs).await;
+        assert_eq!(want, [false, true, false, true, true, false]);
+        assert_eq!(
+            fs.present_content_many(ids.clone(), true).await.unwrap(),
+            want
+        );
+        let cached = CachedStore::new(fs, 1 << 20);
+        assert_eq!(cached.present_content_many(ids, false).await.unwrap(), want);
+        assert!(
+            cached
+                .present_content_many(Vec::new(), true)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    /// The filesystem override: files of other modes are classified as `stat`
+    /// does (hashed once, then marked), a directory with an object's name is not
+    /// an object, and a found object's mtime is refreshed only when asked and due.
+    #[tokio::test]
+    async fn the_fs_batch_classifies_unmarked_files_and_touches_like_stat() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let opts = fs::FsOptions {
+            touch_granularity: Duration::from_secs(60),
+            ..fs::FsOptions::default()
+        };
+        let s = FsStore::open(dir.path(), opts).await.unwrap();
+        let file = |id: ObjectId| dir.path().join(id.file_name());
+        // Written by hand with mode 0600: one holds its hash's bytes, one not.
+        let good = ObjectId::digest(b"by hand");
+        std::fs::write(file(good), b"by hand").unwrap();
+        let bad = ObjectId::digest(b"claimed");
+        std::fs::write(file(bad), b"not what the name says").unwrap();
+        for id in [good, bad] {
+            std::fs::set_permissions(file(id), std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let subdir = ObjectId::digest(b"a directory");
+        std::fs::create_dir(file(subdir)).unwrap();
+        let ids = vec![good, bad, subdir];
+        assert_eq!(
+            s.present_content_many(ids.clone(), false).await.unwrap(),
+            [true, false, false]
+        );
+        // Marked as `stat` would have marked them.
+        let mode = |id| std::fs::metadata(file(id)).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(good), mode(bad)), (fs::CONTENT_MODE, fs::SLOT_MODE));
+
+        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+        let age = |id| {
+            std::fs::metadata(file(id))
+                .unwrap()
+                .modified()
+                .unwrap()
+                .elapsed()
+                .unwrap_or_default()
+        };
+        let set_old = |id| {
+            std::fs::File::open(file(id))
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        };
+        set_old(good);
+        set_old(bad);
+        s.present_content_many(ids.clone(), false).await.unwrap();
+        assert!(
+            age(good) > Duration::from_secs(3000),
+            "untouched unless asked"
+        );
+        s.present_content_many(ids.clone(), true).await.unwrap();
+        // Every object found is refreshed, content and slot alike, as `stat` does.
+        assert!(age(good) < Duration::from_secs(60));
+        assert!(age(bad) < Duration::from_secs(60));
+        // Not due (younger than the granularity): left alone.
+        let recent = std::time::SystemTime::now() - Duration::from_secs(30);
+        std::fs::File::open(file(good))
+            .unwrap()
+            .set_modified(recent)
+            .unwrap();
+        s.present_content_many(vec![good], true).await.unwrap();
+        assert!(age(good) >= Duration::from_secs(29));
     }
 
     #[test]
