@@ -152,7 +152,7 @@ tigs="https://127.0.0.1:$tig_tls_port"
 wait_url "$tigs/"
 
 # wrk scripts: PUT of distinct 1 KiB bodies; for nginx to distinct paths.
-cat >"$work/put.lua" <<'EOF'
+cat >"$work/lua-head" <<'EOF'
 -- Seeded from /dev/urandom: every wrk run (each cell, each round) sends bodies
 -- no earlier run sent, so every PUT stores a new object on both servers.
 local f = assert(io.open("/dev/urandom", "rb"))
@@ -164,29 +164,22 @@ local n = 0
 local id = 0
 setup = function(thread) thread:set("tid", math.random(1, 1e9)) end
 init = function() id = tid or math.random(1, 1e9) end
+EOF
+{ cat "$work/lua-head"; cat <<'EOF'
 request = function()
     n = n + 1
     return wrk.format("PUT", nil, nil, string.format("%08x%08x", id, n) .. pad)
 end
 EOF
-cat >"$work/dav.lua" <<'EOF'
--- Seeded from /dev/urandom: every wrk run (each cell, each round) sends bodies
--- no earlier run sent, so every PUT stores a new object on both servers.
-local f = assert(io.open("/dev/urandom", "rb"))
-local b = f:read(4)
-f:close()
-math.randomseed(((b:byte(1) * 256 + b:byte(2)) * 256 + b:byte(3)) * 128 + b:byte(4) % 128)
-local pad = string.rep("x", 1024 - 16)
-local n = 0
-local id = 0
-setup = function(thread) thread:set("tid", math.random(1, 1e9)) end
-init = function() id = tid or math.random(1, 1e9) end
+} >"$work/put.lua"
+{ cat "$work/lua-head"; cat <<'EOF'
 request = function()
     n = n + 1
     local name = string.format("%08x%08x", id, n)
     return wrk.format("PUT", "/dav/" .. name, nil, name .. pad)
 end
 EOF
+} >"$work/dav.lua"
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 ms() { # wrk latency ("1.23ms", "456.00us", "1.2s") → ms

@@ -1436,10 +1436,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_batch_member_named_by_a_slot_is_a_conflict() {
-        let (dir, s) = store().await;
-        let taken = hashed(b"bytes whose name holds a slot");
+    /// `data` (not stored), whose name holds a slot of other bytes.
+    async fn slot_over(s: &FsStore, data: &[u8]) -> Hashed {
+        let taken = hashed(data);
         s.put_slot(
             taken.id(),
             crate::body_from_bytes("other bytes"),
@@ -1448,6 +1447,13 @@ mod tests {
         )
         .await
         .unwrap();
+        taken
+    }
+
+    #[tokio::test]
+    async fn a_batch_member_named_by_a_slot_is_a_conflict() {
+        let (dir, s) = store().await;
+        let taken = slot_over(&s, b"bytes whose name holds a slot").await;
         let before = hashed(b"before");
         let err = s
             .put_content_batch(vec![before.clone(), taken.clone()], 100)
@@ -1476,15 +1482,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_small_uploads_each_get_their_own_answer() {
         let (dir, s) = store().await;
-        let taken = hashed(b"small bytes whose name holds a slot");
-        s.put_slot(
-            taken.id(),
-            crate::body_from_bytes("other bytes"),
-            100,
-            SlotWrite::Replace,
-        )
-        .await
-        .unwrap();
+        let taken = slot_over(&s, b"small bytes whose name holds a slot").await;
         // 150 distinct bodies, each sent twice, and the conflicting one 10 times.
         let mut bodies: Vec<Vec<u8>> = (0..300u32)
             .map(|i| format!("body {} of the group test", i % 150).into_bytes())
