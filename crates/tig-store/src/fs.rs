@@ -483,6 +483,15 @@ impl Inner {
         self.root.join(id.file_name())
     }
 
+    /// Whether a read at `now` refreshes the mtime in `meta`: only when it is at
+    /// least `touch_granularity` old (or unreadable, or in the future).
+    fn touch_due(&self, meta: &fs::Metadata, now: SystemTime) -> bool {
+        meta.modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_none_or(|age| age >= self.opts.touch_granularity)
+    }
+
     fn new_temp(&self) -> io::Result<TempFile> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let path = self.tmp.join(n.to_string());
@@ -871,12 +880,9 @@ impl Inner {
         }
         if touch_it {
             let now = SystemTime::now();
-            let fresh = meta
-                .modified()
-                .ok()
-                .and_then(|m| now.duration_since(m).ok())
-                .is_some_and(|age| age < self.opts.touch_granularity);
-            if !fresh && let Err(e) = f.set_modified(now) {
+            if self.touch_due(&meta, now)
+                && let Err(e) = f.set_modified(now)
+            {
                 tracing::warn!(path = %path.display(), error = %e, "cannot refresh mtime");
             }
         }
@@ -1290,12 +1296,9 @@ fn present_content_at(inner: &Inner, id: ObjectId, touch_it: bool) -> io::Result
     }
     if touch_it {
         let now = SystemTime::now();
-        let fresh = meta
-            .modified()
-            .ok()
-            .and_then(|m| now.duration_since(m).ok())
-            .is_some_and(|age| age < inner.opts.touch_granularity);
-        if !fresh && let Err(e) = set_mtime_at(&path, now) {
+        if inner.touch_due(&meta, now)
+            && let Err(e) = set_mtime_at(&path, now)
+        {
             tracing::warn!(path = %path.display(), error = %e, "cannot refresh mtime");
         }
     }
