@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use common::{TigServer, pseudo_random, tig_bin, tig_client_cmd, wait_until};
+use common::{TigServer, ok, pseudo_random, tig_bin, tig_client_cmd, wait_until};
 
 const MIB: usize = 1 << 20;
 
@@ -37,16 +37,6 @@ fn run(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
         child.stdin.take().unwrap().write_all(data).unwrap();
     }
     child.wait_with_output().expect("wait tig")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "tig failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Like `cmd | head -c1`: reads one byte of stdout, closes the pipe, and

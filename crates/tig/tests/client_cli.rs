@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-use common::{TigServer, obj_path, pseudo_random, sha256_hex, tig_client_cmd};
+use common::{TigServer, obj_path, ok, pseudo_random, sha256_hex, tig_client_cmd};
 use sha2::{Digest, Sha256};
 
 const MIB: usize = 1 << 20;
@@ -42,16 +42,6 @@ fn tig(s: &TigServer, args: &[&str]) -> Output {
 }
 
 /// Stdout of a successful run (panics with stderr otherwise).
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "tig failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 stdout")
-}
-
 fn json(out: Output) -> serde_json::Value {
     serde_json::from_str(ok(out).trim()).expect("json on stdout")
 }

@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{TigServer, pseudo_random, tig_bin};
+use common::{TigServer, ok, pseudo_random, tig_bin};
 
 const MIB: usize = 1 << 20;
 
@@ -32,16 +32,6 @@ fn tig(s: &TigServer, cache: &Path, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run tig")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "tig failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Every path below `root` with its kind, mode bits and bytes (or link target).

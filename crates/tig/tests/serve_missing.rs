@@ -20,16 +20,6 @@ fn put(s: &TigServer, body: &[u8]) -> String {
     r.text().expect("path")
 }
 
-/// `(status, body)` of `POST URL/?missing=1` with `body`.
-fn missing(s: &TigServer, body: impl Into<Vec<u8>>) -> (u16, String) {
-    let r = http()
-        .post(format!("{}/?missing=1", s.url))
-        .body(body.into())
-        .send()
-        .expect("post");
-    (r.status().as_u16(), r.text().expect("text"))
-}
-
 fn lines(s: &str) -> Vec<&str> {
     s.lines().collect()
 }

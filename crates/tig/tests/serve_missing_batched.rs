@@ -28,16 +28,6 @@ fn server(backend: Backend) -> Option<TigServer> {
 
 on_both_backends!(many_names_in_several_batches_never_wrong_either_way);
 
-/// `(status, body)` of `POST URL/?missing=1` with `body`.
-fn missing(s: &TigServer, body: impl Into<Vec<u8>>) -> (u16, String) {
-    let r = http()
-        .post(format!("{}/?missing=1", s.url))
-        .body(body.into())
-        .send()
-        .expect("post");
-    (r.status().as_u16(), r.text().expect("text"))
-}
-
 fn put_at(s: &TigServer, path: &str, body: &[u8]) {
     let r = http()
         .put(format!("{}{path}?apikey={KEY}", s.url))

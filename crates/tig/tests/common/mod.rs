@@ -616,3 +616,25 @@ pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// The stdout of a `tig` run that must have succeeded (else its stderr in the
+/// failure message).
+pub fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "tig failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// `(status, body)` of `POST URL/?missing=1` with `body`.
+pub fn missing(s: &TigServer, body: impl Into<Vec<u8>>) -> (u16, String) {
+    let r = http()
+        .post(format!("{}/?missing=1", s.url))
+        .body(body.into())
+        .send()
+        .expect("post");
+    (r.status().as_u16(), r.text().expect("text"))
+}
