@@ -9,7 +9,9 @@
 //! snapshot that wrote the entry (git's "racily clean" rule: a file written in the
 //! same second as it was read may have changed again without its timestamps saying
 //! so). The cache never says what the server holds: every id, cached or not, is asked
-//! again in bulk (`POST /?missing=1`).
+//! again in bulk (`POST /?missing=1`) by each snapshot. It also keeps the ids of the
+//! last snapshot's burst lists and trees, so that the ids a snapshot of an unchanged
+//! tree will name can all be asked about while the tree is still being walked.
 //!
 //! It is never required for correctness: a missing, unreadable or corrupt file is an
 //! empty cache (costing only time), and it is written atomically (temp file, rename).
@@ -17,20 +19,24 @@
 //! Format (text, one entry a line; names `%`-escaped as in snapshot trees):
 //!
 //! ```text
-//! tig-snapshot-cache 1 <start unix seconds>
+//! tig-snapshot-cache 2 <start unix seconds>
+//! trees [<hex>[,<hex>…]]
 //! <size> <mtime s> <mtime ns> <ctime s> <ctime ns> <inode> <device> <hex>[,<hex>…] <name>
 //! ```
+//!
+//! (`trees` lists the burst lists, trees and root of the snapshot that wrote it.)
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use tig_core::{Hasher, ObjectId};
 
 use crate::tree::{escape_name, unescape_name};
 
-const HEADER: &str = "tig-snapshot-cache 1";
+const HEADER: &str = "tig-snapshot-cache 2";
+const TREES: &str = "trees";
 
 /// What identifies a file's version without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +73,8 @@ impl FileStamp {
 struct Entry {
     stamp: FileStamp,
     chunks: Vec<ObjectId>,
+    /// A loaded entry that this run put again as it was (kept without a copy).
+    kept: bool,
 }
 
 /// The cache of one (server, directory, chunk size).
@@ -76,7 +84,11 @@ pub struct Cache {
     /// When the snapshot that wrote the loaded file started (unix seconds).
     written: i64,
     old: HashMap<Vec<u8>, Entry>,
+    /// This run's entries that differ from the loaded ones.
     new: HashMap<Vec<u8>, Entry>,
+    /// The lists and trees of the snapshot that wrote the loaded file, and of this one.
+    old_trees: Vec<ObjectId>,
+    new_trees: Vec<ObjectId>,
 }
 
 impl Cache {
@@ -85,8 +97,10 @@ impl Cache {
         Self {
             file: None,
             written: 0,
-            old: HashMap::new(),
-            new: HashMap::new(),
+            old: HashMap::default(),
+            new: HashMap::default(),
+            old_trees: Vec::new(),
+            new_trees: Vec::new(),
         }
     }
 
@@ -111,19 +125,34 @@ impl Cache {
         h.update(format!("{server}\n{max_chunk}\n").as_bytes());
         h.update(root.as_os_str().as_encoded_bytes());
         let file = dir.join(format!("snapshot-{}", &h.finish().to_hex()[..32]));
-        let (written, old) = match std::fs::read(&file) {
+        let (written, old_trees, old) = match std::fs::read(&file) {
             Ok(bytes) => parse(&bytes).unwrap_or_else(|| {
                 tracing::debug!(file = %file.display(), "ignoring a corrupt snapshot cache");
-                (0, HashMap::new())
+                (0, Vec::new(), HashMap::default())
             }),
-            Err(_) => (0, HashMap::new()),
+            Err(_) => (0, Vec::new(), HashMap::default()),
         };
         Self {
             file: Some(file),
             written,
             old,
-            new: HashMap::new(),
+            new: HashMap::default(),
+            old_trees,
+            new_trees: Vec::new(),
         }
+    }
+
+    /// Every id the loaded file names (each once): the chunks of its files and the
+    /// last snapshot's lists and trees. Empty when nothing was loaded.
+    pub fn ids(&self) -> Vec<ObjectId> {
+        let mut seen = HashSet::default();
+        self.old
+            .values()
+            .flat_map(|e| &e.chunks)
+            .chain(&self.old_trees)
+            .filter(|id| seen.insert(**id))
+            .copied()
+            .collect()
     }
 
     /// The chunk ids of the file at `name` (relative path bytes) if its stamp is
@@ -134,8 +163,25 @@ impl Cache {
     }
 
     /// Records what the file at `name` with `stamp` was cut into, for the next run.
-    pub fn put(&mut self, name: Vec<u8>, stamp: FileStamp, chunks: Vec<ObjectId>) {
-        self.new.insert(name, Entry { stamp, chunks });
+    pub fn put(&mut self, name: &[u8], stamp: FileStamp, chunks: Vec<ObjectId>) {
+        if let Some(e) = self.old.get_mut(name)
+            && e.stamp == stamp
+            && e.chunks == chunks
+        {
+            e.kept = true;
+            return;
+        }
+        let e = Entry {
+            stamp,
+            chunks,
+            kept: false,
+        };
+        self.new.insert(name.to_vec(), e);
+    }
+
+    /// Records the lists, trees and root of this run's snapshot, for the next run.
+    pub fn put_trees(&mut self, ids: Vec<ObjectId>) {
+        self.new_trees = ids;
     }
 
     /// Replaces the file with this run's entries, stamped with `started`, atomically.
@@ -157,10 +203,12 @@ impl Cache {
 
     /// Whether this run's entries are the loaded ones, all settled.
     fn unchanged(&self) -> bool {
-        self.new.len() == self.old.len()
-            && self.new.iter().all(|(name, e)| {
-                e.stamp.mtime.0 < self.written && self.old.get(name).is_some_and(|o| o == e)
-            })
+        self.new.is_empty()
+            && self.new_trees == self.old_trees
+            && self
+                .old
+                .values()
+                .all(|e| e.kept && e.stamp.mtime.0 < self.written)
     }
 
     fn write(&self, file: &Path, started: SystemTime) -> std::io::Result<()> {
@@ -175,12 +223,14 @@ impl Cache {
         {
             let mut w = std::io::BufWriter::new(tmp.as_file_mut());
             writeln!(w, "{HEADER} {secs}")?;
-            let mut names: Vec<&Vec<u8>> = self.new.keys().collect();
-            names.sort();
-            for name in names {
-                let Some(e) = self.new.get(name) else {
-                    continue;
-                };
+            let trees: Vec<String> = self.new_trees.iter().map(ObjectId::to_hex).collect();
+            writeln!(w, "{TREES} {}", trees.join(","))?;
+            let mut entries: Vec<(&Vec<u8>, &Entry)> = (self.old.iter())
+                .filter(|(_, e)| e.kept)
+                .chain(&self.new)
+                .collect();
+            entries.sort_unstable_by_key(|(name, _)| *name);
+            for (name, e) in entries {
                 let s = &e.stamp;
                 let chunks: Vec<String> = e.chunks.iter().map(ObjectId::to_hex).collect();
                 writeln!(
@@ -205,12 +255,25 @@ impl Cache {
 }
 
 /// Parses a cache file; `None` if anything in it is malformed.
-fn parse(bytes: &[u8]) -> Option<(i64, HashMap<Vec<u8>, Entry>)> {
+#[allow(clippy::type_complexity)]
+fn parse(bytes: &[u8]) -> Option<(i64, Vec<ObjectId>, HashMap<Vec<u8>, Entry>)> {
     let text = std::str::from_utf8(bytes).ok()?;
     let mut lines = text.lines();
     let written: i64 = lines.next()?.strip_prefix(HEADER)?.trim().parse().ok()?;
+    let trees = lines.next()?.strip_prefix(TREES)?.trim();
+    let trees = if trees.is_empty() {
+        Vec::new()
+    } else {
+        trees
+            .split(',')
+            .map(|h| ObjectId::from_hex(h).ok())
+            .collect::<Option<Vec<_>>>()?
+    };
     // One entry a line: sized up front, not grown (and rehashed) as it fills.
-    let mut out = HashMap::with_capacity(bytes.iter().filter(|&&b| b == b'\n').count());
+    let mut out = HashMap::with_capacity_and_hasher(
+        bytes.iter().filter(|&&b| b == b'\n').count(),
+        Default::default(),
+    );
     for line in lines {
         let mut f = line.splitn(9, ' ');
         let mut num = || f.next()?.parse::<i64>().ok();
@@ -232,9 +295,14 @@ fn parse(bytes: &[u8]) -> Option<(i64, HashMap<Vec<u8>, Entry>)> {
             inode: u64::try_from(ino).ok()?,
             device: u64::try_from(dev).ok()?,
         };
-        out.insert(name, Entry { stamp, chunks });
+        let e = Entry {
+            stamp,
+            chunks,
+            kept: false,
+        };
+        out.insert(name, e);
     }
-    Some((written, out))
+    Some((written, trees, out))
 }
 
 #[cfg(test)]
@@ -260,12 +328,20 @@ mod tests {
         let ids = vec![ObjectId::digest(b"a"), ObjectId::digest(b"b")];
         let mut c = Cache::load(dir.path(), "http://s", &root, 1 << 20);
         assert!(c.get(b"x", &stamp(100)).is_none());
-        c.put(b"dir/na me%\n".to_vec(), stamp(100), ids.clone());
-        c.put(b"same-second".to_vec(), stamp(200), ids[..1].to_vec());
+        c.put(b"dir/na me%\n", stamp(100), ids.clone());
+        c.put(b"same-second", stamp(200), ids[..1].to_vec());
+        let tree = ObjectId::digest(b"tree");
+        c.put_trees(vec![tree, ids[1]]);
         c.save(UNIX_EPOCH + Duration::from_secs(200));
 
         let c = Cache::load(dir.path(), "http://s", &root, 1 << 20);
         assert_eq!(c.get(b"dir/na me%\n", &stamp(100)), Some(&ids[..]));
+        // every id it names, each once
+        let mut all = c.ids();
+        all.sort();
+        let mut want = vec![ids[0], ids[1], tree];
+        want.sort();
+        assert_eq!(all, want);
         // changed stamp: not trusted
         let mut other = stamp(100);
         other.ctime.1 += 1;
@@ -292,8 +368,8 @@ mod tests {
         // The same entries again: rewritten while one is unsettled (its start
         // moves on, so the same-second file becomes trusted)...
         let mut c = Cache::load(dir.path(), "http://s", &root, 1 << 20);
-        c.put(b"dir/na me%\n".to_vec(), stamp(100), ids.clone());
-        c.put(b"same-second".to_vec(), stamp(200), ids[..1].to_vec());
+        c.put(b"dir/na me%\n", stamp(100), ids.clone());
+        c.put(b"same-second", stamp(200), ids[..1].to_vec());
         c.save(UNIX_EPOCH + Duration::from_secs(300));
         assert_ne!(std::fs::read(&file).unwrap(), written);
         let c = Cache::load(dir.path(), "http://s", &root, 1 << 20);
@@ -301,22 +377,26 @@ mod tests {
         let settled = std::fs::read(&file).unwrap();
         // ...then, all settled and unchanged, left as it is.
         let mut c = Cache::load(dir.path(), "http://s", &root, 1 << 20);
-        c.put(b"dir/na me%\n".to_vec(), stamp(100), ids.clone());
-        c.put(b"same-second".to_vec(), stamp(200), ids[..1].to_vec());
+        c.put(b"dir/na me%\n", stamp(100), ids.clone());
+        c.put(b"same-second", stamp(200), ids[..1].to_vec());
         c.save(UNIX_EPOCH + Duration::from_secs(400));
         assert_eq!(std::fs::read(&file).unwrap(), settled);
-        // A changed entry, a new one or a dropped one is written.
-        for change in 0..3 {
+        // A changed entry, a new one, a dropped one or other trees are written.
+        for change in 0..4 {
             let mut c = Cache::load(dir.path(), "http://s", &root, 1 << 20);
             match change {
-                0 => c.put(b"dir/na me%\n".to_vec(), stamp(101), ids.clone()),
+                0 => c.put(b"dir/na me%\n", stamp(101), ids.clone()),
                 1 => {
-                    c.put(b"dir/na me%\n".to_vec(), stamp(100), ids.clone());
-                    c.put(b"new".to_vec(), stamp(100), ids.clone());
+                    c.put(b"dir/na me%\n", stamp(100), ids.clone());
+                    c.put(b"new", stamp(100), ids.clone());
                 }
-                _ => {}
+                2 => {}
+                _ => {
+                    c.put(b"dir/na me%\n", stamp(100), ids.clone());
+                    c.put_trees(vec![tree]);
+                }
             }
-            c.put(b"same-second".to_vec(), stamp(200), ids[..1].to_vec());
+            c.put(b"same-second", stamp(200), ids[..1].to_vec());
             c.save(UNIX_EPOCH + Duration::from_secs(400));
             assert_ne!(std::fs::read(&file).unwrap(), settled, "change {change}");
             std::fs::write(&file, &settled).unwrap();
@@ -327,14 +407,17 @@ mod tests {
     fn a_corrupt_file_is_an_empty_cache() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Cache::load(dir.path(), "http://s", dir.path(), 1 << 20);
-        c.put(b"f".to_vec(), stamp(1), vec![ObjectId::digest(b"a")]);
+        c.put(b"f", stamp(1), vec![ObjectId::digest(b"a")]);
         c.save(UNIX_EPOCH + Duration::from_secs(9));
         let file = c.file.clone().unwrap();
         let good = std::fs::read(&file).unwrap();
         assert!(parse(&good).is_some());
         for bad in [
             &good[..good.len() - 20],
+            b"tig-snapshot-cache 1 9\n",
+            b"tig-snapshot-cache 3 9\ntrees \n",
             b"tig-snapshot-cache 2 9\n",
+            b"tig-snapshot-cache 2 9\ntrees 12\n",
             b"\xff\xfe",
             b"",
         ] {

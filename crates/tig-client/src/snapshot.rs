@@ -8,7 +8,7 @@
 //! them. Restore fetches and verifies every object and refuses names that would
 //! escape the target directory.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use rustc_hash::FxHashSet as HashSet;
 use tig_core::ObjectId;
 
 use crate::cache::{Cache, FileStamp};
@@ -26,7 +27,7 @@ use crate::fetch::{LIST_MAX, set_mode};
 use crate::http::Client;
 use crate::progress;
 use crate::tree::{Entry, Kind, Mode, decode_tree, encode_tree};
-use crate::upload::{Batcher, Counts, Job, Stats};
+use crate::upload::{Answer, Batcher, Counts, Job, Stats};
 
 /// Which files a snapshot leaves out.
 #[derive(Debug, Clone, Copy, Default)]
@@ -76,7 +77,6 @@ pub struct RestoreResult {
 
 enum Node {
     File {
-        path: PathBuf,
         /// The path below the snapshot's directory (the cache's key).
         rel: Vec<u8>,
         stamp: FileStamp,
@@ -84,7 +84,7 @@ enum Node {
     },
     Link {
         target: Vec<u8>,
-        path: PathBuf,
+        rel: Vec<u8>,
     },
     Dir(BTreeMap<Vec<u8>, Node>),
 }
@@ -106,16 +106,22 @@ impl Client {
             )));
         }
         let params = ChunkParams::for_limit(self.max_size()?)?;
-        // The cache is read and parsed while the tree is walked.
-        let (scanned, mut cache) = std::thread::scope(|s| {
-            let cache = s.spawn(|| match Cache::default_dir() {
-                Some(d) if !opts.no_cache => Cache::load(&d, &self.cfg.server, dir, params.max),
-                _ => Cache::disabled(),
+        // While the tree is walked, the cache is read and the server asked which of
+        // the objects it names (those of the last snapshot) it lacks.
+        let (scanned, (mut cache, mut early)) = std::thread::scope(|s| {
+            let cache = s.spawn(|| {
+                let cache = match Cache::default_dir() {
+                    Some(d) if !opts.no_cache => Cache::load(&d, &self.cfg.server, dir, params.max),
+                    _ => Cache::disabled(),
+                };
+                let early = self.ask_early(&cache);
+                (cache, early)
             });
             let scanned = scan(dir, opts);
             // Loading never fails (anything unreadable is an empty cache); a
             // panic in it is taken as no cache.
-            (scanned, cache.join().unwrap_or_else(|_| Cache::disabled()))
+            let loaded = cache.join().unwrap_or_else(|_| (Cache::disabled(), None));
+            (scanned, loaded)
         });
         let (root, total) = scanned?;
         let stats = Stats::default();
@@ -130,6 +136,9 @@ impl Client {
         let mut planned: Option<(Plan, HashSet<ObjectId>)> = None;
         self.upload_pool(&stats, &pb, |submit| {
             let mut batch = Batcher::new(self, &stats);
+            if let Some(answer) = early.take() {
+                batch.answered(answer);
+            }
             // Leaves taken from the cache since the last flush.
             let mut pending: Vec<usize> = Vec::new();
             let flush = |batch: &mut Batcher<'_>,
@@ -146,11 +155,12 @@ impl Client {
                         continue;
                     }
                     // The server lost some of a cached file's chunks: read it again.
-                    let Node::File { path, .. } = nodes[i] else {
+                    let Node::File { rel, .. } = nodes[i] else {
                         continue;
                     };
-                    let source = Arc::new(path.clone());
-                    let (ids, data) = read_chunks(path, params)?;
+                    let path = dir.join(os_name(rel));
+                    let (ids, data) = read_chunks(&path, params)?;
+                    let source = Arc::new(path);
                     let changed = ids != leaves[i];
                     changed_any |= changed;
                     sizes[i] = data.iter().map(|d| d.len() as u64).sum();
@@ -170,9 +180,7 @@ impl Client {
             };
             for (i, node) in nodes.iter().enumerate() {
                 match node {
-                    Node::File {
-                        path, rel, stamp, ..
-                    } => {
+                    Node::File { rel, stamp, .. } => {
                         if let Some(ids) = cache.get(rel, stamp) {
                             leaves[i] = ids.to_vec();
                             sizes[i] = stamp.size;
@@ -182,8 +190,10 @@ impl Client {
                             pb.inc(stamp.size);
                         } else {
                             hashed += 1;
-                            let source = Arc::new(path.clone());
-                            for chunk in file_chunks(path, stamp.size, params)? {
+                            let path = dir.join(os_name(rel));
+                            let chunks = file_chunks(&path, stamp.size, params)?;
+                            let source = Arc::new(path);
+                            for chunk in chunks {
                                 let data = chunk?;
                                 let id = ObjectId::digest(&data);
                                 sizes[i] += data.len() as u64;
@@ -207,11 +217,11 @@ impl Client {
                             }
                         }
                     }
-                    Node::Link { target, path } => {
+                    Node::Link { target, rel } => {
                         let data = Bytes::from(target.clone());
                         let id = ObjectId::digest(&data);
                         leaves[i].push(id);
-                        batch.add(id, data, &Arc::new(path.clone()));
+                        batch.add(id, data, &Arc::new(dir.join(os_name(rel))));
                     }
                     Node::Dir(_) => {}
                 }
@@ -245,6 +255,7 @@ impl Client {
                 (p, m)
             }
         };
+        cache.put_trees(plan.names().collect());
         let Plan {
             later,
             root_job,
@@ -276,11 +287,14 @@ impl Client {
         // Everything is stored: remember what each file was cut into.
         for (node, ids) in nodes.iter().zip(leaves) {
             if let Node::File { rel, stamp, .. } = node {
-                cache.put(rel.clone(), *stamp, ids);
+                cache.put(rel, *stamp, ids);
             }
         }
         cache.save(started);
-        Ok(SnapshotResult {
+        // Freeing the walked tree and the cache (tens of thousands of small
+        // allocations) takes tens of milliseconds: done on a thread of its own, so
+        // that a caller about to exit need not wait for it.
+        let done = SnapshotResult {
             root: root_id,
             files: counts.0,
             dirs: counts.1 + 1,
@@ -289,7 +303,31 @@ impl Client {
             hashed,
             cached,
             counts: stats.counts(),
-        })
+        };
+        drop(nodes);
+        std::thread::spawn(move || drop((root, cache, stats)));
+        Ok(done)
+    }
+
+    /// Asks the server which of the objects `cache` names it lacks, so that a
+    /// snapshot of an unchanged tree need not ask after its walk. `None` when the
+    /// cache is empty, or the server does not answer or cannot be asked (the
+    /// snapshot then asks in its batches, where an error is reported).
+    fn ask_early(&self, cache: &Cache) -> Option<Answer> {
+        let ids = cache.ids();
+        if ids.is_empty() {
+            return None;
+        }
+        match self.missing(&ids) {
+            Ok(lacking) => lacking.map(|lacking| Answer {
+                asked: ids.into_iter().collect(),
+                lacking,
+            }),
+            Err(e) => {
+                tracing::debug!(error = %e, "asking early which cached objects the server lacks");
+                None
+            }
+        }
     }
 
     /// The burst lists and trees naming `leaves` (the chunk ids of each file or
@@ -319,7 +357,7 @@ impl Client {
             let id = ObjectId::digest(&list);
             leaf_ids.push((id, Kind::Burst, *size));
             let path = match node {
-                Node::File { path, .. } | Node::Link { path, .. } => path.clone(),
+                Node::File { rel, .. } | Node::Link { rel, .. } => dir.join(os_name(rel)),
                 Node::Dir(_) => dir.to_path_buf(),
             };
             later.push(known_job(list, id, &Arc::new(path)));
@@ -658,15 +696,100 @@ fn read_chunks(path: &Path, params: ChunkParams) -> Result<(Vec<ObjectId>, Vec<B
     Ok((ids, data))
 }
 
-/// Walks `dir` (honouring ignore rules unless told not to) into a tree of nodes.
+/// A directory's entries by name.
+type Dir = BTreeMap<Vec<u8>, Node>;
+
+/// Walks `dir` (honouring ignore rules unless told not to) into a tree of nodes,
+/// and the total size of its files.
 fn scan(dir: &Path, opts: SnapshotOptions) -> Result<(Node, u64)> {
+    let mut total = 0u64;
+    let root = if opts.no_ignore {
+        scan_plain(dir, &mut Vec::new(), opts.include_git, &mut total)?
+    } else {
+        scan_with_rules(dir, opts, &mut total)?
+    };
+    Ok((Node::Dir(root), total))
+}
+
+/// The node of a walked entry that is not a directory, at `path` (`rel` below the
+/// snapshot's directory); `None`, with a warning, for a special file.
+fn leaf(
+    path: &Path,
+    rel: Vec<u8>,
+    meta: &std::fs::Metadata,
+    total: &mut u64,
+) -> Result<Option<Node>> {
+    let ft = meta.file_type();
+    Ok(Some(if ft.is_symlink() {
+        let target = std::fs::read_link(path)
+            .map_err(|e| Error::io(format!("reading link {}", path.display()), e))?;
+        Node::Link {
+            target: os_bytes(target.as_os_str()),
+            rel,
+        }
+    } else if ft.is_file() {
+        *total += meta.len();
+        Node::File {
+            rel,
+            stamp: FileStamp::of(meta),
+            exec: is_exec(meta),
+        }
+    } else {
+        tracing::warn!(path = %path.display(), "skipping a special file (not a file, directory or link)");
+        return Ok(None);
+    }))
+}
+
+/// Walks `dir` with no ignore rules to apply (`--no-ignore`): a plain depth-first
+/// walk. Each entry is stat'ed relative to its directory (`DirEntry::metadata`),
+/// not by its full path: resolving full paths was a third of the walk's time.
+/// `rel` holds `dir`'s path below the snapshot's directory (with a trailing `/`).
+fn scan_plain(dir: &Path, rel: &mut Vec<u8>, include_git: bool, total: &mut u64) -> Result<Dir> {
+    let err = |e| Error::io(format!("walking {}", dir.display()), e);
+    let mut entries = std::fs::read_dir(dir)
+        .and_then(|it| {
+            it.map(|e| e.map(|e| (os_bytes(&e.file_name()), e)))
+                .collect::<std::io::Result<Vec<_>>>()
+        })
+        .map_err(err)?;
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut out = Dir::new();
+    for (name, ent) in entries {
+        if !include_git && name == b".git" {
+            continue;
+        }
+        let path = ent.path();
+        let meta = ent
+            .metadata()
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let len = rel.len();
+        rel.extend_from_slice(&name);
+        let node = if meta.is_dir() {
+            rel.push(b'/');
+            let sub = scan_plain(&path, rel, include_git, total);
+            rel.truncate(len);
+            Some(Node::Dir(sub?))
+        } else {
+            let node = leaf(&path, rel.clone(), &meta, total);
+            rel.truncate(len);
+            node?
+        };
+        if let Some(node) = node {
+            out.insert(name, node);
+        }
+    }
+    Ok(out)
+}
+
+/// Walks `dir` honouring ignore files (`.gitignore`, `.ignore`, `.git/info/exclude`,
+/// also those of its parents), as the `ignore` crate does for ripgrep.
+fn scan_with_rules(dir: &Path, opts: SnapshotOptions, total: &mut u64) -> Result<Dir> {
     let mut wb = ignore::WalkBuilder::new(dir);
-    let rules = !opts.no_ignore;
     wb.hidden(false)
-        .parents(rules)
-        .ignore(rules)
-        .git_ignore(rules)
-        .git_exclude(rules)
+        .parents(true)
+        .ignore(true)
+        .git_ignore(true)
+        .git_exclude(true)
         .git_global(false)
         .require_git(false)
         .follow_links(false)
@@ -674,8 +797,16 @@ fn scan(dir: &Path, opts: SnapshotOptions) -> Result<(Node, u64)> {
     if !opts.include_git {
         wb.filter_entry(|e| e.depth() == 0 || e.file_name() != ".git");
     }
-    let mut root = BTreeMap::new();
-    let mut total = 0u64;
+    // The walk is depth first in name order: `open[d]` is the directory at depth d
+    // being filled (its name and entries); leaving it files it into its parent.
+    let mut open: Vec<(Vec<u8>, Dir)> = vec![(Vec::new(), Dir::new())];
+    let close = |open: &mut Vec<(Vec<u8>, Dir)>| {
+        if let Some((name, m)) = open.pop()
+            && let Some((_, parent)) = open.last_mut()
+        {
+            parent.insert(name, Node::Dir(m));
+        }
+    };
     for ent in wb.build() {
         let ent = ent.map_err(|e| {
             Error::io(
@@ -683,7 +814,24 @@ fn scan(dir: &Path, opts: SnapshotOptions) -> Result<(Node, u64)> {
                 std::io::Error::other(e.to_string()),
             )
         })?;
-        if ent.depth() == 0 {
+        let depth = ent.depth();
+        if depth == 0 {
+            continue;
+        }
+        while open.len() > depth {
+            close(&mut open);
+        }
+        if open.len() < depth {
+            return Err(Error::invalid(
+                "walk",
+                format!("{} seen before its directory", ent.path().display()),
+            ));
+        }
+        let meta = std::fs::symlink_metadata(ent.path())
+            .map_err(|e| Error::io(format!("reading {}", ent.path().display()), e))?;
+        let name = os_bytes(ent.file_name());
+        if meta.is_dir() {
+            open.push((name, Dir::new()));
             continue;
         }
         let rel = ent.path().strip_prefix(dir).map_err(|_| {
@@ -692,49 +840,16 @@ fn scan(dir: &Path, opts: SnapshotOptions) -> Result<(Node, u64)> {
                 format!("{} is outside {}", ent.path().display(), dir.display()),
             )
         })?;
-        let meta = std::fs::symlink_metadata(ent.path())
-            .map_err(|e| Error::io(format!("reading {}", ent.path().display()), e))?;
-        let ft = meta.file_type();
-        let node = if ft.is_dir() {
-            Node::Dir(BTreeMap::new())
-        } else if ft.is_symlink() {
-            let target = std::fs::read_link(ent.path())
-                .map_err(|e| Error::io(format!("reading link {}", ent.path().display()), e))?;
-            Node::Link {
-                target: os_bytes(target.as_os_str()),
-                path: ent.path().to_path_buf(),
-            }
-        } else if ft.is_file() {
-            total += meta.len();
-            Node::File {
-                path: ent.path().to_path_buf(),
-                rel: os_bytes(rel.as_os_str()),
-                stamp: FileStamp::of(&meta),
-                exec: is_exec(&meta),
-            }
-        } else {
-            tracing::warn!(path = %ent.path().display(), "skipping a special file (not a file, directory or link)");
-            continue;
-        };
-        let mut cur = &mut root;
-        let comps: Vec<Vec<u8>> = rel.components().map(|c| os_bytes(c.as_os_str())).collect();
-        let Some((last, parents)) = comps.split_last() else {
-            continue;
-        };
-        for c in parents {
-            match cur.get_mut(c) {
-                Some(Node::Dir(m)) => cur = m,
-                _ => {
-                    return Err(Error::invalid(
-                        "walk",
-                        format!("{} seen before its directory", rel.display()),
-                    ));
-                }
-            }
+        if let Some(node) = leaf(ent.path(), os_bytes(rel.as_os_str()), &meta, total)?
+            && let Some((_, m)) = open.last_mut()
+        {
+            m.insert(name, node);
         }
-        cur.insert(last.clone(), node);
     }
-    Ok((Node::Dir(root), total))
+    while open.len() > 1 {
+        close(&mut open);
+    }
+    Ok(open.pop().map(|(_, m)| m).unwrap_or_default())
 }
 
 /// Files and links in depth-first name order (the order `build_tree` consumes).

@@ -9,7 +9,9 @@
 //! 040000 tree 4096 /<h>.tig src
 //! ```
 
-use tig_core::ObjectId;
+use std::io::Write;
+
+use tig_core::{EXTENSION, ObjectId};
 
 use crate::error::{Error, Result};
 
@@ -80,7 +82,11 @@ pub struct Entry {
 pub fn encode_tree(entries: &[Entry]) -> Result<Vec<u8>> {
     let mut sorted: Vec<&Entry> = entries.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut out = format!("{HEADER}\n").into_bytes();
+    // Written piece by piece into one buffer: a snapshot encodes a tree per
+    // directory, and a `format!` per entry showed in its profile.
+    let mut out = Vec::with_capacity(HEADER.len() + 1 + sorted.len() * 128);
+    out.extend_from_slice(HEADER.as_bytes());
+    out.push(b'\n');
     for (i, e) in sorted.iter().enumerate() {
         check_name(&e.name)?;
         if i > 0 && sorted[i - 1].name == e.name {
@@ -89,17 +95,16 @@ pub fn encode_tree(entries: &[Entry]) -> Result<Vec<u8>> {
                 format!("duplicate name {}", escape_name(&e.name)),
             ));
         }
-        out.extend_from_slice(
-            format!(
-                "{} {} {} {} {}\n",
-                e.mode.as_str(),
-                e.kind.as_str(),
-                e.size,
-                e.id.path(),
-                escape_name(&e.name)
-            )
-            .as_bytes(),
-        );
+        for part in [e.mode.as_str(), " ", e.kind.as_str(), " "] {
+            out.extend_from_slice(part.as_bytes());
+        }
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "{} /", e.size);
+        out.extend_from_slice(&e.id.hex_digits());
+        out.extend_from_slice(EXTENSION.as_bytes());
+        out.push(b' ');
+        escape_into(&e.name, &mut out);
+        out.push(b'\n');
     }
     Ok(out)
 }
@@ -193,15 +198,21 @@ pub fn check_name(name: &[u8]) -> Result<()> {
 /// `%`-escapes every byte that is not printable ASCII (controls, DEL, bytes ≥ 0x80)
 /// and `%` itself, so a tree is ASCII text and a name never contains a newline.
 pub fn escape_name(name: &[u8]) -> String {
-    let mut out = String::with_capacity(name.len());
+    let mut out = Vec::with_capacity(name.len());
+    escape_into(name, &mut out);
+    out.into_iter().map(char::from).collect()
+}
+
+/// [`escape_name`], appended to `out`.
+fn escape_into(name: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in name {
         if !(0x20..0x7f).contains(&b) || b == b'%' {
-            out.push_str(&format!("%{b:02X}"));
+            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
         } else {
-            out.push(b as char);
+            out.push(b);
         }
     }
-    out
 }
 
 /// Reverses [`escape_name`]; `None` on a malformed escape.

@@ -17,7 +17,6 @@
 //! slots as missing). An upload of content whose name holds a slot is refused with
 //! 409, which fails the command with one line naming the file.
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -27,6 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use indicatif::ProgressBar;
+use rustc_hash::FxHashSet as HashSet;
 use tig_core::{Hasher, ObjectId};
 
 use crate::chunk::{ChunkParams, chunks, encode_burst};
@@ -147,6 +147,15 @@ pub(crate) struct Batcher<'a> {
     fresh: Vec<(ObjectId, Bytes, Arc<PathBuf>)>,
     known: Vec<ObjectId>,
     mem: usize,
+    /// Answers already had this run (see [`Batcher::answered`]).
+    prior: Option<Answer>,
+}
+
+/// The server's answer to one `POST /?missing=1`: the ids asked, and those it lacks.
+#[derive(Debug, Default)]
+pub(crate) struct Answer {
+    pub(crate) asked: HashSet<ObjectId>,
+    pub(crate) lacking: HashSet<ObjectId>,
 }
 
 impl<'a> Batcher<'a> {
@@ -154,12 +163,19 @@ impl<'a> Batcher<'a> {
         Self {
             client,
             stats,
-            handled: HashSet::new(),
+            handled: HashSet::default(),
             unsupported: false,
             fresh: Vec::new(),
             known: Vec::new(),
             mem: 0,
+            prior: None,
         }
+    }
+
+    /// Takes `answer` (asked earlier in this run) as the server's word on the ids it
+    /// covers: they are not asked again.
+    pub(crate) fn answered(&mut self, answer: Answer) {
+        self.prior = Some(answer);
     }
 
     /// Whether a batch is due.
@@ -185,10 +201,14 @@ impl<'a> Batcher<'a> {
         &mut self,
         submit: &mut dyn FnMut(Job) -> Result<usize>,
     ) -> Result<HashSet<ObjectId>> {
+        let prior = self.prior.as_ref();
         let mut ask: Vec<ObjectId> = Vec::new();
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::default();
         for id in self.fresh.iter().map(|f| &f.0).chain(&self.known) {
-            if !self.handled.contains(id) && seen.insert(*id) {
+            if !self.handled.contains(id)
+                && !prior.is_some_and(|p| p.asked.contains(id))
+                && seen.insert(*id)
+            {
                 ask.push(*id);
             }
         }
@@ -199,22 +219,27 @@ impl<'a> Batcher<'a> {
             self.unsupported = m.is_none();
             m
         };
-        let lacks = |id: &ObjectId| missing.as_ref().is_none_or(|m| m.contains(id));
+        // Whether the server lacks `id`, if it said.
+        let said = |id: &ObjectId| match prior.filter(|p| p.asked.contains(id)) {
+            Some(p) => Some(p.lacking.contains(id)),
+            None => missing.as_ref().map(|m| m.contains(id)),
+        };
         for (id, data, source) in std::mem::take(&mut self.fresh) {
-            if self.handled.insert(id) && lacks(&id) {
+            let said = said(&id);
+            if self.handled.insert(id) && said != Some(false) {
                 submit(Job {
                     data,
                     id: Some(id),
                     source,
-                    ask: missing.is_none(),
+                    ask: said.is_none(),
                 })?;
             } else {
                 self.stats.skip(data.len() as u64);
             }
         }
-        let mut out = HashSet::new();
+        let mut out = HashSet::default();
         for id in std::mem::take(&mut self.known) {
-            if self.handled.insert(id) && lacks(&id) {
+            if self.handled.insert(id) && said(&id) != Some(false) {
                 out.insert(id);
             }
         }
@@ -265,7 +290,7 @@ impl Client {
     /// [`MISSING_MAX_LINES`] names. `None` when the server does not know the request
     /// (an older server): the caller must then treat every name as missing.
     pub fn missing(&self, ids: &[ObjectId]) -> Result<Option<HashSet<ObjectId>>> {
-        let mut out = HashSet::new();
+        let mut out = HashSet::default();
         for part in ids.chunks(MISSING_MAX_LINES) {
             let what = format!("POST /?missing=1 ({} names)", part.len());
             let url = self.url("/", &[("missing", "1")], false)?;

@@ -58,26 +58,40 @@ impl ObjectId {
     /// Parses exactly 64 lowercase hex digits (uppercase is refused, as the seed's
     /// file names are lowercase and two spellings must never name one object).
     pub fn from_hex(s: &str) -> Result<Self, ParseError> {
-        let ok = s.len() == HEX_LEN
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !ok {
-            return Err(ParseError::BadHex(truncate(s)));
+        // One pass, lowercase only (the `hex` crate also takes uppercase, so it
+        // needed a second, checking pass): servers parse every name of a
+        // `?missing=1` body and clients every id of their snapshot cache.
+        fn nibble(b: u8) -> Option<u8> {
+            match b {
+                b'0'..=b'9' => Some(b - b'0'),
+                b'a'..=b'f' => Some(b - b'a' + 10),
+                _ => None,
+            }
         }
+        let bad = || ParseError::BadHex(truncate(s));
+        let digits: &[u8; HEX_LEN] = s.as_bytes().try_into().map_err(|_| bad())?;
         let mut out = [0u8; ID_LEN];
-        hex::decode_to_slice(s, &mut out).map_err(|_| ParseError::BadHex(truncate(s)))?;
+        for (o, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+            *o = nibble(pair[0]).ok_or_else(bad)? << 4 | nibble(pair[1]).ok_or_else(bad)?;
+        }
         Ok(Self(out))
     }
 
     /// 64 lowercase hex digits.
     pub fn to_hex(&self) -> String {
+        std::str::from_utf8(&self.hex_digits())
+            .expect("hex digits are ASCII")
+            .to_owned()
+    }
+
+    /// The 64 lowercase hex digits as ASCII bytes, without allocating (for writers
+    /// of many ids).
+    pub fn hex_digits(&self) -> [u8; HEX_LEN] {
         let mut buf = [0u8; HEX_LEN];
         // Into a fixed buffer: `hex::encode` collects a char iterator, which showed
         // in the server's profile (an ETag and a path per request).
         hex::encode_to_slice(self.0, &mut buf).expect("HEX_LEN is twice ID_LEN");
-        std::str::from_utf8(&buf)
-            .expect("hex digits are ASCII")
-            .to_owned()
+        buf
     }
 
     /// The file name in a data directory: `<hex>.tig`.
@@ -194,6 +208,21 @@ mod tests {
         assert!(ObjectId::from_hex(&TEST_NL[1..]).is_err());
         assert!(ObjectId::from_hex(&format!("{TEST_NL}0")).is_err());
         assert!(ObjectId::from_hex(&format!("g{}", &TEST_NL[1..])).is_err());
+        assert!(ObjectId::from_hex(&"é".repeat(32)).is_err());
+        // every byte value, in each position of a digit pair
+        for b in 0..=255u8 {
+            let id = ObjectId([b; ID_LEN]);
+            assert_eq!(ObjectId::from_hex(&id.to_hex()), Ok(id));
+            assert_eq!(id.to_hex(), hex::encode([b; ID_LEN]));
+        }
+        for bad in [b'/', b':', b'@', b'G', b'`', b'g', b'A', b'F'] {
+            for at in [0, 1, 63] {
+                let mut s = TEST_NL.as_bytes().to_vec();
+                s[at] = bad;
+                let s = String::from_utf8(s).unwrap();
+                assert!(ObjectId::from_hex(&s).is_err(), "{s}");
+            }
+        }
     }
 
     #[test]

@@ -528,6 +528,59 @@ fn restore_rebuilds_the_tree_bit_for_bit() {
     );
 }
 
+/// `--no-ignore` walks without the `ignore` crate (no rules to apply): both walks
+/// must see a tree without ignored files the same, byte for byte.
+#[test]
+fn the_walk_without_rules_sees_what_the_walk_with_rules_sees() {
+    let s = small_server();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    make_tree(&src);
+    let snap = |extra: &[&str]| {
+        let mut args = vec!["snapshot", src.to_str().unwrap(), "--json"];
+        args.extend(["--max-size", "1MiB", "--no-cache"]);
+        args.extend(extra);
+        json(tig(&s, &args))
+    };
+    let ruled = snap(&[]);
+    let plain = snap(&["--no-ignore"]);
+    // the ignored file is taken, .git still left out
+    assert_eq!(
+        plain["files"],
+        ruled["files"].as_u64().unwrap() + 1,
+        "{plain}"
+    );
+    assert_ne!(plain["root"], ruled["root"]);
+    let dst = dir.path().join("restored");
+    ok(tig(
+        &s,
+        &[
+            "restore",
+            plain["root"].as_str().unwrap(),
+            dst.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(std::fs::read(dst.join("debug.log")).unwrap(), b"noise\n");
+    assert!(!dst.join(".git").exists());
+
+    // Nothing ignored any more, and a special file that both leave out.
+    std::fs::remove_file(src.join("debug.log")).unwrap();
+    let fifo = src.join("sub/deeper/fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let ruled = snap(&[]);
+    assert_eq!(snap(&["--no-ignore"])["root"], ruled["root"]);
+    let with_git = snap(&["--include-git"]);
+    assert_ne!(with_git["root"], ruled["root"]);
+    assert_eq!(
+        snap(&["--no-ignore", "--include-git"])["root"],
+        with_git["root"]
+    );
+}
+
 #[test]
 fn restore_refuses_trees_that_escape_or_lie() {
     let s = small_server();

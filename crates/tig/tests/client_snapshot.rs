@@ -300,9 +300,18 @@ fn objects_the_server_lost_are_sent_again_despite_the_cache() {
         .unwrap()
         .unwrap();
     let root_hex = &first["root"].as_str().unwrap()[1..65];
+    let root_tree = std::fs::read_to_string(s.obj_file(root_hex)).unwrap();
+    let named = |name: &str| {
+        let line = root_tree.lines().find(|l| l.ends_with(name)).unwrap();
+        line.split(' ').nth(3).unwrap()[1..65].to_string()
+    };
+    // Every id of the last snapshot is asked about while the tree is walked (the
+    // cache keeps its lists and trees too): a lost list or tree must be seen.
     let lost = [
         sha256_hex(b"file 7\n"),
         sha256_hex(&chunk),
+        named(" big.bin"),
+        named(" sub"),
         root_hex.to_string(),
     ];
     for h in &lost {
@@ -311,7 +320,7 @@ fn objects_the_server_lost_are_sent_again_despite_the_cache() {
     let v = snapshot(&s, cache.path(), &src, &[]);
     assert_eq!(v["cached"], 23, "{v}");
     assert_eq!(v["root"], first["root"]);
-    assert_eq!(v["counts"]["uploaded"], 3, "{v}");
+    assert_eq!(v["counts"]["uploaded"], 5, "{v}");
     for h in &lost {
         assert!(s.obj_file(h).exists(), "{h} not sent again");
     }
