@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -437,10 +437,37 @@ impl Client {
         }
         let total: u64 = blobs.iter().chain(&bursts).map(|(_, e)| e.size).sum();
         let pb = progress::bar(self.cfg.progress, Some(total), "restore");
-        // Small files in parallel, each fetched and verified in memory, then written
-        // under its own name (nothing unverified is ever written).
+        // Small files in batches, one `POST /?burst=1` each, and the other blobs
+        // one by one, in parallel; every file fetched and verified in memory, then
+        // written under its own name (nothing unverified is ever written).
         let written = AtomicU64::new(0);
-        self.parallel(&blobs, |(path, e)| {
+        let (small, other): (Vec<_>, Vec<_>) = blobs
+            .into_iter()
+            .partition(|(_, e)| e.size <= BATCH_FILE_MAX);
+        let mut batches: Vec<&[(PathBuf, Entry)]> = Vec::new();
+        let mut rest = &small[..];
+        while !rest.is_empty() {
+            let mut bytes = 0u64;
+            let n = rest
+                .iter()
+                .take(BATCH_FILES)
+                .take_while(|(_, e)| {
+                    bytes += e.size;
+                    bytes <= BATCH_BYTES
+                })
+                .count()
+                .max(1);
+            let (batch, tail) = rest.split_at(n);
+            batches.push(batch);
+            rest = tail;
+        }
+        let bursts_answered = AtomicBool::new(true);
+        self.parallel(&batches, |batch| {
+            let n = self.restore_batch(batch, &pb, &bursts_answered)?;
+            written.fetch_add(n, Ordering::Relaxed);
+            Ok(())
+        })?;
+        self.parallel(&other, |(path, e)| {
             let n = self.restore_blob(path, e, &pb)?;
             written.fetch_add(n, Ordering::Relaxed);
             Ok(())
@@ -461,7 +488,7 @@ impl Client {
             make_symlink(&target, path)?;
             res.symlinks += 1;
         }
-        res.files = (blobs.len() + bursts.len()) as u64;
+        res.files = (small.len() + other.len() + bursts.len()) as u64;
         res.bytes = written.into_inner();
         Ok(res)
     }
@@ -509,6 +536,95 @@ impl Client {
             .into_iter()
             .map(|r| r.ok_or_else(|| Error::invalid("restore", "a parallel step was abandoned")))
             .collect()
+    }
+
+    /// Restores `batch` (small files of one object each) from one `POST /?burst=1`:
+    /// the answer is read into memory, cut by the sizes the tree states, and each
+    /// piece written only once its hash is its file's id. What the answer leaves
+    /// undone (a transfer that broke, bytes that are not what the tree says, a
+    /// member the server lacks) is restored file by file, which reports any error
+    /// precisely; so is every batch once the server showed it does not answer
+    /// such a request (an older server: `bursts_answered` turns false).
+    fn restore_batch(
+        &self,
+        batch: &[(PathBuf, Entry)],
+        pb: &indicatif::ProgressBar,
+        bursts_answered: &AtomicBool,
+    ) -> Result<u64> {
+        let mut done = 0usize;
+        let mut written = 0u64;
+        if bursts_answered.load(Ordering::Relaxed) {
+            match self.burst_into_files(batch, pb, &mut done, &mut written) {
+                Ok(true) => return Ok(written),
+                Ok(false) => bursts_answered.store(false, Ordering::Relaxed),
+                Err(e) => tracing::debug!(error = %e, "restoring a batch file by file"),
+            }
+        }
+        for (path, e) in &batch[done..] {
+            written += self.restore_blob(path, e, pb)?;
+        }
+        Ok(written)
+    }
+
+    /// The burst part of [`Client::restore_batch`]: `false` if the server does not
+    /// answer `POST /?burst=1`; `done` and `written` count the files written.
+    fn burst_into_files(
+        &self,
+        batch: &[(PathBuf, Entry)],
+        pb: &indicatif::ProgressBar,
+        done: &mut usize,
+        written: &mut u64,
+    ) -> Result<bool> {
+        let ids: Vec<ObjectId> = batch.iter().map(|(_, e)| e.id).collect();
+        let what = format!("POST /?burst=1 ({} names)", ids.len());
+        let url = self.url("/", &[("burst", "1")], false)?;
+        let body = Bytes::from(encode_burst(&ids));
+        let resp = self.send(&what, true, || {
+            Ok(self.http.post(url.clone()).body(body.clone()))
+        })?;
+        let status = resp.status();
+        let members = resp.headers().get("tig-burst-members");
+        let counted = members.and_then(|v| v.to_str().ok()) == Some(&ids.len().to_string());
+        if (status == reqwest::StatusCode::OK && !counted)
+            || [400, 401, 405].contains(&status.as_u16())
+        {
+            // An older server: it took the body for an upload, or refused it.
+            return Ok(false);
+        }
+        let mut resp = self.check(&what, resp)?;
+        let total: u64 = batch.iter().map(|(_, e)| e.size).sum();
+        let mut all = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+        let lie = |why: &str| Error::invalid(format!("reply to {what}"), why.to_string());
+        crate::http::read_body(&mut resp, &what, |b| {
+            if (all.len() + b.len()) as u64 > total {
+                return Err(lie("more bytes than the files hold"));
+            }
+            all.extend_from_slice(b);
+            Ok(())
+        })?;
+        if all.len() as u64 != total {
+            return Err(lie("fewer bytes than the files hold"));
+        }
+        let mut at = 0usize;
+        for (path, e) in batch {
+            // `total` fit in memory, so every size does.
+            let n = e.size as usize;
+            let data = &all[at..at + n];
+            at += n;
+            let actual = ObjectId::digest(data);
+            if actual != e.id {
+                return Err(Error::Mismatch {
+                    what: e.id.path(),
+                    expected: e.id,
+                    actual,
+                });
+            }
+            write_new_file(path, data, file_mode(e.mode))?;
+            pb.inc(e.size);
+            *done += 1;
+            *written += e.size;
+        }
+        Ok(true)
     }
 
     /// A file of one object: up to [`BLOB_IN_MEMORY_MAX`] bytes are fetched into
@@ -616,6 +732,13 @@ fn known_job(data: Bytes, id: ObjectId, source: &Arc<PathBuf>) -> Job {
 
 /// Files of one object up to this size are restored through memory.
 const BLOB_IN_MEMORY_MAX: u64 = 16 << 20;
+
+/// Files up to this size are restored in batches ([`Client::restore_batch`]) of at
+/// most [`BATCH_FILES`] files and [`BATCH_BYTES`] bytes (a batch is held in memory,
+/// once per job).
+const BATCH_FILE_MAX: u64 = 1 << 20;
+const BATCH_FILES: usize = 512;
+const BATCH_BYTES: u64 = 8 << 20;
 
 /// The permission bits a restored file gets (git's two modes, whatever the umask).
 fn file_mode(mode: Mode) -> u32 {

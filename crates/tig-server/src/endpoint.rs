@@ -30,6 +30,9 @@ pub enum Endpoint {
     Delete(ObjectId),
     /// `POST /?missing=1`: which of the names in the body lack content.
     Missing,
+    /// `POST /?burst=1`: the members of the burst list in the body, concatenated
+    /// (what `GET /<list>.tig?burst=1` answers for a stored list).
+    BurstOf,
     /// `POST /?batch=1`: store every file of a tar body as content (see
     /// [`crate::handlers::batch`]).
     Batch,
@@ -179,10 +182,20 @@ pub fn parse(
         return Err(ApiError::MethodNotAllowed);
     }
     let name = decoded.strip_prefix('/').ok_or_else(not_object)?;
-    if params.missing && params.batch {
+    // `burst=1` on `POST /` reads the list in the body (no key: it only reads).
+    let burst_of = params.burst && method == Method::POST && name.is_empty();
+    if [params.missing, params.batch, burst_of]
+        .iter()
+        .filter(|&&p| p)
+        .count()
+        > 1
+    {
         return Err(ApiError::BadRequest(
-            "missing and batch cannot be combined".to_owned(),
+            "missing, batch and burst cannot be combined".to_owned(),
         ));
+    }
+    if burst_of {
+        return Ok((Endpoint::BurstOf, params));
     }
     if params.batch {
         return if method == Method::POST && name.is_empty() {
@@ -427,6 +440,23 @@ mod tests {
             Ok(Endpoint::PutContent)
         );
         assert!(Endpoint::Batch.needs_key() && !Endpoint::Batch.is_ops());
+        assert_eq!(
+            ep(Method::POST, "/", Some("burst=1")),
+            Ok(Endpoint::BurstOf)
+        );
+        assert!(!Endpoint::BurstOf.needs_key());
+        // only POST / reads a list from its body
+        assert_eq!(
+            ep(Method::PUT, "/", Some("burst=1")),
+            Ok(Endpoint::PutContent)
+        );
+        assert_eq!(
+            ep(Method::GET, &obj, Some("burst=1")),
+            Ok(Endpoint::Get(id()))
+        );
+        for q in ["burst=1&missing=1", "burst=1&batch=1"] {
+            assert!(ep(Method::POST, "/", Some(q)).is_err(), "{q}");
+        }
         assert_eq!(ep(Method::GET, "/healthz", None), Ok(Endpoint::Health));
         assert_eq!(ep(Method::HEAD, "/readyz", None), Ok(Endpoint::Ready));
         assert_eq!(ep(Method::GET, "/metrics", None), Ok(Endpoint::Metrics));

@@ -187,6 +187,7 @@ async fn dispatch<S: Store>(state: &AppState<S>, req: Request) -> Result<Respons
     let store = &*state.store;
     match endpoint {
         Endpoint::Missing => crate::missing::handle(state, body_stream(body), forwarded).await,
+        Endpoint::BurstOf => burst_of(state, &params, forwarded, body_stream(body)).await,
         Endpoint::Batch => {
             let body = check_length(&req.headers, body, batch::MAX_BODY).await?;
             batch::handle(state, &req.headers, body_stream(body)).await
@@ -437,6 +438,36 @@ async fn burst<S: Store>(
     }
     Ok(resp)
 }
+
+/// `POST /?burst=1`: the burst of the list in the body, as `GET /<h>.tig?burst=1`
+/// answers for a stored list: every line checked and every member found before
+/// the 200 (400 naming a bad line, 404 naming a missing member), then the members
+/// streamed in order. What a client restoring many small objects asks instead of
+/// one `GET` each. No validators and no ranges (the list is not an object), and
+/// `Tig-Burst-Members` states the member count, so a client can tell this answer
+/// from an older server's (which stored the body as content).
+async fn burst_of<S: Store>(
+    state: &AppState<S>,
+    params: &Params,
+    forwarded: bool,
+    body: BodyStream,
+) -> Result<Response, ApiError> {
+    let ct = content_type(params)?;
+    let list = crate::missing::read_capped(body).await?;
+    let members = parse_burst(&list).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    drop(list);
+    let plan = crate::burst::plan(state, &members, params.chtimes, forwarded).await?;
+    tracing::debug!(members = plan.len(), "burst of a posted list");
+    let mut resp = Response::new(Body::from_stream(crate::burst::stream(state, plan)));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, ct);
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(BURST_MEMBERS_HEADER, HeaderValue::from(members.len()));
+    Ok(resp)
+}
+
+/// How many members a `POST /?burst=1` answer concatenates.
+pub const BURST_MEMBERS_HEADER: &str = "tig-burst-members";
 
 #[cfg(test)]
 mod tests {

@@ -78,7 +78,7 @@ pub async fn handle<S: Store>(
 }
 
 /// Reads the body, refusing more than [`MAX_BODY`] bytes with 413.
-async fn read_capped(mut body: BodyStream) -> Result<Vec<u8>, ApiError> {
+pub(crate) async fn read_capped(mut body: BodyStream) -> Result<Vec<u8>, ApiError> {
     let mut out = Vec::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk

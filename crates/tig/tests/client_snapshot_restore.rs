@@ -218,3 +218,27 @@ fn a_file_whose_object_is_longer_or_shorter_than_the_tree_says_is_refused() {
         assert!(leftovers(&dst).is_empty());
     }
 }
+
+/// Small files come in batches (`POST /?burst=1`); a member the server lost fails
+/// its batch, which is then restored file by file: the error names the object.
+#[test]
+fn an_object_the_server_lost_fails_the_restore_naming_it() {
+    let s = TigServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    for i in 0..40 {
+        std::fs::write(src.join(format!("sub/f{i:02}")), format!("file {i}\n")).unwrap();
+    }
+    let root = snapshot_root(&s, &cache, &src);
+    let lost = common::sha256_hex(b"file 17\n");
+    std::fs::remove_file(s.obj_file(&lost)).unwrap();
+    let dst = dir.path().join("dst");
+    let out = tig(&s, &cache, &["restore", &root, dst.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&lost), "{err}");
+    assert!(!dst.join("sub/f17").exists());
+    assert!(leftovers(&dst).is_empty(), "{:?}", leftovers(&dst));
+}
