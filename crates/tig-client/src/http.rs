@@ -223,10 +223,8 @@ impl Client {
             for (k, v) in query {
                 q.append_pair(k, v);
             }
-            if auth {
-                if let Some(key) = &self.cfg.apikey {
-                    q.append_pair("apikey", key);
-                }
+            if auth && let Some(key) = &self.cfg.apikey {
+                q.append_pair("apikey", key);
             }
         }
         if url.query() == Some("") {

@@ -167,10 +167,10 @@ pub fn decode_tree(bytes: &[u8]) -> Result<Vec<Entry>> {
         if escape_name(&name) != line.splitn(5, ' ').nth(4).unwrap_or_default() {
             return Err(bad(format!("name not in canonical form {line:?}")));
         }
-        if let Some(prev) = entries.last() {
-            if prev.name >= name {
-                return Err(bad(format!("names not strictly sorted at {line:?}")));
-            }
+        if let Some(prev) = entries.last()
+            && prev.name >= name
+        {
+            return Err(bad(format!("names not strictly sorted at {line:?}")));
         }
         entries.push(Entry {
             mode,

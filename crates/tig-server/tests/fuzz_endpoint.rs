@@ -100,14 +100,14 @@ proptest! {
 
     #[test]
     fn hostile_paths_name_nothing_but_an_object(m in method(), path in hostile_path(), q in query()) {
-        if let Ok((e, _)) = parse(&m, &path, q.as_deref()) {
-            if let Some(id) = id_of(&e) {
-                // The path was exactly `/<64 lowercase hex>.tig` (after decoding).
-                let decoded = percent_encoding::percent_decode_str(&path).decode_utf8_lossy();
-                let want = id.path();
-                prop_assert_eq!(decoded.as_ref(), want.as_str());
-                prop_assert_eq!(id.file_name().len(), 68);
-            }
+        if let Ok((e, _)) = parse(&m, &path, q.as_deref())
+            && let Some(id) = id_of(&e)
+        {
+            // The path was exactly `/<64 lowercase hex>.tig` (after decoding).
+            let decoded = percent_encoding::percent_decode_str(&path).decode_utf8_lossy();
+            let want = id.path();
+            prop_assert_eq!(decoded.as_ref(), want.as_str());
+            prop_assert_eq!(id.file_name().len(), 68);
         }
     }
 

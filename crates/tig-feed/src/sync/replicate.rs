@@ -448,10 +448,10 @@ impl Drop for Quarantine<'_> {
                 }
             }
             for n in names {
-                if let Ok(mut r) = self.repo.find_reference(&n) {
-                    if let Err(e) = r.delete() {
-                        tracing::warn!(refname = %n, error = %e, "could not remove quarantine ref");
-                    }
+                if let Ok(mut r) = self.repo.find_reference(&n)
+                    && let Err(e) = r.delete()
+                {
+                    tracing::warn!(refname = %n, error = %e, "could not remove quarantine ref");
                 }
             }
         }
