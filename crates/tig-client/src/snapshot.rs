@@ -437,23 +437,23 @@ impl Client {
         }
         let total: u64 = blobs.iter().chain(&bursts).map(|(_, e)| e.size).sum();
         let pb = progress::bar(self.cfg.progress, Some(total), "restore");
-        // Small files in batches, one `POST /?burst=1` each, and the other blobs
+        // Small files in batches, one `POST /?concat=1` each, and the other blobs
         // one by one, in parallel; every file fetched and verified in memory, then
         // written under its own name (nothing unverified is ever written).
         let written = AtomicU64::new(0);
         let (small, other): (Vec<_>, Vec<_>) = blobs
             .into_iter()
-            .partition(|(_, e)| e.size <= BATCH_FILE_MAX);
+            .partition(|(_, e)| e.size <= RESTORE_BATCH_FILE_MAX);
         let mut batches: Vec<&[(PathBuf, Entry)]> = Vec::new();
         let mut rest = &small[..];
         while !rest.is_empty() {
             let mut bytes = 0u64;
             let n = rest
                 .iter()
-                .take(BATCH_FILES)
+                .take(RESTORE_BATCH_FILES)
                 .take_while(|(_, e)| {
                     bytes += e.size;
-                    bytes <= BATCH_BYTES
+                    bytes <= RESTORE_BATCH_BYTES
                 })
                 .count()
                 .max(1);
@@ -461,9 +461,9 @@ impl Client {
             batches.push(batch);
             rest = tail;
         }
-        let bursts_answered = AtomicBool::new(true);
+        let concat_answered = AtomicBool::new(true);
         self.parallel(&batches, |batch| {
-            let n = self.restore_batch(batch, &pb, &bursts_answered)?;
+            let n = self.restore_batch(batch, &pb, &concat_answered)?;
             written.fetch_add(n, Ordering::Relaxed);
             Ok(())
         })?;
@@ -538,25 +538,25 @@ impl Client {
             .collect()
     }
 
-    /// Restores `batch` (small files of one object each) from one `POST /?burst=1`:
+    /// Restores `batch` (small files of one object each) from one `POST /?concat=1`:
     /// the answer is read into memory, cut by the sizes the tree states, and each
     /// piece written only once its hash is its file's id. What the answer leaves
     /// undone (a transfer that broke, bytes that are not what the tree says, a
     /// member the server lacks) is restored file by file, which reports any error
     /// precisely; so is every batch once the server showed it does not answer
-    /// such a request (an older server: `bursts_answered` turns false).
+    /// the request (an older server: `concat_answered` turns false).
     fn restore_batch(
         &self,
         batch: &[(PathBuf, Entry)],
         pb: &indicatif::ProgressBar,
-        bursts_answered: &AtomicBool,
+        concat_answered: &AtomicBool,
     ) -> Result<u64> {
         let mut done = 0usize;
         let mut written = 0u64;
-        if bursts_answered.load(Ordering::Relaxed) {
-            match self.burst_into_files(batch, pb, &mut done, &mut written) {
+        if concat_answered.load(Ordering::Relaxed) {
+            match self.concat_into_files(batch, pb, &mut done, &mut written) {
                 Ok(true) => return Ok(written),
-                Ok(false) => bursts_answered.store(false, Ordering::Relaxed),
+                Ok(false) => concat_answered.store(false, Ordering::Relaxed),
                 Err(e) => tracing::debug!(error = %e, "restoring a batch file by file"),
             }
         }
@@ -566,9 +566,10 @@ impl Client {
         Ok(written)
     }
 
-    /// The burst part of [`Client::restore_batch`]: `false` if the server does not
-    /// answer `POST /?burst=1`; `done` and `written` count the files written.
-    fn burst_into_files(
+    /// The one-request part of [`Client::restore_batch`]: `false` if the server
+    /// does not know `POST /?concat=1`; `done` and `written` count the files
+    /// written.
+    fn concat_into_files(
         &self,
         batch: &[(PathBuf, Entry)],
         pb: &indicatif::ProgressBar,
@@ -576,19 +577,19 @@ impl Client {
         written: &mut u64,
     ) -> Result<bool> {
         let ids: Vec<ObjectId> = batch.iter().map(|(_, e)| e.id).collect();
-        let what = format!("POST /?burst=1 ({} names)", ids.len());
-        let url = self.url("/", &[("burst", "1")], false)?;
+        let what = format!("POST /?concat=1 ({} names)", ids.len());
+        let url = self.url("/", &[("concat", "1")], false)?;
         let body = Bytes::from(encode_burst(&ids));
         let resp = self.send(&what, true, || {
             Ok(self.http.post(url.clone()).body(body.clone()))
         })?;
         let status = resp.status();
-        let members = resp.headers().get("tig-burst-members");
-        let counted = members.and_then(|v| v.to_str().ok()) == Some(&ids.len().to_string());
-        if (status == reqwest::StatusCode::OK && !counted)
-            || [400, 401, 405].contains(&status.as_u16())
+        let count = resp.headers().get(tig_core::CONCAT_COUNT_HEADER);
+        let counted = count.and_then(|v| v.to_str().ok()) == Some(&ids.len().to_string());
+        if (status == reqwest::StatusCode::OK && !counted) || [400, 405].contains(&status.as_u16())
         {
-            // An older server: it took the body for an upload, or refused it.
+            // Not a tig server that knows the request (an older one answers 400
+            // "unknown query parameter" before anything else).
             return Ok(false);
         }
         let mut resp = self.check(&what, resp)?;
@@ -734,11 +735,11 @@ fn known_job(data: Bytes, id: ObjectId, source: &Arc<PathBuf>) -> Job {
 const BLOB_IN_MEMORY_MAX: u64 = 16 << 20;
 
 /// Files up to this size are restored in batches ([`Client::restore_batch`]) of at
-/// most [`BATCH_FILES`] files and [`BATCH_BYTES`] bytes (a batch is held in memory,
+/// most [`RESTORE_BATCH_FILES`] files and [`RESTORE_BATCH_BYTES`] bytes (a batch is held in memory,
 /// once per job).
-const BATCH_FILE_MAX: u64 = 1 << 20;
-const BATCH_FILES: usize = 512;
-const BATCH_BYTES: u64 = 8 << 20;
+const RESTORE_BATCH_FILE_MAX: u64 = 1 << 20;
+const RESTORE_BATCH_FILES: usize = 512;
+const RESTORE_BATCH_BYTES: u64 = 8 << 20;
 
 /// The permission bits a restored file gets (git's two modes, whatever the umask).
 fn file_mode(mode: Mode) -> u32 {
@@ -869,15 +870,13 @@ fn leaf(
 /// `rel` holds `dir`'s path below the snapshot's directory (with a trailing `/`).
 fn scan_plain(dir: &Path, rel: &mut Vec<u8>, include_git: bool, total: &mut u64) -> Result<Dir> {
     let err = |e| Error::io(format!("walking {}", dir.display()), e);
-    let mut entries = std::fs::read_dir(dir)
-        .and_then(|it| {
-            it.map(|e| e.map(|e| (os_bytes(&e.file_name()), e)))
-                .collect::<std::io::Result<Vec<_>>>()
-        })
-        .map_err(err)?;
-    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let mut out = Dir::new();
-    for (name, ent) in entries {
+    // Every entry stat'ed while the directory is open, then the directory closed
+    // before descending (a `DirEntry` keeps it open): one descriptor at a time,
+    // however deep the tree.
+    let mut entries = Vec::new();
+    for ent in std::fs::read_dir(dir).map_err(err)? {
+        let ent = ent.map_err(err)?;
+        let name = os_bytes(&ent.file_name());
         if !include_git && name == b".git" {
             continue;
         }
@@ -885,6 +884,11 @@ fn scan_plain(dir: &Path, rel: &mut Vec<u8>, include_git: bool, total: &mut u64)
         let meta = ent
             .metadata()
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        entries.push((name, path, meta));
+    }
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut out = Dir::new();
+    for (name, path, meta) in entries {
         let len = rel.len();
         rel.extend_from_slice(&name);
         let node = if meta.is_dir() {

@@ -12,6 +12,10 @@ use crate::ObjectId;
 /// members; with 1 MiB average chunks, a file of about 240 GiB).
 pub const MAX_BURST_LIST: u64 = 16 << 20;
 
+/// The response header of `POST /?concat=1` stating how many objects its body
+/// concatenates.
+pub const CONCAT_COUNT_HEADER: &str = "tig-concat-count";
+
 /// Why a burst list is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BurstError {

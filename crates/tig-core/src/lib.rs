@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 mod burst;
 mod size;
 
-pub use burst::{BurstError, MAX_BURST_LIST, burst_members, check_burst_len, parse_burst};
+pub use burst::{
+    BurstError, CONCAT_COUNT_HEADER, MAX_BURST_LIST, burst_members, check_burst_len, parse_burst,
+};
 pub use size::{SizeError, parse_size};
 
 /// Length of an object id in bytes (SHA-256).

@@ -30,9 +30,9 @@ pub enum Endpoint {
     Delete(ObjectId),
     /// `POST /?missing=1`: which of the names in the body lack content.
     Missing,
-    /// `POST /?burst=1`: the members of the burst list in the body, concatenated
-    /// (what `GET /<list>.tig?burst=1` answers for a stored list).
-    BurstOf,
+    /// `POST /?concat=1`: the objects named in the body (a burst list),
+    /// concatenated (what `GET /<list>.tig?burst=1` answers for a stored list).
+    Concat,
     /// `POST /?batch=1`: store every file of a tar body as content (see
     /// [`crate::handlers::batch`]).
     Batch,
@@ -82,6 +82,8 @@ pub struct Params {
     pub missing: bool,
     /// `batch=1` (only on `POST /`).
     pub batch: bool,
+    /// `concat=1` (only on `POST /`).
+    pub concat: bool,
     setifnot: bool,
     append: bool,
     take: bool,
@@ -100,6 +102,7 @@ impl Default for Params {
             setifnot: false,
             append: false,
             take: false,
+            concat: false,
         }
     }
 }
@@ -136,6 +139,7 @@ pub fn parse_query(query: Option<&str>) -> Result<Params, ApiError> {
             "chtimes" => p.chtimes = flag("chtimes", &v)?,
             "missing" => p.missing = flag("missing", &v)?,
             "batch" => p.batch = flag("batch", &v)?,
+            "concat" => p.concat = flag("concat", &v)?,
             "Content-Type" => p.content_type = Some(v.into_owned()),
             other => {
                 return Err(ApiError::BadRequest(format!(
@@ -182,20 +186,24 @@ pub fn parse(
         return Err(ApiError::MethodNotAllowed);
     }
     let name = decoded.strip_prefix('/').ok_or_else(not_object)?;
-    // `burst=1` on `POST /` reads the list in the body (no key: it only reads).
-    let burst_of = params.burst && method == Method::POST && name.is_empty();
-    if [params.missing, params.batch, burst_of]
+    if [params.missing, params.batch, params.concat]
         .iter()
         .filter(|&&p| p)
         .count()
         > 1
     {
         return Err(ApiError::BadRequest(
-            "missing, batch and burst cannot be combined".to_owned(),
+            "missing, batch and concat cannot be combined".to_owned(),
         ));
     }
-    if burst_of {
-        return Ok((Endpoint::BurstOf, params));
+    if params.concat {
+        return if method == Method::POST && name.is_empty() {
+            Ok((Endpoint::Concat, params))
+        } else {
+            Err(ApiError::BadRequest(
+                "concat=1 is only for POST / (a body of object paths)".to_owned(),
+            ))
+        };
     }
     if params.batch {
         return if method == Method::POST && name.is_empty() {
@@ -441,20 +449,13 @@ mod tests {
         );
         assert!(Endpoint::Batch.needs_key() && !Endpoint::Batch.is_ops());
         assert_eq!(
-            ep(Method::POST, "/", Some("burst=1")),
-            Ok(Endpoint::BurstOf)
+            ep(Method::POST, "/", Some("concat=1")),
+            Ok(Endpoint::Concat)
         );
-        assert!(!Endpoint::BurstOf.needs_key());
-        // only POST / reads a list from its body
-        assert_eq!(
-            ep(Method::PUT, "/", Some("burst=1")),
-            Ok(Endpoint::PutContent)
-        );
-        assert_eq!(
-            ep(Method::GET, &obj, Some("burst=1")),
-            Ok(Endpoint::Get(id()))
-        );
-        for q in ["burst=1&missing=1", "burst=1&batch=1"] {
+        assert!(!Endpoint::Concat.needs_key());
+        assert!(ep(Method::PUT, "/", Some("concat=1")).is_err());
+        assert!(ep(Method::GET, &obj, Some("concat=1")).is_err());
+        for q in ["concat=1&missing=1", "concat=1&batch=1"] {
             assert!(ep(Method::POST, "/", Some(q)).is_err(), "{q}");
         }
         assert_eq!(ep(Method::GET, "/healthz", None), Ok(Endpoint::Health));

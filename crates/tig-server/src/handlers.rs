@@ -14,7 +14,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
-use tig_core::{Hasher, MAX_BURST_LIST, ObjectId, check_burst_len, format_path, parse_burst};
+use tig_core::{
+    CONCAT_COUNT_HEADER, Hasher, MAX_BURST_LIST, ObjectId, check_burst_len, format_path,
+    parse_burst,
+};
 use tig_store::{BodyStream, Kind, ObjectBody, SlotOutcome, Store, StoreError};
 
 use crate::AppState;
@@ -187,7 +190,7 @@ async fn dispatch<S: Store>(state: &AppState<S>, req: Request) -> Result<Respons
     let store = &*state.store;
     match endpoint {
         Endpoint::Missing => crate::missing::handle(state, body_stream(body), forwarded).await,
-        Endpoint::BurstOf => burst_of(state, &params, forwarded, body_stream(body)).await,
+        Endpoint::Concat => concat(state, &params, forwarded, body_stream(body)).await,
         Endpoint::Batch => {
             let body = check_length(&req.headers, body, batch::MAX_BODY).await?;
             batch::handle(state, &req.headers, body_stream(body)).await
@@ -439,35 +442,31 @@ async fn burst<S: Store>(
     Ok(resp)
 }
 
-/// `POST /?burst=1`: the burst of the list in the body, as `GET /<h>.tig?burst=1`
+/// `POST /?concat=1`: the objects named in the body (a burst list, at most
+/// [`crate::missing::MAX_LINES`] names), concatenated, as `GET /<h>.tig?burst=1`
 /// answers for a stored list: every line checked and every member found before
 /// the 200 (400 naming a bad line, 404 naming a missing member), then the members
 /// streamed in order. What a client restoring many small objects asks instead of
-/// one `GET` each. No validators and no ranges (the list is not an object), and
-/// `Tig-Burst-Members` states the member count, so a client can tell this answer
-/// from an older server's (which stored the body as content).
-async fn burst_of<S: Store>(
+/// one `GET` each. No validators and no ranges (the list is not an object);
+/// [`CONCAT_COUNT_HEADER`] states the count. An older server refuses the unknown
+/// parameter (400) before anything else, so it never takes the body for an upload.
+async fn concat<S: Store>(
     state: &AppState<S>,
     params: &Params,
     forwarded: bool,
     body: BodyStream,
 ) -> Result<Response, ApiError> {
     let ct = content_type(params)?;
-    let list = crate::missing::read_capped(body).await?;
-    let members = parse_burst(&list).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    drop(list);
+    let members = crate::missing::parse_names(&crate::missing::read_capped(body).await?)?;
     let plan = crate::burst::plan(state, &members, params.chtimes, forwarded).await?;
-    tracing::debug!(members = plan.len(), "burst of a posted list");
+    tracing::debug!(members = plan.len(), "concat");
     let mut resp = Response::new(Body::from_stream(crate::burst::stream(state, plan)));
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, ct);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(BURST_MEMBERS_HEADER, HeaderValue::from(members.len()));
+    h.insert(CONCAT_COUNT_HEADER, HeaderValue::from(members.len()));
     Ok(resp)
 }
-
-/// How many members a `POST /?burst=1` answer concatenates.
-pub const BURST_MEMBERS_HEADER: &str = "tig-burst-members";
 
 #[cfg(test)]
 mod tests {

@@ -155,9 +155,6 @@ impl std::fmt::Debug for FsStore {
 
 struct Inner {
     root: PathBuf,
-    /// `root`, opened (`O_PATH`) once: batched presence checks look names up
-    /// relative to it rather than resolving the whole path each time.
-    root_fd: rustix::fd::OwnedFd,
     /// This process's private temp directory.
     tmp: PathBuf,
     /// The open, `flock`ed lock file of `tmp`: the lock lives as long as the store.
@@ -221,16 +218,12 @@ impl FsStore {
     pub async fn open(root: impl Into<PathBuf>, opts: FsOptions) -> Result<Self, StoreError> {
         let root: PathBuf = root.into();
         let dir = root.clone();
-        let (root_fd, tmp, tmp_lock, removed) = blocking(move || {
+        let (tmp, tmp_lock, removed) = blocking(move || {
             let meta = fs::metadata(&dir)?;
             if !meta.is_dir() {
                 return Err(io::Error::new(io::ErrorKind::NotADirectory, "not a directory").into());
             }
-            use rustix::fs::{Mode, OFlags};
-            let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-            let root_fd = rustix::fs::open(&dir, flags, Mode::empty()).map_err(io::Error::from)?;
-            let (tmp, lock, removed) = temp_dir_for_this_process(&dir)?;
-            Ok((root_fd, tmp, lock, removed))
+            Ok(temp_dir_for_this_process(&dir)?)
         })
         .await?;
         if removed > 0 {
@@ -242,7 +235,6 @@ impl FsStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 root,
-                root_fd,
                 tmp,
                 _tmp_lock: tmp_lock,
                 started: SystemTime::now(),
@@ -491,10 +483,11 @@ impl Inner {
         self.root.join(id.file_name())
     }
 
-    /// Whether a read at `now` refreshes the mtime `modified`: only when it is at
-    /// least `touch_granularity` old (or unknown, or in the future).
-    fn touch_due(&self, modified: Option<SystemTime>, now: SystemTime) -> bool {
-        modified
+    /// Whether a read at `now` refreshes the mtime in `meta`: only when it is at
+    /// least `touch_granularity` old (or unreadable, or in the future).
+    fn touch_due(&self, meta: &fs::Metadata, now: SystemTime) -> bool {
+        meta.modified()
+            .ok()
             .and_then(|m| now.duration_since(m).ok())
             .is_none_or(|age| age >= self.opts.touch_granularity)
     }
@@ -887,7 +880,7 @@ impl Inner {
         }
         if touch_it {
             let now = SystemTime::now();
-            if self.touch_due(meta.modified().ok(), now)
+            if self.touch_due(&meta, now)
                 && let Err(e) = f.set_modified(now)
             {
                 tracing::warn!(path = %path.display(), error = %e, "cannot refresh mtime");
@@ -1292,30 +1285,24 @@ impl Store for FsStore {
 /// `touch_it`, a found file's mtime is refreshed under the same rule as
 /// `open_object` (only when older than `touch_granularity`; failures logged).
 fn present_content_at(inner: &Inner, id: ObjectId, touch_it: bool) -> io::Result<bool> {
-    use rustix::fs::{AtFlags, FileType, StatxFlags, statx};
-    let name = id.file_name();
-    let what = StatxFlags::TYPE | StatxFlags::MODE | StatxFlags::MTIME;
-    let st = match statx(&inner.root_fd, name.as_str(), AtFlags::empty(), what) {
-        Ok(st) => st,
-        Err(rustix::io::Errno::NOENT) => return Ok(false),
-        Err(e) => return Err(e.into()),
+    let path = inner.path(id);
+    let meta = match fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
     };
-    let mode = u32::from(st.stx_mode);
-    if FileType::from_raw_mode(mode) != FileType::RegularFile {
+    if !meta.is_file() {
         return Ok(false);
     }
     if touch_it {
         let now = SystemTime::now();
-        let modified = u64::try_from(st.stx_mtime.tv_sec).ok().map(|secs| {
-            SystemTime::UNIX_EPOCH + Duration::new(secs, st.stx_mtime.tv_nsec.min(999_999_999))
-        });
-        if inner.touch_due(modified, now)
-            && let Err(e) = set_mtime_at(&inner.root_fd, &name, now)
+        if inner.touch_due(&meta, now)
+            && let Err(e) = set_mtime_at(&path, now)
         {
-            tracing::warn!(path = %inner.path(id).display(), error = %e, "cannot refresh mtime");
+            tracing::warn!(path = %path.display(), error = %e, "cannot refresh mtime");
         }
     }
-    match mode & 0o777 {
+    match meta.permissions().mode() & 0o777 {
         CONTENT_MODE => Ok(true),
         SLOT_MODE => Ok(false),
         _ => match inner.open_object(id, false)? {
@@ -1325,10 +1312,10 @@ fn present_content_at(inner: &Inner, id: ObjectId, touch_it: bool) -> io::Result
     }
 }
 
-/// Sets the mtime of the file `name` in `dir` (following links, as `open` does)
-/// and leaves its atime, like `File::set_modified`, in one `utimensat` call.
-fn set_mtime_at(dir: &rustix::fd::OwnedFd, name: &str, now: SystemTime) -> io::Result<()> {
-    use rustix::fs::{AtFlags, Timespec, Timestamps, UTIME_OMIT, utimensat};
+/// Sets the mtime of the file at `path` (following links, as `open` does) and
+/// leaves its atime, like `File::set_modified`, in one `utimensat` call.
+fn set_mtime_at(path: &Path, now: SystemTime) -> io::Result<()> {
+    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_OMIT, utimensat};
     let since = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_err(io::Error::other)?;
@@ -1342,7 +1329,7 @@ fn set_mtime_at(dir: &rustix::fd::OwnedFd, name: &str, now: SystemTime) -> io::R
             tv_nsec: since.subsec_nanos().into(),
         },
     };
-    utimensat(dir, name, &times, AtFlags::empty())?;
+    utimensat(CWD, path, &times, AtFlags::empty())?;
     Ok(())
 }
 

@@ -242,3 +242,47 @@ fn an_object_the_server_lost_fails_the_restore_naming_it() {
     assert!(!dst.join("sub/f17").exists());
     assert!(leftovers(&dst).is_empty(), "{:?}", leftovers(&dst));
 }
+
+/// The requests a server counted with `method` and status 200 (from `/metrics`).
+fn counted(s: &TigServer, method: &str) -> u64 {
+    let text = common::http()
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let key = format!("tig_http_requests_total{{method=\"{method}\",status=\"200\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// Small files are fetched many to a request (`POST /?concat=1`), not one `GET`
+/// each, and come back whole.
+#[test]
+fn small_files_come_back_in_a_few_requests() {
+    let s = TigServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("a/b")).unwrap();
+    for i in 0..600 {
+        let sub = if i % 2 == 0 { "a" } else { "a/b" };
+        std::fs::write(src.join(format!("{sub}/f{i:03}")), format!("small {i}\n")).unwrap();
+    }
+    std::fs::write(src.join("a/empty"), "").unwrap();
+    let root = snapshot_root(&s, &cache, &src);
+    let (gets, posts) = (counted(&s, "GET"), counted(&s, "POST"));
+    let dst = dir.path().join("dst");
+    let out = tig(&s, &cache, &["restore", &root, dst.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(listing(&dst), listing(&src));
+    // Three trees and 601 files: 3 GETs, and the files in 2 POSTs of at most 512.
+    let gets = counted(&s, "GET") - gets - 1; // this call's own /metrics
+    let posts = counted(&s, "POST") - posts;
+    assert!(gets <= 3 && posts <= 4, "{gets} GETs, {posts} POSTs");
+}

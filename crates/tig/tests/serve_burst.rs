@@ -197,10 +197,11 @@ fn member_vanishing_mid_stream_aborts_instead_of_a_silent_gap() {
     }
 }
 
-/// `POST /?burst=1` answers for the list in its body what `GET ?burst=1` answers
-/// for a stored list, needs no key (it only reads), and stores nothing.
+/// `POST /?concat=1` answers for the list in its body what `GET ?burst=1` answers
+/// for a stored list, needs no key (it only reads), stores nothing, and takes at
+/// most 100,000 names.
 #[test]
-fn a_posted_list_bursts_like_a_stored_one_without_a_key() {
+fn posted_names_come_back_concatenated_like_a_stored_burst_without_a_key() {
     let s = TigServer::start();
     std::fs::write(s.root.join("apikey"), "topsecret\n").expect("apikey");
     let c = http();
@@ -208,42 +209,56 @@ fn a_posted_list_bursts_like_a_stored_one_without_a_key() {
     let b = store(&c, &s, b"def");
     let empty = store(&c, &s, b"");
     let list = format!("{a}\r\n\n{}{b}\n{empty}\n{a}", s.url);
-    let post = |body: &str| {
+    let post = |query: &str, body: &str| {
         let r = c
-            .post(format!("{}/?burst=1", s.url))
+            .post(format!("{}/?{query}", s.url))
             .body(body.to_string())
             .send()
             .expect("post");
-        let members = r
+        let count = r
             .headers()
-            .get("tig-burst-members")
+            .get("tig-concat-count")
             .map(|v| v.to_str().expect("ascii").to_string());
         (
             r.status().as_u16(),
-            members,
+            count,
             r.bytes().expect("body").to_vec(),
         )
     };
-    let (status, members, body) = post(&list);
-    assert_eq!((status, members.as_deref()), (200, Some("4")));
+    let (status, count, body) = post("concat=1", &list);
+    assert_eq!((status, count.as_deref()), (200, Some("4")));
     assert_eq!(body, b"abcdefabc");
     let lp = store(&c, &s, list.as_bytes());
     assert_eq!(burst(&c, &s, &lp), (200, body));
-    // Nothing was stored by the POST itself: the stored copy above is the first.
+    // Nothing was stored by the POST itself.
     let other = format!("{b}\n{a}\n");
-    post(&other);
+    assert_eq!(post("concat=1", &other).0, 200);
     let h = sha256_hex(other.as_bytes());
     assert_eq!(c.head(s.obj_url(&h)).send().expect("head").status(), 404);
 
-    assert_eq!(post(""), (200, Some("0".into()), vec![]));
-    let (status, _, text) = post(&format!("{a}\n/apikey\n"));
+    assert_eq!(post("concat=1", ""), (200, Some("0".into()), vec![]));
+    let (status, _, text) = post("concat=1", &format!("{a}\n/apikey\n"));
     assert_eq!(status, 400);
     assert!(String::from_utf8_lossy(&text).contains("line 2"));
     let gone = sha256_hex(b"never stored");
-    let (status, members, text) = post(&format!("{a}\n/{gone}.tig\n"));
-    assert_eq!((status, members), (404, None));
+    let (status, count, text) = post("concat=1", &format!("{a}\n/{gone}.tig\n"));
+    assert_eq!((status, count), (404, None));
     assert!(
         String::from_utf8_lossy(&text).contains(&gone),
         "names the member"
     );
+    let many = format!("{a}\n").repeat(100_001);
+    let (status, _, text) = post("concat=1", &many);
+    assert_eq!(status, 400);
+    assert!(
+        String::from_utf8_lossy(&text).contains("100000"),
+        "{}",
+        String::from_utf8_lossy(&text)
+    );
+    // Only on POST /, and alone.
+    for q in ["concat=1&missing=1", "concat=1&batch=1"] {
+        assert_eq!(post(q, &list).0, 400, "{q}");
+    }
+    let r = c.get(format!("{}{a}?concat=1", s.url)).send().expect("get");
+    assert_eq!(r.status(), 400);
 }
