@@ -154,8 +154,9 @@ fn a_wide_deep_tree_comes_back_bit_for_bit_with_its_modes() {
     assert_eq!(listing(&empty), listing(&src));
 }
 
-#[test]
-fn a_file_whose_object_fails_verification_is_never_left_behind() {
+/// A server holding a snapshot of `src/sub/f00`..`f39` (`file N\n` each): the
+/// server, the temp dir, the cache dir, `src` and the root.
+fn forty_files() -> (TigServer, tempfile::TempDir, PathBuf, PathBuf, String) {
     let s = TigServer::start();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
@@ -165,6 +166,12 @@ fn a_file_whose_object_fails_verification_is_never_left_behind() {
         std::fs::write(src.join(format!("sub/f{i:02}")), format!("file {i}\n")).unwrap();
     }
     let root = snapshot_root(&s, &cache, &src);
+    (s, dir, cache, src, root)
+}
+
+#[test]
+fn a_file_whose_object_fails_verification_is_never_left_behind() {
+    let (s, dir, cache, src, root) = forty_files();
     // Swap the bytes of one file's object on the server's disk.
     let victim = s.obj_file(&common::sha256_hex(b"file 17\n"));
     std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -219,19 +226,11 @@ fn a_file_whose_object_is_longer_or_shorter_than_the_tree_says_is_refused() {
     }
 }
 
-/// Small files come in batches (`POST /?burst=1`); a member the server lost fails
+/// Small files come in batches (`POST /?concat=1`); a member the server lost fails
 /// its batch, which is then restored file by file: the error names the object.
 #[test]
 fn an_object_the_server_lost_fails_the_restore_naming_it() {
-    let s = TigServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
-    let src = dir.path().join("src");
-    std::fs::create_dir_all(src.join("sub")).unwrap();
-    for i in 0..40 {
-        std::fs::write(src.join(format!("sub/f{i:02}")), format!("file {i}\n")).unwrap();
-    }
-    let root = snapshot_root(&s, &cache, &src);
+    let (s, dir, cache, _, root) = forty_files();
     let lost = common::sha256_hex(b"file 17\n");
     std::fs::remove_file(s.obj_file(&lost)).unwrap();
     let dst = dir.path().join("dst");
