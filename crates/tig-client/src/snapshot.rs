@@ -305,7 +305,8 @@ impl Client {
             counts: stats.counts(),
         };
         drop(nodes);
-        std::thread::spawn(move || drop((root, cache, stats)));
+        // (Should no thread be had, the closure and all it holds drop right here.)
+        let _ = std::thread::Builder::new().spawn(move || drop((root, cache, stats)));
         Ok(done)
     }
 
@@ -735,8 +736,8 @@ fn known_job(data: Bytes, id: ObjectId, source: &Arc<PathBuf>) -> Job {
 const BLOB_IN_MEMORY_MAX: u64 = 16 << 20;
 
 /// Files up to this size are restored in batches ([`Client::restore_batch`]) of at
-/// most [`RESTORE_BATCH_FILES`] files and [`RESTORE_BATCH_BYTES`] bytes (a batch is held in memory,
-/// once per job).
+/// most [`RESTORE_BATCH_FILES`] files and [`RESTORE_BATCH_BYTES`] bytes (a batch
+/// is held in memory, once per job).
 const RESTORE_BATCH_FILE_MAX: u64 = 1 << 20;
 const RESTORE_BATCH_FILES: usize = 512;
 const RESTORE_BATCH_BYTES: u64 = 8 << 20;
