@@ -427,10 +427,12 @@ impl FsStore {
             Some(w) => Some(w.finish().await?),
             None => None,
         };
+        let mut tail = pending.concat();
+        tail.extend_from_slice(&small);
         Ok(Incoming {
             id: hasher.finish(),
             temp,
-            tail: [pending.concat(), small.to_vec()].concat(),
+            tail,
         })
     }
 }
