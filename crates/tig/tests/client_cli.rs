@@ -584,12 +584,7 @@ fn the_walk_without_rules_sees_what_the_walk_with_rules_sees() {
 #[test]
 fn restore_refuses_trees_that_escape_or_lie() {
     let s = small_server();
-    let http = common::http();
-    let put = |body: Vec<u8>| -> String {
-        let r = http.put(format!("{}/", s.url)).body(body).send().unwrap();
-        assert_eq!(r.status(), 200);
-        r.text().unwrap()
-    };
+    let put = |body: Vec<u8>| s.put(&body);
     let blob = put(b"evil".to_vec());
     let dir = tempfile::tempdir().unwrap();
     for line in [

@@ -204,12 +204,7 @@ fn a_file_whose_object_fails_verification_is_never_left_behind() {
 #[test]
 fn a_file_whose_object_is_longer_or_shorter_than_the_tree_says_is_refused() {
     let s = TigServer::start();
-    let http = common::http();
-    let put = |body: Vec<u8>| -> String {
-        let r = http.put(format!("{}/", s.url)).body(body).send().unwrap();
-        assert_eq!(r.status(), 200);
-        r.text().unwrap()
-    };
+    let put = |body: Vec<u8>| s.put(&body);
     let blob = put(b"twelve bytes".to_vec());
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");

@@ -9,16 +9,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn put(s: &TigServer, body: &[u8]) -> String {
-    let r = http()
-        .put(format!("{}/", s.url))
-        .body(body.to_vec())
-        .send()
-        .expect("put");
-    assert_eq!(r.status(), 200);
-    r.text().expect("path")
-}
-
 /// A loopback port that is free right now (bound, then released).
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -33,7 +23,7 @@ fn a_read_is_answered_from_the_peer_that_has_the_object() {
     let b = TigServer::start();
     let a = TigServer::start_with(None, &["--peers", &b.url], &[]);
     let c = http();
-    let path = put(&b, b"only on b");
+    let path = b.put(b"only on b");
     let h = sha256_hex(b"only on b");
     assert!(!a.obj_file(&h).exists());
 
@@ -67,7 +57,7 @@ fn a_read_is_answered_from_the_peer_that_has_the_object() {
 fn peers_from_env() {
     let b = TigServer::start();
     let a = TigServer::start_with(None, &[], &[("TIG_PEERS", &b.url)]);
-    let path = put(&b, b"env peers");
+    let path = b.put(b"env peers");
     let r = http().get(format!("{}{path}", a.url)).send().expect("get");
     assert_eq!(r.text().expect("t"), "env peers");
 }
@@ -93,7 +83,7 @@ fn peers_pointing_at_each_other_do_not_loop() {
     let absent = sha256_hex(b"in neither");
     assert_eq!(c.get(a.obj_url(&absent)).send().expect("get").status(), 404);
     assert_eq!(c.get(b.obj_url(&absent)).send().expect("get").status(), 404);
-    let path = put(&a, b"on a");
+    let path = a.put(b"on a");
     let r = c.get(format!("{}{path}", b.url)).send().expect("get");
     assert_eq!(r.text().expect("t"), "on a");
 }
@@ -105,12 +95,12 @@ fn dead_peers_are_skipped() {
     // A dead peer first, then a live one.
     let a = TigServer::start_with(None, &["--peers", &format!("{dead},{}", b.url)], &[]);
     let c = http();
-    let path = put(&b, b"behind a dead peer");
+    let path = b.put(b"behind a dead peer");
     let r = c.get(format!("{}{path}", a.url)).send().expect("get");
     assert_eq!(r.text().expect("t"), "behind a dead peer");
     let absent = sha256_hex(b"nowhere at all");
     assert_eq!(c.get(a.obj_url(&absent)).send().expect("get").status(), 404);
-    let local = put(&a, b"local");
+    let local = a.put(b"local");
     assert_eq!(
         c.get(format!("{}{local}", a.url))
             .send()
@@ -129,7 +119,7 @@ fn cluster_dns_name_with_port() {
         &["--cluster", &format!("localhost:{}", b.port())],
         &[],
     );
-    let path = put(&b, b"found through dns");
+    let path = b.put(b"found through dns");
     let r = http().get(format!("{}{path}", a.url)).send().expect("get");
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().expect("t"), "found through dns");
@@ -150,7 +140,7 @@ fn lifetime_offloads_objects_to_peers_then_exits() {
     let bodies: Vec<Vec<u8>> = (0..20)
         .map(|i| pseudo_random(i, 1000 + i as usize * 5000))
         .collect();
-    let paths: Vec<String> = bodies.iter().map(|b| put(&a, b)).collect();
+    let paths: Vec<String> = bodies.iter().map(|b| a.put(b)).collect();
     let status = a
         .wait_exit(Duration::from_secs(60))
         .expect("exits after its lifetime");
@@ -193,7 +183,7 @@ fn lifetime_offload_keeps_slots_as_slots() {
 fn sigterm_offloads_to_peers_and_exits_zero() {
     let b = TigServer::start();
     let mut a = TigServer::start_with(None, &["--peers", &b.url], &[]);
-    let path = put(&a, b"handed over on sigterm");
+    let path = a.put(b"handed over on sigterm");
     let status = a.terminate(Duration::from_secs(60)).expect("exits");
     assert_eq!(status.code(), Some(0));
     let r = http().get(format!("{}{path}", b.url)).send().expect("get");

@@ -10,16 +10,6 @@ use std::process::Command;
 
 use common::*;
 
-fn put(s: &TigServer, body: &[u8]) -> String {
-    let r = http()
-        .put(format!("{}/", s.url))
-        .body(body.to_vec())
-        .send()
-        .expect("put");
-    assert_eq!(r.status(), 200, "{:?}", r.text());
-    r.text().expect("path")
-}
-
 fn lines(s: &str) -> Vec<&str> {
     s.lines().collect()
 }
@@ -85,7 +75,7 @@ fn many_names_never_wrong_either_way() {
         let path = obj_path(data.as_bytes());
         // Every third is stored, every seventh of the rest becomes a slot.
         if i % 3 == 0 {
-            put(&s, data.as_bytes());
+            s.put(data.as_bytes());
         } else {
             if i % 7 == 0 {
                 let r = http()
@@ -111,7 +101,7 @@ fn many_names_never_wrong_either_way() {
 #[test]
 fn bad_bodies_are_refused_naming_the_line() {
     let s = TigServer::start();
-    let a = put(&s, b"here");
+    let a = s.put(b"here");
     for (body, line) in [
         (format!("{a}\n/apikey\n"), "line 2"),
         (format!("{a}\n{}\n", &a[1..]), "line 2"),
@@ -150,8 +140,8 @@ fn bad_bodies_are_refused_naming_the_line() {
 fn a_cluster_answers_for_what_its_peers_hold() {
     let b = TigServer::start();
     let a = TigServer::start_with(None, &["--peers", &b.url], &[]);
-    let on_a = put(&a, b"on a");
-    let on_b = put(&b, b"on b");
+    let on_a = a.put(b"on a");
+    let on_b = b.put(b"on b");
     let slot_on_b = obj_path(b"slot on b");
     http()
         .put(format!("{}{slot_on_b}", b.url))
@@ -180,7 +170,7 @@ fn a_cluster_answers_for_what_its_peers_hold() {
 #[test]
 fn curl_as_in_the_readme() {
     let s = TigServer::start();
-    let here = put(&s, b"here");
+    let here = s.put(b"here");
     let gone = obj_path(b"gone");
     let dir = tempfile::tempdir().expect("tmp");
     let list = dir.path().join("names");

@@ -319,6 +319,17 @@ impl TigServer {
         format!("{}/{}.tig", self.url, h)
     }
 
+    /// `PUT URL/` of `body` (no key), which must answer 200; the path it names.
+    pub fn put(&self, body: &[u8]) -> String {
+        let r = http()
+            .put(format!("{}/", self.url))
+            .body(body.to_vec())
+            .send()
+            .expect("put");
+        assert_eq!(r.status(), 200, "{:?}", r.text());
+        r.text().expect("path")
+    }
+
     /// The on-disk file of object `h`.
     pub fn obj_file(&self, h: &str) -> PathBuf {
         self.root.join(format!("{h}.tig"))
