@@ -6,8 +6,6 @@
 //! bytes) — nor told apart from tampered content; they are kept, and counted apart.
 
 use std::path::Path;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use indicatif::ProgressBar;
 use tig_core::ObjectId;
@@ -61,55 +59,22 @@ impl Client {
             .collect();
         res.present = res.listed - missing.len() as u64;
         let pb = progress::bar(self.cfg.progress, None, "backup");
-        let next = AtomicUsize::new(0);
-        let failure: Mutex<Option<Error>> = Mutex::new(None);
-        let (fetched, bytes, verified, slots, vanished) = (
-            AtomicU64::new(0),
-            AtomicU64::new(0),
-            AtomicU64::new(0),
-            AtomicU64::new(0),
-            AtomicU64::new(0),
-        );
-        std::thread::scope(|s| {
-            for _ in 0..self.cfg.jobs.min(missing.len()) {
-                s.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(id) = missing.get(i) else { break };
-                        match self.backup_one(id, dest, &pb) {
-                            Ok(Some((n, ok))) => {
-                                fetched.fetch_add(1, Ordering::Relaxed);
-                                bytes.fetch_add(n, Ordering::Relaxed);
-                                if ok {
-                                    verified.fetch_add(1, Ordering::Relaxed);
-                                } else {
-                                    slots.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
-                            Ok(None) => {
-                                vanished.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(e) => {
-                                next.store(missing.len(), Ordering::Relaxed);
-                                if let Ok(mut f) = failure.lock() {
-                                    f.get_or_insert(e);
-                                }
-                                break;
-                            }
-                        }
-                    }
-                });
-            }
-        });
+        let done = self.parallel(&missing, |id| self.backup_one(id, dest, &pb));
         pb.finish_and_clear();
-        if let Some(e) = failure.into_inner().ok().flatten() {
-            return Err(e);
+        for one in done? {
+            match one {
+                Some((n, verified)) => {
+                    res.fetched += 1;
+                    res.fetched_bytes += n;
+                    if verified {
+                        res.verified += 1;
+                    } else {
+                        res.unverifiable += 1;
+                    }
+                }
+                None => res.vanished += 1,
+            }
         }
-        res.fetched = fetched.into_inner();
-        res.fetched_bytes = bytes.into_inner();
-        res.verified = verified.into_inner();
-        res.unverifiable = slots.into_inner();
-        res.vanished = vanished.into_inner();
         Ok(res)
     }
 

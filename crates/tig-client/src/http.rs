@@ -10,6 +10,7 @@
 //! timeout, since reqwest would count the whole upload against it.
 
 use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -271,6 +272,51 @@ impl Client {
             delay = (delay * 2).min(Duration::from_secs(5));
             attempt += 1;
         }
+    }
+
+    /// Runs `f` on every item on up to `jobs` threads; the results in order, or
+    /// the first error (the other threads stop taking items).
+    pub(crate) fn parallel<T: Sync, R: Send>(
+        &self,
+        items: &[T],
+        f: impl Fn(&T) -> Result<R> + Sync,
+    ) -> Result<Vec<R>> {
+        let next = AtomicUsize::new(0);
+        let failure: Mutex<Option<Error>> = Mutex::new(None);
+        let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+        std::thread::scope(|s| {
+            for _ in 0..self.cfg.jobs.min(items.len()) {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        match f(item) {
+                            Ok(r) => {
+                                if let Ok(mut g) = results.lock() {
+                                    g[i] = Some(r);
+                                }
+                            }
+                            Err(err) => {
+                                next.store(items.len(), Ordering::Relaxed);
+                                if let Ok(mut f) = failure.lock() {
+                                    f.get_or_insert(err);
+                                }
+                                break;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = failure.into_inner().ok().flatten() {
+            return Err(e);
+        }
+        results
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .into_iter()
+            .map(|r| r.ok_or_else(|| Error::invalid("parallel", "a step was abandoned")))
+            .collect()
     }
 
     /// Turns a non-2xx answer into an error naming `what`.

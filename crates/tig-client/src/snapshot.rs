@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -492,51 +492,6 @@ impl Client {
         res.files = (small.len() + other.len() + bursts.len()) as u64;
         res.bytes = written.into_inner();
         Ok(res)
-    }
-
-    /// Runs `f` on every item on up to `jobs` threads; the results in order, or
-    /// the first error (the other threads stop taking items).
-    fn parallel<T: Sync, R: Send>(
-        &self,
-        items: &[T],
-        f: impl Fn(&T) -> Result<R> + Sync,
-    ) -> Result<Vec<R>> {
-        let next = AtomicUsize::new(0);
-        let failure: Mutex<Option<Error>> = Mutex::new(None);
-        let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
-        std::thread::scope(|s| {
-            for _ in 0..self.cfg.jobs.min(items.len()) {
-                s.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(item) = items.get(i) else { break };
-                        match f(item) {
-                            Ok(r) => {
-                                if let Ok(mut g) = results.lock() {
-                                    g[i] = Some(r);
-                                }
-                            }
-                            Err(err) => {
-                                next.store(items.len(), Ordering::Relaxed);
-                                if let Ok(mut f) = failure.lock() {
-                                    f.get_or_insert(err);
-                                }
-                                break;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        if let Some(e) = failure.into_inner().ok().flatten() {
-            return Err(e);
-        }
-        results
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner())
-            .into_iter()
-            .map(|r| r.ok_or_else(|| Error::invalid("restore", "a parallel step was abandoned")))
-            .collect()
     }
 
     /// Restores `batch` (small files of one object each) from one `POST /?concat=1`:
