@@ -149,6 +149,8 @@ impl Client {
              -> Result<(HashSet<ObjectId>, bool)> {
                 let lacking = batch.flush(submit)?;
                 let mut changed_any = false;
+                // Lacking ids sent again from a re-read file.
+                let mut resent: HashSet<ObjectId> = HashSet::default();
                 for i in pending.drain(..) {
                     if !leaves[i].iter().any(|id| lacking.contains(id)) {
                         stats.skip_many(leaves[i].len() as u64, sizes[i]);
@@ -166,6 +168,7 @@ impl Client {
                     sizes[i] = data.iter().map(|d| d.len() as u64).sum();
                     for (id, data) in ids.iter().zip(data) {
                         if changed || lacking.contains(id) {
+                            resent.insert(*id);
                             submit(Job {
                                 data,
                                 id: Some(*id),
@@ -175,6 +178,12 @@ impl Client {
                         }
                     }
                     leaves[i] = ids;
+                }
+                // A lacking id no re-read file still names (its file changed behind
+                // a stamp that lied) was decided but not sent: a cached file of a
+                // later batch naming it must be read again, so undecide it.
+                for id in lacking.iter().filter(|id| !resent.contains(id)) {
+                    batch.reopen(id);
                 }
                 Ok((lacking, changed_any))
             };

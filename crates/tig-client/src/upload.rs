@@ -247,6 +247,13 @@ impl<'a> Batcher<'a> {
         Ok(out)
     }
 
+    /// Undecides `id`: a later batch that names it asks (or is told) about it
+    /// again. For a lacking id that [`Batcher::flush`] returned but nobody sent
+    /// (the file that named it was read again and no longer does).
+    pub(crate) fn reopen(&mut self, id: &ObjectId) {
+        self.handled.remove(id);
+    }
+
     /// Whether the server answers `?missing=1` (as far as seen).
     pub(crate) fn bulk(&self) -> bool {
         !self.unsupported

@@ -328,3 +328,72 @@ fn objects_the_server_lost_are_sent_again_despite_the_cache() {
     restore(&s, cache.path(), &v["root"], &out);
     assert_eq!(contents(&out), contents(&src));
 }
+
+/// Rewrites the cache entry of `name` to `path`'s current stamp, keeping the ids it
+/// holds: the stamp now lies about the file's bytes. The header's start moves a day
+/// ahead, so no entry is "racily clean".
+fn make_the_cache_lie(cache: &Path, name: &str, path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let files: Vec<PathBuf> = walk(&cache.join("tig"));
+    assert_eq!(files.len(), 1, "{files:?}");
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    let m = std::fs::metadata(path).unwrap();
+    let mut out = String::new();
+    for (n, line) in text.lines().enumerate() {
+        let f: Vec<&str> = line.split(' ').collect();
+        if n == 0 {
+            let later = SystemTime::now() + Duration::from_secs(86_400);
+            let secs = later.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+            out += &format!("{} {} {}\n", f[0], f[1], secs.as_secs());
+        } else if f.len() == 9 && f[8] == name {
+            out += &format!(
+                "{} {} {} {} {} {} {} {} {}\n",
+                m.size(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec(),
+                m.ino(),
+                m.dev(),
+                f[7],
+                f[8]
+            );
+        } else {
+            out += line;
+            out += "\n";
+        }
+    }
+    assert_ne!(out, text, "no entry for {name}");
+    std::fs::write(&files[0], out).unwrap();
+}
+
+/// A cached file whose chunk the server lost is read again and turns out changed
+/// (its stamp lied), so it no longer names that chunk; another cached file that
+/// still names it, met in a later batch (over 32 MiB of read bytes later), must
+/// still get it sent.
+#[test]
+fn a_lost_chunk_a_changed_file_dropped_is_sent_for_a_later_file_naming_it() {
+    let s = TigServer::start();
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let shared = b"the same bytes in a and c\n";
+    std::fs::write(src.join("a"), shared).unwrap();
+    std::fs::write(src.join("b.bin"), pseudo_random(1, 33 * MIB)).unwrap();
+    std::fs::write(src.join("c"), shared).unwrap();
+    set_mtimes_in_the_past(&src);
+    snapshot(&s, cache.path(), &src, &[]);
+
+    std::fs::write(src.join("b.bin"), pseudo_random(2, 33 * MIB)).unwrap();
+    std::fs::write(src.join("a"), b"THE SAME BYTES IN A AND C\n").unwrap();
+    set_mtimes_in_the_past(&src);
+    make_the_cache_lie(cache.path(), "a", &src.join("a"));
+    std::fs::remove_file(s.obj_file(&sha256_hex(shared))).unwrap();
+
+    let v = snapshot(&s, cache.path(), &src, &[]);
+    assert!(s.obj_file(&sha256_hex(shared)).exists(), "{v}");
+    let out = dir.path().join("out");
+    restore(&s, cache.path(), &v["root"], &out);
+    assert_eq!(contents(&out), contents(&src));
+}
