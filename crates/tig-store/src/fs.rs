@@ -63,7 +63,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -80,8 +80,15 @@ use crate::{
 
 mod publish;
 
-/// Received bytes are written to the temp file in pieces of about this size.
+/// A body is kept in memory up to about this size; past it, it is written to a
+/// temp file in batches of at least this size.
 const FLUSH_AT: usize = 128 * 1024;
+/// The largest batch a lone upload writes at once: fewer, larger batches mean
+/// fewer wake-ups of the writing thread (a 256 MiB upload: ~2,000 → ~260).
+const FLUSH_AT_MOST: usize = 1024 * 1024;
+/// Batches are sized so that all uploads writing at once share about this much:
+/// a few get [`FLUSH_AT_MOST`], many get [`FLUSH_AT`] each (memory stays bounded).
+const FLUSH_SHARED: usize = 4 * 1024 * 1024;
 /// Received pieces smaller than this are copied together before they are queued
 /// for the temp file; larger ones are queued as they are.
 const COALESCE_BELOW: usize = 16 * 1024;
@@ -163,6 +170,8 @@ struct Inner {
     opts: FsOptions,
     locks: Box<[Arc<AsyncMutex<()>>]>,
     counter: AtomicU64,
+    /// Uploads writing to a temp file right now (sizes their batches).
+    spilling: AtomicUsize,
     /// Kinds of files whose mode could not be set to a mark, by name, with the
     /// inode and length they were decided for (any change means: decide again).
     unmarked: Mutex<HashMap<ObjectId, (u64, u64, Kind)>>,
@@ -241,6 +250,7 @@ impl FsStore {
                 opts,
                 locks,
                 counter: AtomicU64::new(0),
+                spilling: AtomicUsize::new(0),
                 unmarked: Mutex::new(HashMap::new()),
                 publisher: publish::Publisher::default(),
             }),
@@ -376,6 +386,7 @@ impl FsStore {
         let mut pending_len = 0usize;
         let mut writer: Option<TempWriter> = None;
         let mut writer_stopped = false;
+        let mut flush_at = FLUSH_AT;
         let received: Result<(), StoreError> = async {
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(StoreError::Body)?;
@@ -396,11 +407,12 @@ impl FsStore {
                     }
                     pending.push(chunk);
                 }
-                if pending_len >= FLUSH_AT {
+                if pending_len >= flush_at {
                     if !small.is_empty() {
                         pending.push(small.split().freeze());
                     }
                     let w = writer.get_or_insert_with(|| TempWriter::spawn(self.inner.clone()));
+                    flush_at = w.batch_size();
                     let full = std::mem::take(&mut pending);
                     pending_len = 0;
                     if !w.send(full).await {
@@ -444,15 +456,33 @@ impl FsStore {
 struct TempWriter {
     queue: tokio::sync::mpsc::Sender<Vec<Bytes>>,
     done: tokio::task::JoinHandle<io::Result<TempFile>>,
+    spilling: Spilling,
 }
 
-/// Batches (of about [`FLUSH_AT`] bytes each) queued for one temp file: with the
-/// one being hashed and the one being written, an upload holds ~3 × 128 KiB (and
-/// the read buffers those pieces were split from).
+/// Batches queued for one temp file: with the one being hashed and the one being
+/// written, an upload holds ~3 batches (and the read buffers their pieces were
+/// split from): 3 × 1 MiB alone, 3 × 128 KiB each among many.
 const WRITE_QUEUE: usize = 1;
+
+/// An upload's batch size when `spilling` uploads write to temp files: its share
+/// of [`FLUSH_SHARED`], at least [`FLUSH_AT`] and at most [`FLUSH_AT_MOST`].
+fn batch_size(spilling: usize) -> usize {
+    (FLUSH_SHARED / spilling.max(1)).clamp(FLUSH_AT, FLUSH_AT_MOST)
+}
+
+/// Counts an upload in [`Inner::spilling`] while it lives.
+struct Spilling(Arc<Inner>);
+
+impl Drop for Spilling {
+    fn drop(&mut self) {
+        self.0.spilling.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 impl TempWriter {
     fn spawn(inner: Arc<Inner>) -> Self {
+        inner.spilling.fetch_add(1, Ordering::Relaxed);
+        let spilling = Spilling(inner.clone());
         let (queue, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(WRITE_QUEUE);
         let done = tokio::task::spawn_blocking(move || {
             let mut t = inner.new_temp()?;
@@ -461,7 +491,16 @@ impl TempWriter {
             }
             Ok(t)
         });
-        Self { queue, done }
+        Self {
+            queue,
+            done,
+            spilling,
+        }
+    }
+
+    /// How many bytes to gather before the next batch (see [`batch_size`]).
+    fn batch_size(&self) -> usize {
+        batch_size(self.spilling.0.spilling.load(Ordering::Relaxed))
     }
 
     /// Queues a batch; `false` when the writer has stopped (it failed:
@@ -472,7 +511,7 @@ impl TempWriter {
 
     /// Waits until every queued batch is written; the temp file.
     async fn finish(self) -> Result<TempFile, StoreError> {
-        let Self { queue, done } = self;
+        let Self { queue, done, .. } = self;
         drop(queue);
         Ok(done
             .await
@@ -1571,6 +1610,18 @@ mod tests {
         assert_eq!(id, ObjectId::digest(&data));
         assert_eq!(leftovers(dir.path()), vec![id.file_name()]);
         assert_eq!(fs::read(dir.path().join(id.file_name())).unwrap(), data);
+        assert_eq!(s.inner.spilling.load(Ordering::Relaxed), 0);
+    }
+
+    /// A lone upload writes in large batches; many at once share the memory.
+    #[test]
+    fn batches_shrink_as_uploads_share_the_writers() {
+        assert_eq!(batch_size(0), FLUSH_AT_MOST);
+        assert_eq!(batch_size(1), FLUSH_AT_MOST);
+        assert_eq!(batch_size(4), FLUSH_AT_MOST);
+        assert_eq!(batch_size(8), FLUSH_SHARED / 8);
+        assert_eq!(batch_size(64), FLUSH_AT);
+        assert_eq!(batch_size(usize::MAX), FLUSH_AT);
     }
 
     /// Pieces of every size, tiny (copied together) and large (queued as they
@@ -1610,6 +1661,7 @@ mod tests {
         let err = s.put_content(body, u64::MAX).await.unwrap_err();
         assert!(matches!(err, StoreError::Body(_)), "{err}");
         assert!(leftovers(dir.path()).is_empty());
+        assert_eq!(s.inner.spilling.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]
