@@ -89,6 +89,8 @@ pub struct Cache {
     /// The lists and trees of the snapshot that wrote the loaded file, and of this one.
     old_trees: Vec<ObjectId>,
     new_trees: Vec<ObjectId>,
+    /// Every id the loaded file names, each once (until taken).
+    old_ids: HashSet<ObjectId>,
 }
 
 impl Cache {
@@ -101,6 +103,7 @@ impl Cache {
             new: HashMap::default(),
             old_trees: Vec::new(),
             new_trees: Vec::new(),
+            old_ids: HashSet::default(),
         }
     }
 
@@ -125,34 +128,29 @@ impl Cache {
         h.update(format!("{server}\n{max_chunk}\n").as_bytes());
         h.update(root.as_os_str().as_encoded_bytes());
         let file = dir.join(format!("snapshot-{}", &h.finish().to_hex()[..32]));
-        let (written, old_trees, old) = match std::fs::read(&file) {
+        let parsed = match std::fs::read(&file) {
             Ok(bytes) => parse(&bytes).unwrap_or_else(|| {
                 tracing::debug!(file = %file.display(), "ignoring a corrupt snapshot cache");
-                (0, Vec::new(), HashMap::default())
+                Parsed::default()
             }),
-            Err(_) => (0, Vec::new(), HashMap::default()),
+            Err(_) => Parsed::default(),
         };
         Self {
             file: Some(file),
-            written,
-            old,
+            written: parsed.written,
+            old: parsed.entries,
             new: HashMap::default(),
-            old_trees,
+            old_trees: parsed.trees,
             new_trees: Vec::new(),
+            old_ids: parsed.ids,
         }
     }
 
-    /// Every id the loaded file names (each once): the chunks of its files and the
-    /// last snapshot's lists and trees. Empty when nothing was loaded.
-    pub fn ids(&self) -> Vec<ObjectId> {
-        let mut seen = HashSet::default();
-        self.old
-            .values()
-            .flat_map(|e| &e.chunks)
-            .chain(&self.old_trees)
-            .filter(|id| seen.insert(**id))
-            .copied()
-            .collect()
+    /// Every id the loaded file names, each once: the chunks of its files and the
+    /// last snapshot's lists and trees. Empty when nothing was loaded, and after
+    /// the first call (they are handed over, not copied).
+    pub fn take_ids(&mut self) -> HashSet<ObjectId> {
+        std::mem::take(&mut self.old_ids)
     }
 
     /// The chunk ids of the file at `name` (relative path bytes) if its stamp is
@@ -254,11 +252,24 @@ impl Cache {
     }
 }
 
+/// A parsed cache file.
+#[derive(Default)]
+struct Parsed {
+    written: i64,
+    trees: Vec<ObjectId>,
+    entries: HashMap<Vec<u8>, Entry>,
+    /// Every id named (chunks and trees), each once.
+    ids: HashSet<ObjectId>,
+}
+
 /// Parses a cache file; `None` if anything in it is malformed.
-#[allow(clippy::type_complexity)]
-fn parse(bytes: &[u8]) -> Option<(i64, Vec<ObjectId>, HashMap<Vec<u8>, Entry>)> {
+///
+/// It is read on every snapshot, while the tree is walked, before the server can
+/// be asked about the ids it names: lines and fields are found with `memchr`,
+/// numbers parsed by hand, and names without `%` copied as they are.
+fn parse(bytes: &[u8]) -> Option<Parsed> {
     let text = std::str::from_utf8(bytes).ok()?;
-    let mut lines = text.lines();
+    let mut lines = Lines { rest: text };
     let written: i64 = lines.next()?.strip_prefix(HEADER)?.trim().parse().ok()?;
     let trees = lines.next()?.strip_prefix(TREES)?.trim();
     let trees = if trees.is_empty() {
@@ -269,23 +280,26 @@ fn parse(bytes: &[u8]) -> Option<(i64, Vec<ObjectId>, HashMap<Vec<u8>, Entry>)> 
             .map(|h| ObjectId::from_hex(h).ok())
             .collect::<Option<Vec<_>>>()?
     };
-    // One entry a line: sized up front, not grown (and rehashed) as it fills.
-    let mut out = HashMap::with_capacity_and_hasher(
-        bytes.iter().filter(|&&b| b == b'\n').count(),
-        Default::default(),
-    );
+    // One entry a line (most of one chunk): sized up front, not grown (and
+    // rehashed) as they fill.
+    let n = memchr::memchr_iter(b'\n', bytes).count();
+    let mut entries = HashMap::with_capacity_and_hasher(n, Default::default());
+    let mut ids = HashSet::with_capacity_and_hasher(n + trees.len(), Default::default());
+    ids.extend(trees.iter().copied());
     for line in lines {
-        let mut f = line.splitn(9, ' ');
-        let mut num = || f.next()?.parse::<i64>().ok();
+        let mut rest = line;
+        let mut num = || -> Option<i64> { parse_i64(field(&mut rest)?) };
         let (size, ms, mn, cs, cn, ino, dev) =
             (num()?, num()?, num()?, num()?, num()?, num()?, num()?);
-        let chunks = f
-            .next()?
-            .split(',')
-            .map(|h| ObjectId::from_hex(h).ok())
-            .collect::<Option<Vec<_>>>()?;
-        let name = unescape_name(f.next()?)?;
-        if chunks.is_empty() || name.is_empty() {
+        let hexes = field(&mut rest)?;
+        let mut chunks = Vec::with_capacity(hexes.len() / (tig_core::HEX_LEN + 1) + 1);
+        for h in hexes.split(',') {
+            let id = ObjectId::from_hex(h).ok()?;
+            chunks.push(id);
+            ids.insert(id);
+        }
+        let name = unescape_name(rest)?;
+        if name.is_empty() {
             return None;
         }
         let stamp = FileStamp {
@@ -300,9 +314,65 @@ fn parse(bytes: &[u8]) -> Option<(i64, Vec<ObjectId>, HashMap<Vec<u8>, Entry>)> 
             chunks,
             kept: false,
         };
-        out.insert(name, e);
+        entries.insert(name, e);
     }
-    Some((written, trees, out))
+    Some(Parsed {
+        written,
+        trees,
+        entries,
+        ids,
+    })
+}
+
+/// The lines of a text (without their `\n`), found with `memchr`.
+struct Lines<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        // `\n` is ASCII, so both cuts are on character boundaries.
+        let (line, rest) = match memchr::memchr(b'\n', self.rest.as_bytes()) {
+            Some(i) => (&self.rest[..i], &self.rest[i + 1..]),
+            None => (self.rest, ""),
+        };
+        self.rest = rest;
+        Some(line)
+    }
+}
+
+/// The text up to the next space, which `rest` then starts after.
+fn field<'a>(rest: &mut &'a str) -> Option<&'a str> {
+    let i = memchr::memchr(b' ', rest.as_bytes())?;
+    let f = &rest[..i];
+    *rest = &rest[i + 1..];
+    Some(f)
+}
+
+/// A decimal `i64` with an optional `-` (what `write` prints), nothing else.
+fn parse_i64(s: &str) -> Option<i64> {
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, s),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for b in digits.bytes() {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_sub(i64::from(d))?;
+    }
+    // Accumulated negative, so that i64::MIN parses too.
+    if neg { Some(v) } else { v.checked_neg() }
 }
 
 #[cfg(test)]
@@ -334,10 +404,10 @@ mod tests {
         c.put_trees(vec![tree, ids[1]]);
         c.save(UNIX_EPOCH + Duration::from_secs(200));
 
-        let c = Cache::load(dir.path(), "http://s", &root, 1 << 20);
+        let mut c = Cache::load(dir.path(), "http://s", &root, 1 << 20);
         assert_eq!(c.get(b"dir/na me%\n", &stamp(100)), Some(&ids[..]));
         // every id it names, each once
-        let mut all = c.ids();
+        let mut all: Vec<ObjectId> = c.take_ids().into_iter().collect();
         all.sort();
         let mut want = vec![ids[0], ids[1], tree];
         want.sort();
@@ -425,7 +495,38 @@ mod tests {
             let c = Cache::load(dir.path(), "http://s", dir.path(), 1 << 20);
             assert!(c.get(b"f", &stamp(1)).is_none());
         }
+        // A bad field anywhere in an entry (here in place of each field in turn).
+        let text = String::from_utf8(good).unwrap();
+        let entry = text.lines().nth(2).unwrap();
+        for i in 0..9 {
+            let mut f: Vec<&str> = entry.splitn(9, ' ').collect();
+            f[i] = if i == 7 { "abc" } else { "1x" };
+            if i == 8 {
+                f[i] = "%zz";
+            }
+            let bad = text.replace(entry, &f.join(" "));
+            assert!(parse(bad.as_bytes()).is_none(), "field {i}: {bad}");
+        }
         assert!(Cache::disabled().get(b"f", &stamp(1)).is_none());
         Cache::disabled().save(SystemTime::now()); // writes nothing, no panic
+    }
+
+    #[test]
+    fn numbers_are_what_write_prints_and_nothing_else() {
+        for (s, want) in [
+            ("0", Some(0)),
+            ("42", Some(42)),
+            ("-7", Some(-7)),
+            ("9223372036854775807", Some(i64::MAX)),
+            ("-9223372036854775808", Some(i64::MIN)),
+            ("9223372036854775808", None),
+            ("", None),
+            ("-", None),
+            ("+5", None),
+            ("12a", None),
+            (" 1", None),
+        ] {
+            assert_eq!(parse_i64(s), want, "{s:?}");
+        }
     }
 }

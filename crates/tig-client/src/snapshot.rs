@@ -110,11 +110,11 @@ impl Client {
         // the objects it names (those of the last snapshot) it lacks.
         let (scanned, (mut cache, mut early)) = std::thread::scope(|s| {
             let cache = s.spawn(|| {
-                let cache = match Cache::default_dir() {
+                let mut cache = match Cache::default_dir() {
                     Some(d) if !opts.no_cache => Cache::load(&d, &self.cfg.server, dir, params.max),
                     _ => Cache::disabled(),
                 };
-                let early = self.ask_early(&cache);
+                let early = self.ask_early(cache.take_ids());
                 (cache, early)
             });
             let scanned = scan(dir, opts);
@@ -319,18 +319,18 @@ impl Client {
         Ok(done)
     }
 
-    /// Asks the server which of the objects `cache` names it lacks, so that a
+    /// Asks the server which of `ids` (those the cache names) it lacks, so that a
     /// snapshot of an unchanged tree need not ask after its walk. `None` when the
     /// cache is empty, or the server does not answer or cannot be asked (the
     /// snapshot then asks in its batches, where an error is reported).
-    fn ask_early(&self, cache: &Cache) -> Option<Answer> {
-        let ids = cache.ids();
+    fn ask_early(&self, ids: HashSet<ObjectId>) -> Option<Answer> {
         if ids.is_empty() {
             return None;
         }
-        match self.missing(&ids) {
+        let list: Vec<ObjectId> = ids.iter().copied().collect();
+        match self.missing(&list) {
             Ok(lacking) => lacking.map(|lacking| Answer {
-                asked: ids.into_iter().collect(),
+                asked: ids,
                 lacking,
             }),
             Err(e) => {

@@ -218,6 +218,9 @@ fn escape_into(name: &[u8], out: &mut Vec<u8>) {
 /// Reverses [`escape_name`]; `None` on a malformed escape.
 pub fn unescape_name(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
+    if memchr::memchr(b'%', b).is_none() {
+        return Some(b.to_vec());
+    }
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
