@@ -1109,36 +1109,45 @@ fn temp_dir_for_this_process(root: &Path) -> io::Result<(PathBuf, File, usize)> 
     Ok((own, lock, removed))
 }
 
-/// Streams `len` bytes of an open file.
+/// Streams the next `len` bytes of `f` in chunks of [`READ_CHUNK`]: each read on
+/// the blocking pool straight into the buffer that is sent (one copy, where
+/// `tokio::fs::File` makes two), and the next chunk read while this one is sent.
+/// A file that ends early is an `UnexpectedEof` error (after the whole chunks
+/// it still had).
 fn file_stream(f: File, len: u64) -> BodyStream {
-    use tokio::io::AsyncReadExt;
-    let reader = tokio::fs::File::from_std(f).take(len);
-    let stream = tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK);
-    let mut seen = 0u64;
-    let mut done = false;
-    Box::pin(
-        stream
-            .map(Some)
-            .chain(futures_util::stream::iter([None]))
-            .filter_map(move |item| {
-                let out = match item {
-                    Some(Ok(b)) => {
-                        seen += b.len() as u64;
-                        Some(Ok(b))
-                    }
-                    Some(Err(e)) => {
-                        done = true;
-                        Some(Err(e))
-                    }
-                    None if !done && seen < len => Some(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "object shrank while being read",
-                    ))),
-                    None => None,
-                };
-                std::future::ready(out)
-            }),
-    )
+    type Read = tokio::task::JoinHandle<io::Result<(File, Vec<u8>)>>;
+    fn read(f: File, left: u64) -> Read {
+        let n = left.min(READ_CHUNK as u64);
+        tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::with_capacity(n as usize);
+            (&f).take(n).read_to_end(&mut buf)?;
+            if (buf.len() as u64) < n {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "object shrank while being read",
+                ));
+            }
+            Ok((f, buf))
+        })
+    }
+    let first = (len > 0).then(|| read(f, len));
+    Box::pin(futures_util::stream::unfold(
+        (first, len),
+        |(next, left)| async move {
+            let chunk = match next?.await {
+                Ok(r) => r,
+                Err(e) => Err(io::Error::other(e)),
+            };
+            match chunk {
+                Ok((f, buf)) => {
+                    let left = left - buf.len() as u64;
+                    let next = (left > 0).then(|| read(f, left));
+                    Some((Ok(Bytes::from(buf)), (next, left)))
+                }
+                Err(e) => Some((Err(e), (None, left))),
+            }
+        },
+    ))
 }
 
 impl Store for FsStore {
@@ -1611,6 +1620,51 @@ mod tests {
         assert_eq!(leftovers(dir.path()), vec![id.file_name()]);
         assert_eq!(fs::read(dir.path().join(id.file_name())).unwrap(), data);
         assert_eq!(s.inner.spilling.load(Ordering::Relaxed), 0);
+    }
+
+    /// A large object is streamed whole, in order; one cut short while it is read
+    /// ends in an error after a prefix of its bytes, never in a short success.
+    #[tokio::test]
+    async fn large_objects_stream_whole_and_a_cut_one_ends_in_an_error() {
+        let (dir, s) = store().await;
+        let data: Vec<u8> = (0..3 * READ_CHUNK + 5).map(|i| (i % 253) as u8).collect();
+        let id = s
+            .put_content(
+                Box::pin(futures_util::stream::iter([Ok(Bytes::from(data.clone()))])),
+                u64::MAX,
+            )
+            .await
+            .unwrap();
+        let collect = |body: ObjectBody| async move {
+            let ObjectBody::Stream(mut st) = body else {
+                panic!("a large object is streamed")
+            };
+            let mut got = Vec::new();
+            while let Some(piece) = st.next().await {
+                match piece {
+                    Ok(b) => got.extend_from_slice(&b),
+                    Err(e) => return (got, Some(e)),
+                }
+            }
+            (got, None)
+        };
+        let obj = s.get(id, false).await.unwrap().unwrap();
+        let (got, err) = collect(obj.body).await;
+        assert!(err.is_none(), "{err:?}");
+        assert!(got == data, "the stream differs from the object");
+
+        let obj = s.get(id, false).await.unwrap().unwrap();
+        let path = dir.path().join(id.file_name());
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len((READ_CHUNK + READ_CHUNK / 2) as u64)
+            .unwrap();
+        let (got, err) = collect(obj.body).await;
+        assert_eq!(err.map(|e| e.kind()), Some(io::ErrorKind::UnexpectedEof));
+        assert!(got.len() <= READ_CHUNK + READ_CHUNK / 2 && data.starts_with(&got));
     }
 
     /// A lone upload writes in large batches; many at once share the memory.
