@@ -16,13 +16,12 @@
 //! survives a crash or power loss.
 //!
 //! A batch of content ([`Store::put_content_batch`]) pays for that once, not per
-//! object: every member is written to its own temp file (no sync yet), writeback
-//! of all of them is started (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), then each
-//! is `fdatasync`ed (the first waits for one journal commit covering them all, the
-//! others find their data already on disk), each is linked exactly as a single
-//! upload is, and the root directory is fsynced once. On a VM disk where one fsync
-//! costs 0.4–1.8 ms and concurrent fsyncs do not merge, that is ~0.08 ms per object
-//! instead of two fsyncs each.
+//! object: every member is written to its own temp file (no sync yet), all their
+//! data is made durable together (see [`sync_data_of`]: one `syncfs` for a group
+//! of [`SYNCFS_AT`] or more on Linux ≥ 5.8, else writeback of all started with
+//! `sync_file_range` and each `fdatasync`ed), each is linked exactly as a single
+//! upload is, and the root directory is fsynced once. Small `PUT`s published
+//! together (`fs/publish.rs`) do the same.
 //!
 //! A dropped connection leaves nothing (a drop guard removes the temp file). A
 //! crash leaves at most the dead process's temp directory: each process holds an
@@ -628,8 +627,7 @@ impl Inner {
     }
 
     /// Writes every item to its own temp file, marked as content, and (with
-    /// `fsync` on) makes them all durable with one journal commit: writeback of
-    /// all is started first, then each is `fdatasync`ed.
+    /// `fsync` on) makes them all durable together ([`sync_data_of`]).
     fn write_batch(&self, items: &[Hashed]) -> io::Result<Vec<TempFile>> {
         let mut temps = Vec::with_capacity(items.len());
         for item in items {
@@ -639,12 +637,8 @@ impl Inner {
             temps.push(t);
         }
         if self.opts.fsync {
-            for t in &temps {
-                start_writeback(&t.file);
-            }
-            for t in &temps {
-                t.file.sync_data()?;
-            }
+            let files: Vec<&File> = temps.iter().map(|t| &t.file).collect();
+            sync_data_of(&files)?;
         }
         Ok(temps)
     }
@@ -976,6 +970,57 @@ impl Inner {
 fn stripe(id: ObjectId) -> usize {
     let b = id.as_bytes();
     (usize::from(b[0]) << 8 | usize::from(b[1])) % STRIPES
+}
+
+/// Groups of at least this many files are made durable with one `syncfs`.
+const SYNCFS_AT: usize = 8;
+
+/// Makes the data of every file in `files` (all on the store's filesystem)
+/// durable; an error is the whole group's.
+///
+/// Each `fdatasync` ends with a flush of the disk's write cache, so N small files
+/// cost N flushes (on this project's CI disk: 0.17–0.19 ms per file, about half
+/// of a first snapshot's time). `syncfs(2)` writes back everything dirty on the
+/// filesystem and flushes once (0.09 ms per file there). It is used for groups of
+/// at least [`SYNCFS_AT`] files on Linux 5.8 or later, the first to report
+/// writeback errors to `syncfs` (errors since the descriptor was opened: it is
+/// called on one of the files, opened for this group). Otherwise writeback of
+/// every file is started first and each is `fdatasync`ed.
+fn sync_data_of(files: &[&File]) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    if files.len() >= SYNCFS_AT && syncfs_reports_errors() {
+        return Ok(rustix::fs::syncfs(files[0])?);
+    }
+    for f in files {
+        start_writeback(f);
+    }
+    for f in files {
+        f.sync_data()?;
+    }
+    Ok(())
+}
+
+/// Whether the running kernel is Linux 5.8 or later (`syncfs` reports
+/// writeback errors); read once from `/proc/sys/kernel/osrelease`.
+#[cfg(target_os = "linux")]
+fn syncfs_reports_errors() -> bool {
+    static YES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *YES.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .ok()
+            .and_then(|release| kernel_at_least(&release, (5, 8)))
+            .unwrap_or(false)
+    })
+}
+
+/// Whether a kernel release string (`6.18.44-fc`) is at least `(major, minor)`;
+/// `None` if it does not start with two numbers.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn kernel_at_least(release: &str, want: (u32, u32)) -> Option<bool> {
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next()?.parse().ok()?;
+    let minor: u32 = parts.next()?.parse().ok()?;
+    Some((major, minor) >= want)
 }
 
 /// Starts writeback of `f`'s dirty pages without waiting for it
@@ -1665,6 +1710,16 @@ mod tests {
         let (got, err) = collect(obj.body).await;
         assert_eq!(err.map(|e| e.kind()), Some(io::ErrorKind::UnexpectedEof));
         assert!(got.len() <= READ_CHUNK + READ_CHUNK / 2 && data.starts_with(&got));
+    }
+
+    #[test]
+    fn kernel_releases_compare_by_major_then_minor() {
+        assert_eq!(kernel_at_least("6.18.44-fc-v1045\n", (5, 8)), Some(true));
+        assert_eq!(kernel_at_least("5.8.0", (5, 8)), Some(true));
+        assert_eq!(kernel_at_least("5.7.19-arch1", (5, 8)), Some(false));
+        assert_eq!(kernel_at_least("4.19.0", (5, 8)), Some(false));
+        assert_eq!(kernel_at_least("5", (5, 8)), None);
+        assert_eq!(kernel_at_least("", (5, 8)), None);
     }
 
     /// A lone upload writes in large batches; many at once share the memory.

@@ -5,11 +5,12 @@
 //! (a wake-up and a thread switch each, and a pool grown to one thread per
 //! upload) cost as much as the file work. Here such uploads queue up and one
 //! blocking task at a time publishes whatever is queued as a group: every file
-//! written and marked, writeback started for all and each `fdatasync`ed (so on
-//! a journalling filesystem the first sync commits the others too), each linked
-//! to its name, then **one** `fsync` of the directory for all new names. Every
-//! caller gets its own result only after its file and its name are durable,
-//! exactly as before; each still holds its name's lock until then.
+//! written and marked, all made durable together (`sync_data_of`: one `syncfs`
+//! for a larger group, else each `fdatasync`ed after writeback of all was
+//! started; a failed sync fails the group), each linked to its name, then
+//! **one** `fsync` of the directory for all new names. Every caller gets its own
+//! result only after its file and its name are durable, exactly as before; each
+//! still holds its name's lock until then.
 
 use std::io::{self, Write};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -17,7 +18,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use tig_core::ObjectId;
 use tokio::sync::{OwnedMutexGuard, oneshot};
 
-use super::{CONTENT_MODE, Inner, TempFile, mark, start_writeback};
+use super::{CONTENT_MODE, Inner, TempFile, mark, sync_data_of};
 use crate::StoreError;
 
 /// One upload waiting to be published.
@@ -125,16 +126,15 @@ fn publish_group(inner: &Inner, jobs: Vec<Job>) {
         })
         .collect();
     if inner.opts.fsync {
-        for (_, t) in &staged {
-            if let Ok(t) = t {
-                start_writeback(&t.file);
-            }
-        }
-        for (_, t) in &mut staged {
-            if let Ok(f) = t
-                && let Err(e) = f.file.sync_data()
-            {
-                *t = Err(e.into());
+        let files: Vec<&std::fs::File> = staged
+            .iter()
+            .filter_map(|(_, t)| t.as_ref().ok().map(|t| &t.file))
+            .collect();
+        if let Err(e) = sync_data_of(&files) {
+            for (_, t) in &mut staged {
+                if t.is_ok() {
+                    *t = Err(copy_of(&e));
+                }
             }
         }
     }
