@@ -26,7 +26,10 @@
 # creating inodes shortly after many were deleted scans past the recently deleted
 # ones (the kernel's `recently_deleted`, up to 6 minutes): a restore right after an
 # `rm -rf` of 30,000 files took 15-40 s instead of 5, for tig or restic, whichever
-# came next.
+# came next. Deletions from before the run (another benchmark's clean-up, a build)
+# do the same, so before each round `settle` syncs and waits (at most SETTLE_MAX
+# seconds, 360) until creating a file costs less than SETTLE_US (300) microseconds,
+# probed with 500 empty files; the last probe of each round is in the table's note.
 set -euo pipefail
 
 RUNS=${RUNS:-3}
@@ -112,6 +115,36 @@ change() { # tree round: one edit that differs per round and per call
     fi
 }
 
+# Microseconds per file to create 500 empty files in a new directory (kept until exit:
+# deleting them would be what `settle` waits out).
+probe_create() {
+    python3 - "$work/probe.$1" <<'EOF'
+import os, sys, time
+d = sys.argv[1]
+os.makedirs(d)
+t = time.perf_counter()
+for i in range(500):
+    os.close(os.open(os.path.join(d, str(i)), os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600))
+print(int((time.perf_counter() - t) / 500 * 1e6))
+EOF
+}
+probes=()
+settle() {
+    local waited=0 us n=0
+    sync
+    while :; do
+        n=$((n + 1))
+        us=$(probe_create "$round.$n")
+        [ "$us" -lt "${SETTLE_US:-300}" ] && break
+        [ "$waited" -ge "${SETTLE_MAX:-360}" ] && { echo "creating a file still costs ${us} µs" >&2; break; }
+        echo "creating a file costs ${us} µs (recently deleted inodes?): waiting" >&2
+        sleep 20
+        waited=$((waited + 20))
+        sync
+    done
+    probes+=("${us} µs after ${waited} s")
+}
+
 now() { date +%s.%N; }
 timed() { # name cmd… → appends "name seconds" to $work/times
     local name=$1 t0 t1
@@ -144,6 +177,7 @@ restic_q() { restic --repo "$repo" --quiet "$@"; }
 
 : >"$work/times"
 for round in $(seq 1 "$RUNS"); do
+    settle
     for tree in small large; do
         dir=${!tree}
         run="$work/round$round-$tree"
@@ -175,6 +209,8 @@ for round in $(seq 1 "$RUNS"); do
 done
 
 # ---- the table ------------------------------------------------------------------
+# Every round's time, for a closer look (TIMES_TO=file).
+[ -n "${TIMES_TO:-}" ] && cp "$work/times" "$TIMES_TO"
 table=$(python3 - "$work/times" "$small_desc" "$large_desc" <<'EOF'
 import statistics, sys
 times = {}
@@ -195,7 +231,7 @@ for tree in ("small", "large"):
 EOF
 )
 cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)
-meta="$(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) × ${cpu:-unknown CPU}, $(free -g | awk '/^Mem:/ {print $2}') GiB RAM; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); $("$bin" --version 2>/dev/null || echo tig); $(restic version | cut -d' ' -f1-2); medians of $RUNS round(s)"
+meta="$(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) × ${cpu:-unknown CPU}, $(free -g | awk '/^Mem:/ {print $2}') GiB RAM; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); $("$bin" --version 2>/dev/null || echo tig); $(restic version | cut -d' ' -f1-2); medians of $RUNS round(s); file creation probe before each round: $(IFS=';'; echo "${probes[*]}" | sed 's/;/, /g')"
 echo "$meta"
 echo "$table"
 if [ -n "$OUT" ]; then
