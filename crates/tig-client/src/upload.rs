@@ -131,8 +131,9 @@ impl Stats {
     }
 }
 
-/// Objects held back until the server is asked, in one request, which it lacks.
-const BATCH_BYTES: usize = 32 << 20;
+/// Bytes of objects held back until the server is asked, in one request, which
+/// it lacks (a snapshot asks per batch of this many read bytes).
+pub const BATCH_BYTES: usize = 32 << 20;
 
 /// Collects objects (with their bytes) and names known only by id, asks the server
 /// which of them it lacks in one `POST /?missing=1` per batch, and submits to the

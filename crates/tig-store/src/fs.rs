@@ -17,11 +17,11 @@
 //!
 //! A batch of content ([`Store::put_content_batch`]) pays for that once, not per
 //! object: every member is written to its own temp file (no sync yet), all their
-//! data is made durable together (see [`sync_data_of`]: one `syncfs` for a group
-//! of [`SYNCFS_AT`] or more on Linux ≥ 5.8, else writeback of all started with
-//! `sync_file_range` and each `fdatasync`ed), each is linked exactly as a single
-//! upload is, and the root directory is fsynced once. Small `PUT`s published
-//! together (`fs/publish.rs`) do the same.
+//! data is made durable together (see [`Inner::sync_data_of`]: one `syncfs` for a
+//! group of [`SYNCFS_AT`] or more where that is trusted, else writeback of all
+//! started with `sync_file_range` and each `fdatasync`ed), each is linked exactly
+//! as a single upload is, and the root directory is fsynced once. Small `PUT`s
+//! published together (`fs/publish.rs`) do the same.
 //!
 //! A dropped connection leaves nothing (a drop guard removes the temp file). A
 //! crash leaves at most the dead process's temp directory: each process holds an
@@ -85,8 +85,9 @@ const FLUSH_AT: usize = 128 * 1024;
 /// The largest batch a lone upload writes at once: fewer, larger batches mean
 /// fewer wake-ups of the writing thread (a 256 MiB upload: ~2,000 → ~260).
 const FLUSH_AT_MOST: usize = 1024 * 1024;
-/// Batches are sized so that all uploads writing at once share about this much:
-/// a few get [`FLUSH_AT_MOST`], many get [`FLUSH_AT`] each (memory stays bounded).
+/// Batches are sized so that uploads writing at once share about this much: a
+/// few get [`FLUSH_AT_MOST`] each, many get [`FLUSH_AT`] each (past 32 uploads
+/// the total grows with their number, as it did before batches were shared).
 const FLUSH_SHARED: usize = 4 * 1024 * 1024;
 /// Received pieces smaller than this are copied together before they are queued
 /// for the temp file; larger ones are queued as they are.
@@ -171,6 +172,9 @@ struct Inner {
     counter: AtomicU64,
     /// Uploads writing to a temp file right now (sizes their batches).
     spilling: AtomicUsize,
+    /// Whether groups of files may be made durable with one `syncfs`
+    /// ([`Inner::sync_data_of`]).
+    syncfs_groups: bool,
     /// Kinds of files whose mode could not be set to a mark, by name, with the
     /// inode and length they were decided for (any change means: decide again).
     unmarked: Mutex<HashMap<ObjectId, (u64, u64, Kind)>>,
@@ -237,6 +241,7 @@ impl FsStore {
         if removed > 0 {
             tracing::info!(removed, "removed temp directories of dead tig processes");
         }
+        let syncfs_groups = syncfs_is_trusted(&tmp_lock);
         let locks = (0..STRIPES)
             .map(|_| Arc::new(AsyncMutex::new(())))
             .collect();
@@ -250,6 +255,7 @@ impl FsStore {
                 locks,
                 counter: AtomicU64::new(0),
                 spilling: AtomicUsize::new(0),
+                syncfs_groups,
                 unmarked: Mutex::new(HashMap::new()),
                 publisher: publish::Publisher::default(),
             }),
@@ -581,6 +587,36 @@ impl Inner {
         Ok(to)
     }
 
+    /// Makes the data of every file in `files` (temp files of this store)
+    /// durable; an error is the whole group's.
+    ///
+    /// Each `fdatasync` ends with a flush of the disk's write cache, so N small
+    /// files cost N flushes (on the VM disk of BENCHMARKS.md: 0.17–0.19 ms per
+    /// file, about half of a first snapshot's time). `syncfs(2)` writes back
+    /// everything dirty on the filesystem and flushes once (0.09 ms per file
+    /// there). It is used for groups of at least [`SYNCFS_AT`] files where it is
+    /// trusted ([`syncfs_is_trusted`]), on one of the files (so errors since it
+    /// was opened fail the group), and only while no large upload is being
+    /// written: `syncfs` would also wait for all of that upload's dirty data.
+    /// Otherwise writeback of every file is started first and each is
+    /// `fdatasync`ed.
+    fn sync_data_of(&self, files: &[&File]) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if self.syncfs_groups
+            && files.len() >= SYNCFS_AT
+            && self.spilling.load(Ordering::Relaxed) == 0
+        {
+            return Ok(rustix::fs::syncfs(files[0])?);
+        }
+        for f in files {
+            start_writeback(f);
+        }
+        for f in files {
+            f.sync_data()?;
+        }
+        Ok(())
+    }
+
     /// Makes a new or replaced name in the root durable (fsync of the directory).
     fn sync_root(&self) -> io::Result<()> {
         if self.opts.fsync {
@@ -627,7 +663,7 @@ impl Inner {
     }
 
     /// Writes every item to its own temp file, marked as content, and (with
-    /// `fsync` on) makes them all durable together ([`sync_data_of`]).
+    /// `fsync` on) makes them all durable together ([`Inner::sync_data_of`]).
     fn write_batch(&self, items: &[Hashed]) -> io::Result<Vec<TempFile>> {
         let mut temps = Vec::with_capacity(items.len());
         for item in items {
@@ -638,7 +674,7 @@ impl Inner {
         }
         if self.opts.fsync {
             let files: Vec<&File> = temps.iter().map(|t| &t.file).collect();
-            sync_data_of(&files)?;
+            self.sync_data_of(&files)?;
         }
         Ok(temps)
     }
@@ -973,44 +1009,39 @@ fn stripe(id: ObjectId) -> usize {
 }
 
 /// Groups of at least this many files are made durable with one `syncfs`.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 const SYNCFS_AT: usize = 8;
 
-/// Makes the data of every file in `files` (all on the store's filesystem)
-/// durable; an error is the whole group's.
-///
-/// Each `fdatasync` ends with a flush of the disk's write cache, so N small files
-/// cost N flushes (on this project's CI disk: 0.17–0.19 ms per file, about half
-/// of a first snapshot's time). `syncfs(2)` writes back everything dirty on the
-/// filesystem and flushes once (0.09 ms per file there). It is used for groups of
-/// at least [`SYNCFS_AT`] files on Linux 5.8 or later, the first to report
-/// writeback errors to `syncfs` (errors since the descriptor was opened: it is
-/// called on one of the files, opened for this group). Otherwise writeback of
-/// every file is started first and each is `fdatasync`ed.
-fn sync_data_of(files: &[&File]) -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    if files.len() >= SYNCFS_AT && syncfs_reports_errors() {
-        return Ok(rustix::fs::syncfs(files[0])?);
-    }
-    for f in files {
-        start_writeback(f);
-    }
-    for f in files {
-        f.sync_data()?;
-    }
-    Ok(())
+/// Whether one `syncfs` on the filesystem of `f` makes a group durable as surely
+/// as an `fdatasync` of each file, with errors reported: Linux 5.17 or later
+/// (5.8 made `syncfs` report writeback errors, 5.17 the filesystem's own sync
+/// errors: a failed journal commit or cache flush) and a filesystem whose sync
+/// is known to reach the disk (ext4, xfs, btrfs; tmpfs, which has no disk). Not,
+/// say, FUSE or 9p, where `syncfs` may only write pages back.
+#[cfg(target_os = "linux")]
+// `f_type`'s width differs between architectures.
+#[allow(clippy::unnecessary_cast)]
+fn syncfs_is_trusted(f: &File) -> bool {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .and_then(|release| kernel_at_least(&release, (5, 17)))
+        .unwrap_or(false);
+    let fs_type = rustix::fs::fstatfs(f).map(|st| st.f_type as i64);
+    kernel
+        && fs_type.is_ok_and(|t| {
+            [
+                libc::EXT4_SUPER_MAGIC as i64,
+                libc::XFS_SUPER_MAGIC as i64,
+                libc::BTRFS_SUPER_MAGIC as i64,
+                libc::TMPFS_MAGIC as i64,
+            ]
+            .contains(&t)
+        })
 }
 
-/// Whether the running kernel is Linux 5.8 or later (`syncfs` reports
-/// writeback errors); read once from `/proc/sys/kernel/osrelease`.
-#[cfg(target_os = "linux")]
-fn syncfs_reports_errors() -> bool {
-    static YES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *YES.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .ok()
-            .and_then(|release| kernel_at_least(&release, (5, 8)))
-            .unwrap_or(false)
-    })
+#[cfg(not(target_os = "linux"))]
+fn syncfs_is_trusted(_f: &File) -> bool {
+    false
 }
 
 /// Whether a kernel release string (`6.18.44-fc`) is at least `(major, minor)`;
@@ -1175,18 +1206,28 @@ fn file_stream(f: File, len: u64) -> BodyStream {
             Ok((f, buf))
         })
     }
-    let first = (len > 0).then(|| read(f, len));
+    /// The file before its first read (nothing is read unless the body is
+    /// polled), or the read of the next chunk, already under way.
+    enum Next {
+        Start(File),
+        Reading(Read),
+    }
+    let first = (len > 0).then_some(Next::Start(f));
     Box::pin(futures_util::stream::unfold(
         (first, len),
         |(next, left)| async move {
-            let chunk = match next?.await {
+            let reading = match next? {
+                Next::Start(f) => read(f, left),
+                Next::Reading(r) => r,
+            };
+            let chunk = match reading.await {
                 Ok(r) => r,
                 Err(e) => Err(io::Error::other(e)),
             };
             match chunk {
                 Ok((f, buf)) => {
                     let left = left - buf.len() as u64;
-                    let next = (left > 0).then(|| read(f, left));
+                    let next = (left > 0).then(|| Next::Reading(read(f, left)));
                     Some((Ok(Bytes::from(buf)), (next, left)))
                 }
                 Err(e) => Some((Err(e), (None, left))),
@@ -1720,6 +1761,28 @@ mod tests {
         assert_eq!(kernel_at_least("4.19.0", (5, 8)), Some(false));
         assert_eq!(kernel_at_least("5", (5, 8)), None);
         assert_eq!(kernel_at_least("", (5, 8)), None);
+    }
+
+    /// Each spilling upload is counted while its writer lives, and the count
+    /// sizes the batches.
+    #[tokio::test]
+    async fn writers_are_counted_while_they_live_and_size_the_batches() {
+        let (_dir, s) = store().await;
+        let count = || s.inner.spilling.load(Ordering::Relaxed);
+        let first = TempWriter::spawn(s.inner.clone());
+        assert_eq!(count(), 1);
+        assert_eq!(first.batch_size(), FLUSH_AT_MOST);
+        let more: Vec<TempWriter> = (0..15)
+            .map(|_| TempWriter::spawn(s.inner.clone()))
+            .collect();
+        assert_eq!(count(), 16);
+        assert_eq!(first.batch_size(), FLUSH_SHARED / 16);
+        for w in more {
+            w.finish().await.unwrap();
+        }
+        assert_eq!(count(), 1);
+        drop(first);
+        assert_eq!(count(), 0);
     }
 
     /// A lone upload writes in large batches; many at once share the memory.

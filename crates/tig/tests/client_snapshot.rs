@@ -369,8 +369,8 @@ fn make_the_cache_lie(cache: &Path, name: &str, path: &Path) {
 
 /// A cached file whose chunk the server lost is read again and turns out changed
 /// (its stamp lied), so it no longer names that chunk; another cached file that
-/// still names it, met in a later batch (over 32 MiB of read bytes later), must
-/// still get it sent.
+/// still names it, met in a later batch (a batch's worth of read bytes later),
+/// must still get it sent.
 #[test]
 fn a_lost_chunk_a_changed_file_dropped_is_sent_for_a_later_file_naming_it() {
     let s = TigServer::start();
@@ -380,12 +380,14 @@ fn a_lost_chunk_a_changed_file_dropped_is_sent_for_a_later_file_naming_it() {
     std::fs::create_dir_all(&src).unwrap();
     let shared = b"the same bytes in a and c\n";
     std::fs::write(src.join("a"), shared).unwrap();
-    std::fs::write(src.join("b.bin"), pseudo_random(1, 33 * MIB)).unwrap();
+    // Read again below: more than a batch of bytes between a and c.
+    let between = tig_client::upload::BATCH_BYTES + MIB;
+    std::fs::write(src.join("b.bin"), pseudo_random(1, between)).unwrap();
     std::fs::write(src.join("c"), shared).unwrap();
     set_mtimes_in_the_past(&src);
     snapshot(&s, cache.path(), &src, &[]);
 
-    std::fs::write(src.join("b.bin"), pseudo_random(2, 33 * MIB)).unwrap();
+    std::fs::write(src.join("b.bin"), pseudo_random(2, between)).unwrap();
     std::fs::write(src.join("a"), b"THE SAME BYTES IN A AND C\n").unwrap();
     set_mtimes_in_the_past(&src);
     make_the_cache_lie(cache.path(), "a", &src.join("a"));

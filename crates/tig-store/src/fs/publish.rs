@@ -5,7 +5,7 @@
 //! (a wake-up and a thread switch each, and a pool grown to one thread per
 //! upload) cost as much as the file work. Here such uploads queue up and one
 //! blocking task at a time publishes whatever is queued as a group: every file
-//! written and marked, all made durable together (`sync_data_of`: one `syncfs`
+//! written and marked, all made durable together (`Inner::sync_data_of`: one `syncfs`
 //! for a larger group, else each `fdatasync`ed after writeback of all was
 //! started; a failed sync fails the group), each linked to its name, then
 //! **one** `fsync` of the directory for all new names. Every caller gets its own
@@ -18,7 +18,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use tig_core::ObjectId;
 use tokio::sync::{OwnedMutexGuard, oneshot};
 
-use super::{CONTENT_MODE, Inner, TempFile, mark, sync_data_of};
+use super::{CONTENT_MODE, Inner, TempFile, mark};
 use crate::StoreError;
 
 /// One upload waiting to be published.
@@ -130,7 +130,7 @@ fn publish_group(inner: &Inner, jobs: Vec<Job>) {
             .iter()
             .filter_map(|(_, t)| t.as_ref().ok().map(|t| &t.file))
             .collect();
-        if let Err(e) = sync_data_of(&files) {
+        if let Err(e) = inner.sync_data_of(&files) {
             for (_, t) in &mut staged {
                 if t.is_ok() {
                     *t = Err(copy_of(&e));
