@@ -186,41 +186,35 @@ pub fn parse(
         return Err(ApiError::MethodNotAllowed);
     }
     let name = decoded.strip_prefix('/').ok_or_else(not_object)?;
-    if [params.missing, params.batch, params.concat]
-        .iter()
-        .filter(|&&p| p)
-        .count()
-        > 1
-    {
-        return Err(ApiError::BadRequest(
-            "missing, batch and concat cannot be combined".to_owned(),
-        ));
-    }
-    if params.concat {
+    // The requests that exist only as `POST /`, each named by its parameter.
+    let post_only = [
+        (
+            params.missing,
+            Endpoint::Missing,
+            "missing=1 is only for POST / (a body of object paths)",
+        ),
+        (
+            params.batch,
+            Endpoint::Batch,
+            "batch=1 is only for POST / (a tar body of objects)",
+        ),
+        (
+            params.concat,
+            Endpoint::Concat,
+            "concat=1 is only for POST / (a body of object paths)",
+        ),
+    ];
+    let mut named = post_only.into_iter().filter(|(set, ..)| *set);
+    if let Some((_, endpoint, only_for)) = named.next() {
+        if named.next().is_some() {
+            return Err(ApiError::BadRequest(
+                "missing, batch and concat cannot be combined".to_owned(),
+            ));
+        }
         return if method == Method::POST && name.is_empty() {
-            Ok((Endpoint::Concat, params))
+            Ok((endpoint, params))
         } else {
-            Err(ApiError::BadRequest(
-                "concat=1 is only for POST / (a body of object paths)".to_owned(),
-            ))
-        };
-    }
-    if params.batch {
-        return if method == Method::POST && name.is_empty() {
-            Ok((Endpoint::Batch, params))
-        } else {
-            Err(ApiError::BadRequest(
-                "batch=1 is only for POST / (a tar body of objects)".to_owned(),
-            ))
-        };
-    }
-    if params.missing {
-        return if method == Method::POST && name.is_empty() {
-            Ok((Endpoint::Missing, params))
-        } else {
-            Err(ApiError::BadRequest(
-                "missing=1 is only for POST / (a body of object paths)".to_owned(),
-            ))
+            Err(ApiError::BadRequest(only_for.to_owned()))
         };
     }
     let endpoint = if name.is_empty() {
