@@ -245,10 +245,8 @@ fn counted(s: &TigServer, method: &str) -> u64 {
         .unwrap()
         .text()
         .unwrap();
-    let key = format!("tig_http_requests_total{{method=\"{method}\",status=\"200\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&key))
-        .map_or(0, |n| n.trim().parse().unwrap())
+    let series = format!("tig_http_requests_total{{method=\"{method}\",status=\"200\"}}");
+    common::sample(&text, &series) as u64
 }
 
 /// Small files are fetched many to a request (`POST /?concat=1`), not one `GET`

@@ -11,15 +11,6 @@ use common::*;
 
 const KEY: &str = "ops-test-key-7f3a";
 
-/// The value of the sample `series` (name with labels, exactly as printed) in a
-/// scrape; 0 when absent (a counter not yet touched).
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map(|v| v.trim().parse().expect("numeric sample"))
-        .unwrap_or(0.0)
-}
-
 fn scrape(url: &str) -> String {
     let r = http().get(format!("{url}/metrics")).send().expect("scrape");
     assert_eq!(r.status(), 200);

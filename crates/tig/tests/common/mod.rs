@@ -649,3 +649,12 @@ pub fn missing(s: &TigServer, body: impl Into<Vec<u8>>) -> (u16, String) {
         .expect("post");
     (r.status().as_u16(), r.text().expect("text"))
 }
+
+/// The value of the sample `series` (name with labels, exactly as printed) in a
+/// `/metrics` scrape; 0 when absent (a counter not yet touched).
+pub fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().expect("numeric sample"))
+        .unwrap_or(0.0)
+}
