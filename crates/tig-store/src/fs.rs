@@ -478,6 +478,13 @@ fn batch_size(spilling: usize) -> usize {
 /// Counts an upload in [`Inner::spilling`] while it lives.
 struct Spilling(Arc<Inner>);
 
+impl Spilling {
+    fn new(inner: Arc<Inner>) -> Self {
+        inner.spilling.fetch_add(1, Ordering::Relaxed);
+        Self(inner)
+    }
+}
+
 impl Drop for Spilling {
     fn drop(&mut self) {
         self.0.spilling.fetch_sub(1, Ordering::Relaxed);
@@ -486,8 +493,7 @@ impl Drop for Spilling {
 
 impl TempWriter {
     fn spawn(inner: Arc<Inner>) -> Self {
-        inner.spilling.fetch_add(1, Ordering::Relaxed);
-        let spilling = Spilling(inner.clone());
+        let spilling = Spilling::new(inner.clone());
         let (queue, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(WRITE_QUEUE);
         let done = tokio::task::spawn_blocking(move || {
             let mut t = inner.new_temp()?;
