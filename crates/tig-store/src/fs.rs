@@ -4,11 +4,14 @@
 //! when whole. Temp files live in this process's own directory
 //! `<root>/.tig-tmp/<pid>-<nonce>/` (`.tig-tmp` is created 0700; no name in it can
 //! look like an object, so it is never served or listed). Publication:
-//! - content: fsync, then `link(temp, <h>.tig)`, which refuses to replace anything;
-//!   if the name exists it is either the same content (a dedupe: the timer is
-//!   refreshed) or a slot with other bytes (a conflict; nothing changes);
+//! - content: fsync, then `renameat2(temp, <h>.tig, RENAME_NOREPLACE)` (or, where
+//!   the file system lacks that flag, `link` and `unlink` of the temp name), which
+//!   refuses to replace anything; if the name exists it is either the same content
+//!   (a dedupe: the timer is refreshed) or a slot with other bytes (a conflict;
+//!   nothing changes);
 //! - slot replace: fsync, then `rename(temp, <h>.tig)`, an atomic replace;
-//! - set-if-not: fsync, then `link`, which is exclusive (the seed's `O_EXCL`);
+//! - set-if-not: fsync, then the same no-replace rename, which is exclusive (the
+//!   seed's `O_EXCL`);
 //! - append: the body is received whole first, then appended with `O_APPEND`.
 //!
 //! Durability: with `fsync` on (the default) the file's data and then the root
@@ -62,7 +65,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -175,6 +178,12 @@ struct Inner {
     /// Whether groups of files may be made durable with one `syncfs`
     /// ([`Inner::sync_data_of`]).
     syncfs_groups: bool,
+    /// Whether a temp file created with mode [`CONTENT_MODE`] gets exactly that
+    /// mode (the umask keeps all its bits), so content needs no `fchmod`.
+    temps_born_content: bool,
+    /// Whether `renameat2(RENAME_NOREPLACE)` works here (else `link`, then
+    /// `unlink` of the temp name).
+    noreplace: AtomicBool,
     /// Kinds of files whose mode could not be set to a mark, by name, with the
     /// inode and length they were decided for (any change means: decide again).
     unmarked: Mutex<HashMap<ObjectId, (u64, u64, Kind)>>,
@@ -196,6 +205,20 @@ struct TempFile {
     path: PathBuf,
     file: File,
     keep: bool,
+    /// The permission bits it is known to have (the kind mark), if any.
+    mode: Option<u32>,
+}
+
+impl TempFile {
+    /// Gives the file `mode` (the kind mark) unless it already has it, as a
+    /// temp file created with its final mode does.
+    fn mark(&mut self, mode: u32) -> io::Result<()> {
+        if self.mode != Some(mode) {
+            mark(&self.file, mode)?;
+            self.mode = Some(mode);
+        }
+        Ok(())
+    }
 }
 
 impl Drop for TempFile {
@@ -242,6 +265,8 @@ impl FsStore {
             tracing::info!(removed, "removed temp directories of dead tig processes");
         }
         let syncfs_groups = syncfs_is_trusted(&tmp_lock);
+        let probe = tmp.join("mode-probe");
+        let temps_born_content = blocking(move || Ok(born_with(&probe, CONTENT_MODE)?)).await?;
         let locks = (0..STRIPES)
             .map(|_| Arc::new(AsyncMutex::new(())))
             .collect();
@@ -256,6 +281,8 @@ impl FsStore {
                 counter: AtomicU64::new(0),
                 spilling: AtomicUsize::new(0),
                 syncfs_groups,
+                temps_born_content,
+                noreplace: AtomicBool::new(true),
                 unmarked: Mutex::new(HashMap::new()),
                 publisher: publish::Publisher::default(),
             }),
@@ -551,11 +578,17 @@ impl Inner {
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(if self.temps_born_content {
+                CONTENT_MODE
+            } else {
+                0o600
+            })
             .open(&path)?;
         Ok(TempFile {
             path,
             file,
             keep: false,
+            mode: self.temps_born_content.then_some(CONTENT_MODE),
         })
     }
 
@@ -632,9 +665,9 @@ impl Inner {
     }
 
     /// Links a complete temp file to `<id>.tig` without ever replacing a file.
-    fn publish_content(&self, temp: TempFile, id: ObjectId) -> Result<(), StoreError> {
-        mark(&temp.file, CONTENT_MODE)?;
-        if self.link_content(&temp, id)? {
+    fn publish_content(&self, mut temp: TempFile, id: ObjectId) -> Result<(), StoreError> {
+        temp.mark(CONTENT_MODE)?;
+        if self.link_content(&mut temp, id)? {
             self.sync_root()?;
         }
         Ok(())
@@ -643,9 +676,9 @@ impl Inner {
     /// Links a complete, marked temp file to `<id>.tig` without ever replacing a
     /// file: a new name (`true`: the root needs a sync), existing content (a
     /// dedupe: its timer is refreshed) or a slot ([`StoreError::SlotConflict`]).
-    fn link_content(&self, temp: &TempFile, id: ObjectId) -> Result<bool, StoreError> {
+    fn link_content(&self, temp: &mut TempFile, id: ObjectId) -> Result<bool, StoreError> {
         let target = self.path(id);
-        match fs::hard_link(&temp.path, &target) {
+        match self.name_new(temp, &target) {
             Ok(()) => {
                 self.forget(id);
                 Ok(true)
@@ -654,7 +687,7 @@ impl Inner {
                 match self.kind_at(id)? {
                     None => {
                         // Deleted behind our back (not by us: we hold the lock).
-                        fs::hard_link(&temp.path, &target)?;
+                        self.name_new(temp, &target)?;
                         Ok(true)
                     }
                     Some(Kind::Content) => {
@@ -668,6 +701,29 @@ impl Inner {
         }
     }
 
+    /// Gives a temp file the name `target` unless that name exists
+    /// (`AlreadyExists`, the temp file untouched): one
+    /// `renameat2(RENAME_NOREPLACE)` where the file system has it, else a
+    /// `link` whose temp name goes when the [`TempFile`] drops.
+    fn name_new(&self, temp: &mut TempFile, target: &Path) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if self.noreplace.load(Ordering::Relaxed) {
+            use rustix::fs::{CWD, RenameFlags, renameat_with};
+            match renameat_with(CWD, &temp.path, CWD, target, RenameFlags::NOREPLACE) {
+                Ok(()) => {
+                    temp.keep = true;
+                    return Ok(());
+                }
+                // Not supported by this file system (or kernel): link from now on.
+                Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+                    self.noreplace.store(false, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        fs::hard_link(&temp.path, target)
+    }
+
     /// Writes every item to its own temp file, marked as content, and (with
     /// `fsync` on) makes them all durable together ([`Inner::sync_data_of`]).
     fn write_batch(&self, items: &[Hashed]) -> io::Result<Vec<TempFile>> {
@@ -675,7 +731,7 @@ impl Inner {
         for item in items {
             let mut t = self.new_temp()?;
             t.file.write_all(item.bytes())?;
-            mark(&t.file, CONTENT_MODE)?;
+            t.mark(CONTENT_MODE)?;
             temps.push(t);
         }
         if self.opts.fsync {
@@ -689,10 +745,10 @@ impl Inner {
     /// in order, then syncs the root once if any name is new (also when a later
     /// item fails: the names already linked are made durable before the error is
     /// returned). The caller holds every name's lock.
-    fn link_batch(&self, temps: &[TempFile], ids: &[ObjectId]) -> Result<(), StoreError> {
+    fn link_batch(&self, temps: &mut [TempFile], ids: &[ObjectId]) -> Result<(), StoreError> {
         let mut new_names = false;
         let mut result = Ok(());
-        for (t, id) in temps.iter().zip(ids) {
+        for (t, id) in temps.iter_mut().zip(ids) {
             match self.link_content(t, *id) {
                 Ok(new) => new_names |= new,
                 Err(e) => {
@@ -819,7 +875,7 @@ impl Inner {
             SlotWrite::Replace => {
                 self.ensure_not_content(id)?;
                 let mut t = self.materialize(inc.temp, &inc.tail)?;
-                mark(&t.file, own_mode)?;
+                t.mark(own_mode)?;
                 fs::rename(&t.path, &target)?;
                 t.keep = true;
                 self.forget(id);
@@ -827,9 +883,9 @@ impl Inner {
                 Ok(SlotOutcome::Written)
             }
             SlotWrite::IfAbsent => {
-                let t = self.materialize(inc.temp, &inc.tail)?;
-                mark(&t.file, own_mode)?;
-                match fs::hard_link(&t.path, &target) {
+                let mut t = self.materialize(inc.temp, &inc.tail)?;
+                t.mark(own_mode)?;
+                match self.name_new(&mut t, &target) {
                     Ok(()) => {
                         self.forget(id);
                         self.sync_root()?;
@@ -1081,6 +1137,20 @@ fn start_writeback(f: &File) {
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(_f: &File) {}
 
+/// Whether a file created at `probe` with `mode` gets exactly that mode (the
+/// process's umask clears none of its bits); the probe is removed again.
+fn born_with(probe: &Path, mode: u32) -> io::Result<bool> {
+    let _ = fs::remove_file(probe);
+    let f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(probe)?;
+    let got = f.metadata()?.permissions().mode() & 0o777;
+    fs::remove_file(probe)?;
+    Ok(got == mode)
+}
+
 /// Sets a file's permission bits (`fchmod`): the kind mark.
 fn mark(f: &File, mode: u32) -> io::Result<()> {
     f.set_permissions(fs::Permissions::from_mode(mode))
@@ -1277,12 +1347,12 @@ impl Store for FsStore {
         }
         let ids: Vec<ObjectId> = items.iter().map(Hashed::id).collect();
         let inner = self.inner.clone();
-        let temps = blocking(move || Ok(inner.write_batch(&items)?)).await?;
+        let mut temps = blocking(move || Ok(inner.write_batch(&items)?)).await?;
         let guards = self.lock_all(ids.iter().copied()).await;
         let inner = self.inner.clone();
         blocking(move || {
             let _guards = guards;
-            inner.link_batch(&temps, &ids)
+            inner.link_batch(&mut temps, &ids)
         })
         .await
     }
@@ -1489,6 +1559,51 @@ mod tests {
     }
 
     conformance::suite!(store);
+
+    /// The same suite through the fallbacks: temp files marked by `fchmod`
+    /// (as under a umask that clears read bits) and published by `link`
+    /// (as on a file system without `RENAME_NOREPLACE`).
+    mod without_shortcuts {
+        use super::*;
+
+        async fn store() -> (tempfile::TempDir, FsStore) {
+            let (dir, mut s) = super::store().await;
+            let inner = Arc::get_mut(&mut s.inner).expect("a fresh store is not shared");
+            inner.temps_born_content = false;
+            inner.noreplace = AtomicBool::new(false);
+            (dir, s)
+        }
+
+        conformance::suite!(store);
+
+        #[tokio::test]
+        async fn content_and_slots_get_their_marks_and_no_temp_name_stays() {
+            let (dir, s) = store().await;
+            let small = s
+                .put_content(crate::body_from_bytes("small"), 1 << 20)
+                .await
+                .unwrap();
+            let large = s
+                .put_content(crate::body_from_bytes(vec![7u8; 1 << 20]), 2 << 20)
+                .await
+                .unwrap();
+            let slot = ObjectId::digest(b"slot");
+            s.put_slot(slot, crate::body_from_bytes("v"), 10, SlotWrite::IfAbsent)
+                .await
+                .unwrap();
+            for id in [small, large] {
+                assert_eq!(mode_of(&dir.path().join(id.file_name())), CONTENT_MODE);
+            }
+            assert_eq!(mode_of(&dir.path().join(slot.file_name())), SLOT_MODE);
+            assert_eq!(
+                leftovers(dir.path())
+                    .iter()
+                    .filter(|n| n.starts_with(TEMP_DIR))
+                    .count(),
+                0
+            );
+        }
+    }
 
     /// Every file name under the root except the temp directories' lock files:
     /// objects at the top, temp files as `.tig-tmp/<dir>/<name>`.

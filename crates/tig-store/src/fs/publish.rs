@@ -18,7 +18,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use tig_core::ObjectId;
 use tokio::sync::{OwnedMutexGuard, oneshot};
 
-use super::{CONTENT_MODE, Inner, TempFile, mark};
+use super::{CONTENT_MODE, Inner, TempFile};
 use crate::StoreError;
 
 /// One upload waiting to be published.
@@ -119,7 +119,7 @@ fn publish_group(inner: &Inner, jobs: Vec<Job>) {
             let temp = (|| {
                 let mut t = inner.new_temp()?;
                 t.file.write_all(&job.bytes)?;
-                mark(&t.file, CONTENT_MODE)?;
+                t.mark(CONTENT_MODE)?;
                 Ok(t)
             })();
             (job, temp)
@@ -142,8 +142,8 @@ fn publish_group(inner: &Inner, jobs: Vec<Job>) {
     let mut results: Vec<(Job, Result<bool, StoreError>, Option<TempFile>)> = staged
         .into_iter()
         .map(|(job, t)| match t {
-            Ok(t) => {
-                let linked = inner.link_content(&t, job.id);
+            Ok(mut t) => {
+                let linked = inner.link_content(&mut t, job.id);
                 (job, linked, Some(t))
             }
             Err(e) => (job, Err(e), None),
