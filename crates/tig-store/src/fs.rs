@@ -57,7 +57,8 @@
 //! an append changes the length, and reads (which touch only the mtime) leave it.
 //!
 //! Retention uses the file's mtime as "last used": writes set it, reads refresh it
-//! (at most once per `touch_granularity`). A restart restarts every timer: the
+//! (at most once per `touch_granularity`, and not at all without
+//! `record_use`, as under `--retention 0`). A restart restarts every timer: the
 //! effective last use is `max(mtime, process start)`.
 
 use std::collections::HashMap;
@@ -138,6 +139,11 @@ pub struct FsOptions {
     /// A read refreshes the file's mtime only if it is older than this, which
     /// saves a metadata write on hot objects. Keep it well below the retention.
     pub touch_granularity: Duration,
+    /// Reads refresh the mtime at all (on by default). Off when nothing is ever
+    /// swept (`--retention 0`): a use nobody will ask about is not worth a
+    /// metadata write per object read, and a later start with a retention
+    /// restarts every timer anyway.
+    pub record_use: bool,
 }
 
 impl Default for FsOptions {
@@ -145,6 +151,7 @@ impl Default for FsOptions {
         Self {
             fsync: true,
             touch_granularity: Duration::from_secs(1),
+            record_use: true,
         }
     }
 }
@@ -562,13 +569,14 @@ impl Inner {
         self.root.join(id.file_name())
     }
 
-    /// Whether a read at `now` refreshes the mtime in `meta`: only when it is at
-    /// least `touch_granularity` old (or unreadable, or in the future).
-    fn touch_due(&self, meta: &fs::Metadata, now: SystemTime) -> bool {
-        meta.modified()
-            .ok()
-            .and_then(|m| now.duration_since(m).ok())
-            .is_none_or(|age| age >= self.opts.touch_granularity)
+    /// Whether a read at `now` refreshes the mtime `modified`: only when uses
+    /// are recorded and it is at least `touch_granularity` old (or unreadable,
+    /// or in the future).
+    fn touch_due(&self, modified: Option<SystemTime>, now: SystemTime) -> bool {
+        self.opts.record_use
+            && modified
+                .and_then(|m| now.duration_since(m).ok())
+                .is_none_or(|age| age >= self.opts.touch_granularity)
     }
 
     fn new_temp(&self) -> io::Result<TempFile> {
@@ -1013,7 +1021,7 @@ impl Inner {
         }
         if touch_it {
             let now = SystemTime::now();
-            if self.touch_due(&meta, now)
+            if self.touch_due(meta.modified().ok(), now)
                 && let Err(e) = f.set_modified(now)
             {
                 tracing::warn!(path = %path.display(), error = %e, "cannot refresh mtime");
@@ -1471,9 +1479,10 @@ impl Store for FsStore {
         blocking(move || Ok(inner.census()?)).await
     }
 
-    /// The whole batch in one blocking task; per name one `statx` by path and,
-    /// for an object found whose timer is due, one `utimensat` — no `open`. The
-    /// answer and the touch are what [`Store::stat`] would give (see
+    /// The whole batch in one blocking task; per name one `stat` relative to the
+    /// root (opened once per batch: no walk of the root's own path per name)
+    /// and, for an object found whose timer is due, one `utimensat` — no
+    /// `open`. The answer and the touch are what [`Store::stat`] would give (see
     /// [`present_content_at`]).
     async fn present_content_many(
         &self,
@@ -1482,8 +1491,12 @@ impl Store for FsStore {
     ) -> Result<Vec<bool>, StoreError> {
         let inner = self.inner.clone();
         blocking(move || {
+            use rustix::fs::{Mode, OFlags};
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+            let root =
+                rustix::fs::open(&inner.root, flags, Mode::empty()).map_err(io::Error::from)?;
             ids.into_iter()
-                .map(|id| Ok(present_content_at(&inner, id, touch)?))
+                .map(|id| Ok(present_content_at(&inner, &root, id, touch)?))
                 .collect()
         })
         .await
@@ -1496,25 +1509,36 @@ impl Store for FsStore {
 /// and classified exactly as `stat` does (hashed once, then marked). With
 /// `touch_it`, a found file's mtime is refreshed under the same rule as
 /// `open_object` (only when older than `touch_granularity`; failures logged).
-fn present_content_at(inner: &Inner, id: ObjectId, touch_it: bool) -> io::Result<bool> {
-    let path = inner.path(id);
-    let meta = match fs::metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e),
+/// `root` is the open root directory.
+// `st_mode` and the time fields' widths differ between architectures.
+#[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+fn present_content_at(
+    inner: &Inner,
+    root: &std::os::fd::OwnedFd,
+    id: ObjectId,
+    touch_it: bool,
+) -> io::Result<bool> {
+    use rustix::fs::{AtFlags, FileType, statat};
+    let name = id.file_name();
+    let st = match statat(root, name.as_str(), AtFlags::empty()) {
+        Ok(st) => st,
+        Err(rustix::io::Errno::NOENT) => return Ok(false),
+        Err(e) => return Err(e.into()),
     };
-    if !meta.is_file() {
+    let mode = st.st_mode as u32;
+    if FileType::from_raw_mode(mode.into()) != FileType::RegularFile {
         return Ok(false);
     }
     if touch_it {
         let now = SystemTime::now();
-        if inner.touch_due(&meta, now)
-            && let Err(e) = set_mtime_at(&path, now)
+        let modified = system_time(st.st_mtime as i64, st.st_mtime_nsec as i64);
+        if inner.touch_due(modified, now)
+            && let Err(e) = set_mtime_at(root, &name, now)
         {
-            tracing::warn!(path = %path.display(), error = %e, "cannot refresh mtime");
+            tracing::warn!(name, error = %e, "cannot refresh mtime");
         }
     }
-    match meta.permissions().mode() & 0o777 {
+    match mode & 0o777 {
         CONTENT_MODE => Ok(true),
         SLOT_MODE => Ok(false),
         _ => match inner.open_object(id, false)? {
@@ -1524,10 +1548,23 @@ fn present_content_at(inner: &Inner, id: ObjectId, touch_it: bool) -> io::Result
     }
 }
 
-/// Sets the mtime of the file at `path` (following links, as `open` does) and
-/// leaves its atime, like `File::set_modified`, in one `utimensat` call.
-fn set_mtime_at(path: &Path, now: SystemTime) -> io::Result<()> {
-    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_OMIT, utimensat};
+/// The time `secs` seconds and `nanos` nanoseconds after the epoch, as a
+/// `stat` gives it; `None` if out of range.
+fn system_time(secs: i64, nanos: i64) -> Option<SystemTime> {
+    let nanos = Duration::from_nanos(u64::try_from(nanos).ok().filter(|&n| n < 1_000_000_000)?);
+    let base = if secs >= 0 {
+        SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs.unsigned_abs()))?
+    } else {
+        SystemTime::UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs()))?
+    };
+    base.checked_add(nanos)
+}
+
+/// Sets the mtime of `name` in the directory `dir` (following links, as `open`
+/// does) and leaves its atime, like `File::set_modified`, in one `utimensat`
+/// call.
+fn set_mtime_at(dir: &std::os::fd::OwnedFd, name: &str, now: SystemTime) -> io::Result<()> {
+    use rustix::fs::{AtFlags, Timespec, Timestamps, UTIME_OMIT, utimensat};
     let since = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_err(io::Error::other)?;
@@ -1541,7 +1578,7 @@ fn set_mtime_at(path: &Path, now: SystemTime) -> io::Result<()> {
             tv_nsec: since.subsec_nanos().into(),
         },
     };
-    utimensat(CWD, path, &times, AtFlags::empty())?;
+    utimensat(dir, name, &times, AtFlags::empty())?;
     Ok(())
 }
 
@@ -1983,29 +2020,59 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reads_refresh_the_timer_unless_asked_not_to() {
-        let dir = tempfile::tempdir().unwrap();
-        let opts = FsOptions {
-            fsync: false,
-            touch_granularity: Duration::ZERO,
-        };
-        let s = FsStore::open(dir.path(), opts).await.unwrap();
-        let id = s
-            .put_content(crate::body_from_bytes("a"), 10)
-            .await
-            .unwrap();
-        let path = dir.path().join(id.file_name());
-        let past = SystemTime::now() - Duration::from_secs(100);
-        File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(past)
-            .unwrap();
-        s.get(id, false).await.unwrap().unwrap();
-        assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), past);
-        s.get(id, true).await.unwrap().unwrap();
-        assert!(fs::metadata(&path).unwrap().modified().unwrap() > past);
+    async fn reads_refresh_the_timer_unless_asked_not_to_or_uses_are_not_recorded() {
+        for record_use in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let opts = FsOptions {
+                fsync: false,
+                touch_granularity: Duration::ZERO,
+                record_use,
+            };
+            let s = FsStore::open(dir.path(), opts).await.unwrap();
+            let id = s
+                .put_content(crate::body_from_bytes("a"), 10)
+                .await
+                .unwrap();
+            let path = dir.path().join(id.file_name());
+            let past = SystemTime::now() - Duration::from_secs(100);
+            let set_past = || {
+                File::options()
+                    .write(true)
+                    .open(&path)
+                    .unwrap()
+                    .set_modified(past)
+                    .unwrap()
+            };
+            let mtime = || fs::metadata(&path).unwrap().modified().unwrap();
+            set_past();
+            s.get(id, false).await.unwrap().unwrap();
+            assert_eq!(mtime(), past);
+            s.present_content_many(vec![id], false).await.unwrap();
+            assert_eq!(mtime(), past);
+            s.get(id, true).await.unwrap().unwrap();
+            assert_eq!(mtime() > past, record_use);
+            set_past();
+            assert_eq!(
+                s.present_content_many(vec![id], true).await.unwrap(),
+                [true]
+            );
+            assert_eq!(mtime() > past, record_use);
+        }
+    }
+
+    #[test]
+    fn stat_times_become_system_times() {
+        let epoch = SystemTime::UNIX_EPOCH;
+        assert_eq!(
+            system_time(1, 5),
+            Some(epoch + Duration::from_secs(1) + Duration::from_nanos(5))
+        );
+        assert_eq!(
+            system_time(-2, 500_000_000),
+            Some(epoch - Duration::from_millis(1500))
+        );
+        assert_eq!(system_time(0, 1_000_000_000), None);
+        assert_eq!(system_time(0, -1), None);
     }
 
     fn mode_of(path: &Path) -> u32 {

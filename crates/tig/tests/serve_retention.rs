@@ -1,5 +1,6 @@
 //! Retention: objects and slots unused for the period are swept; reads refresh
-//! the timer unless `chtimes=0`; a restart restarts the timers; `0` keeps forever;
+//! the timer unless `chtimes=0`; a restart restarts the timers; `0` keeps forever
+//! (and reads record no use);
 //! files that are not objects are never touched. All waits are bounded polls.
 
 mod common;
@@ -182,6 +183,27 @@ fn retention_zero_keeps_forever_and_env_sets_the_period() {
     age_file(&path);
     let s = TigServer::start_with(Some(root.path()), &["--retention", "0"], &[]);
     let fresh = store(&s, "fresh, kept forever");
+    // Nothing is ever swept, so reads record no use: the file keeps its old mtime
+    // through a plain GET and a `?missing=1` question.
+    let mtime = || {
+        std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .expect("mtime")
+    };
+    let aged = mtime();
+    let c = http();
+    let r = c.get(s.obj_url(&h)).send().expect("get");
+    assert_eq!(r.bytes().expect("body").as_ref(), old);
+    let r = c
+        .post(format!("{}/?missing=1", s.url))
+        .body(format!("/{h}.tig\n"))
+        .send()
+        .expect("missing");
+    assert_eq!(
+        (r.status().as_u16(), r.text().expect("text")),
+        (200, String::new())
+    );
+    assert_eq!(mtime(), aged, "a read under --retention 0 wrote the mtime");
     // Long enough for any sweeper with a tiny period to have run several times.
     thread::sleep(Duration::from_secs(3));
     assert!(present(&s, &h) && present(&s, &fresh));

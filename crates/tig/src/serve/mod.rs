@@ -249,7 +249,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(&root)
             .with_context(|| format!("cannot create data directory {}", root.display()))?;
     }
-    let store = FsStore::open(&root, FsOptions::default())
+    // With `--retention 0` nothing is ever swept: reads need not record their use.
+    let opts = FsOptions {
+        record_use: !args.retention.is_zero(),
+        ..FsOptions::default()
+    };
+    let store = FsStore::open(&root, opts)
         .await
         .with_context(|| format!("cannot use data directory {}", root.display()))?;
     if let Some(every) = args.scrub_every.filter(|d| !d.is_zero()) {
