@@ -174,6 +174,9 @@ struct Inner {
     root: PathBuf,
     /// This process's private temp directory.
     tmp: PathBuf,
+    /// `tmp`, open: temp files are created and renamed relative to it, so no
+    /// call walks the root's path and `.tig-tmp/<dir>` again.
+    tmp_dir: std::os::fd::OwnedFd,
     /// The open, `flock`ed lock file of `tmp`: the lock lives as long as the store.
     _tmp_lock: File,
     started: SystemTime,
@@ -210,6 +213,8 @@ impl Drop for Inner {
 /// A temp file that deletes itself unless published by rename.
 struct TempFile {
     path: PathBuf,
+    /// Its name in the process's temp directory ([`Inner::tmp_dir`]).
+    name: String,
     file: File,
     keep: bool,
     /// The permission bits it is known to have (the kind mark), if any.
@@ -272,6 +277,11 @@ impl FsStore {
             tracing::info!(removed, "removed temp directories of dead tig processes");
         }
         let syncfs_groups = syncfs_is_trusted(&tmp_lock);
+        let tmp_dir = {
+            use rustix::fs::{Mode, OFlags};
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+            rustix::fs::open(&tmp, flags, Mode::empty()).map_err(io::Error::from)?
+        };
         let probe = tmp.join("mode-probe");
         let temps_born_content = blocking(move || Ok(born_with(&probe, CONTENT_MODE)?)).await?;
         let locks = (0..STRIPES)
@@ -281,6 +291,7 @@ impl FsStore {
             inner: Arc::new(Inner {
                 root,
                 tmp,
+                tmp_dir,
                 _tmp_lock: tmp_lock,
                 started: SystemTime::now(),
                 opts,
@@ -580,21 +591,25 @@ impl Inner {
     }
 
     fn new_temp(&self) -> io::Result<TempFile> {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let path = self.tmp.join(n.to_string());
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(if self.temps_born_content {
-                CONTENT_MODE
-            } else {
-                0o600
-            })
-            .open(&path)?;
+        use rustix::fs::{Mode, OFlags};
+        let name = self.counter.fetch_add(1, Ordering::Relaxed).to_string();
+        let mode = if self.temps_born_content {
+            CONTENT_MODE
+        } else {
+            0o600
+        };
+        let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(
+            &self.tmp_dir,
+            name.as_str(),
+            flags,
+            Mode::from_raw_mode(mode),
+        )
+        .map_err(io::Error::from)?;
         Ok(TempFile {
-            path,
-            file,
+            path: self.tmp.join(&name),
+            name,
+            file: File::from(fd),
             keep: false,
             mode: self.temps_born_content.then_some(CONTENT_MODE),
         })
@@ -717,7 +732,8 @@ impl Inner {
         #[cfg(target_os = "linux")]
         if self.noreplace.load(Ordering::Relaxed) {
             use rustix::fs::{CWD, RenameFlags, renameat_with};
-            match renameat_with(CWD, &temp.path, CWD, target, RenameFlags::NOREPLACE) {
+            let (from, flags) = (temp.name.as_str(), RenameFlags::NOREPLACE);
+            match renameat_with(&self.tmp_dir, from, CWD, target, flags) {
                 Ok(()) => {
                     temp.keep = true;
                     return Ok(());
