@@ -142,7 +142,9 @@ pub struct FsOptions {
     /// Reads refresh the mtime at all (on by default). Off when nothing is ever
     /// swept (`--retention 0`): a use nobody will ask about is not worth a
     /// metadata write per object read, and a later start with a retention
-    /// restarts every timer anyway.
+    /// restarts every timer anyway. Several processes sharing one root must
+    /// then all run without retention: reads through this one do not keep an
+    /// object alive for another one's sweeper.
     pub record_use: bool,
 }
 
@@ -223,13 +225,14 @@ struct TempFile {
 
 impl TempFile {
     /// Gives the file `mode` (the kind mark) unless it already has it, as a
-    /// temp file created with its final mode does.
-    fn mark(&mut self, mode: u32) -> io::Result<()> {
-        if self.mode != Some(mode) {
-            mark(&self.file, mode)?;
-            self.mode = Some(mode);
+    /// temp file created with its final mode does; says whether it changed.
+    fn mark(&mut self, mode: u32) -> io::Result<bool> {
+        if self.mode == Some(mode) {
+            return Ok(false);
         }
-        Ok(())
+        mark(&self.file, mode)?;
+        self.mode = Some(mode);
+        Ok(true)
     }
 }
 
@@ -724,6 +727,19 @@ impl Inner {
         }
     }
 
+    /// Marks a synced temp file that becomes a slot (or content named by a
+    /// slot write). A temp file may be born `0444`, and `fdatasync` need not
+    /// keep a later mode change: a crash could then publish a slot marked as
+    /// content, trusted unhashed. So a changed mode is made durable (`fsync`)
+    /// before the name is given. (Content temps born `0600` are safe either way:
+    /// a lost mark leaves a mode that is hashed on first use.)
+    fn mark_slot_temp(&self, t: &mut TempFile, mode: u32) -> io::Result<()> {
+        if t.mark(mode)? && self.opts.fsync {
+            t.file.sync_all()?;
+        }
+        Ok(())
+    }
+
     /// Gives a temp file the name `target` unless that name exists
     /// (`AlreadyExists`, the temp file untouched): one
     /// `renameat2(RENAME_NOREPLACE)` where the file system has it, else a
@@ -738,8 +754,12 @@ impl Inner {
                     temp.keep = true;
                     return Ok(());
                 }
-                // Not supported by this file system (or kernel): link from now on.
-                Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+                // Not supported by this file system or kernel, or refused by a
+                // seccomp filter that predates renameat2: link from now on (a
+                // real permission problem fails the link too).
+                Err(
+                    rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS | rustix::io::Errno::PERM,
+                ) => {
                     self.noreplace.store(false, Ordering::Relaxed);
                 }
                 Err(e) => return Err(e.into()),
@@ -899,7 +919,7 @@ impl Inner {
             SlotWrite::Replace => {
                 self.ensure_not_content(id)?;
                 let mut t = self.materialize(inc.temp, &inc.tail)?;
-                t.mark(own_mode)?;
+                self.mark_slot_temp(&mut t, own_mode)?;
                 fs::rename(&t.path, &target)?;
                 t.keep = true;
                 self.forget(id);
@@ -908,7 +928,7 @@ impl Inner {
             }
             SlotWrite::IfAbsent => {
                 let mut t = self.materialize(inc.temp, &inc.tail)?;
-                t.mark(own_mode)?;
+                self.mark_slot_temp(&mut t, own_mode)?;
                 match self.name_new(&mut t, &target) {
                     Ok(()) => {
                         self.forget(id);
@@ -1165,11 +1185,17 @@ fn start_writeback(_f: &File) {}
 /// process's umask clears none of its bits); the probe is removed again.
 fn born_with(probe: &Path, mode: u32) -> io::Result<bool> {
     let _ = fs::remove_file(probe);
-    let f = OpenOptions::new()
+    let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
         .open(probe)?;
+    // Writing through the descriptor must work whatever the mode, as it does on
+    // local file systems; one that refuses gets temps born writable instead.
+    if f.write_all(b"x").and_then(|()| f.sync_data()).is_err() {
+        let _ = fs::remove_file(probe);
+        return Ok(false);
+    }
     let got = f.metadata()?.permissions().mode() & 0o777;
     fs::remove_file(probe)?;
     Ok(got == mode)
@@ -1542,7 +1568,7 @@ fn present_content_at(
         Err(e) => return Err(e.into()),
     };
     let mode = st.st_mode as u32;
-    if FileType::from_raw_mode(mode.into()) != FileType::RegularFile {
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         return Ok(false);
     }
     if touch_it {
@@ -2111,6 +2137,18 @@ mod tests {
             .unwrap();
         assert_eq!(mode_of(&dir.path().join(c.file_name())), CONTENT_MODE);
         assert_eq!(mode_of(&dir.path().join(slot.file_name())), SLOT_MODE);
+        // Set-if-not and a large body (spilled to a temp file first) too.
+        let other = ObjectId::digest(b"other slot");
+        let big = vec![5u8; 1 << 20];
+        s.put_slot(
+            other,
+            crate::body_from_bytes(big),
+            2 << 20,
+            SlotWrite::IfAbsent,
+        )
+        .await
+        .unwrap();
+        assert_eq!(mode_of(&dir.path().join(other.file_name())), SLOT_MODE);
         let version = s.stat(slot, false).await.unwrap().unwrap().version;
         drop(s);
         let s = FsStore::open(dir.path(), FsOptions::default())

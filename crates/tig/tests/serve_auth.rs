@@ -253,12 +253,20 @@ fn failed_attempts_are_delayed_without_blocking_other_clients() {
             (r.status().as_u16(), started.elapsed())
         }));
     }
-    // Give the server the three failing requests, then read while they wait.
+    // Once the server has the three failing requests, read while they wait.
     // A read is "not blocked" if it is answered in well under the delay while
     // no failure has been answered yet: a server that held a worker for the
     // delay would make the first reads wait for it. Asking for one such read
     // (not a fixed number within the delay) keeps this true on a loaded machine.
-    thread::sleep(Duration::from_millis(50));
+    // The server logs each failure before its delay: wait (bounded) until all
+    // three are there, so that the reads below really overlap the delays.
+    assert!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(5), || {
+            s.stderr().matches("failed apikey attempt").count() >= 3
+        }),
+        "the failed attempts never reached the server: {}",
+        s.stderr()
+    );
     let mut quick_while_waiting = 0;
     for _ in 0..2_000 {
         let asked = Instant::now();
