@@ -280,11 +280,7 @@ impl FsStore {
             tracing::info!(removed, "removed temp directories of dead tig processes");
         }
         let syncfs_groups = syncfs_is_trusted(&tmp_lock);
-        let tmp_dir = {
-            use rustix::fs::{Mode, OFlags};
-            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-            rustix::fs::open(&tmp, flags, Mode::empty()).map_err(io::Error::from)?
-        };
+        let tmp_dir = open_dir(&tmp)?;
         let probe = tmp.join("mode-probe");
         let temps_born_content = blocking(move || Ok(born_with(&probe, CONTENT_MODE)?)).await?;
         let locks = (0..STRIPES)
@@ -596,11 +592,9 @@ impl Inner {
     fn new_temp(&self) -> io::Result<TempFile> {
         use rustix::fs::{Mode, OFlags};
         let name = self.counter.fetch_add(1, Ordering::Relaxed).to_string();
-        let mode = if self.temps_born_content {
-            CONTENT_MODE
-        } else {
-            0o600
-        };
+        // Born content where the umask keeps that mode; else private, marked later.
+        let born = self.temps_born_content.then_some(CONTENT_MODE);
+        let mode = born.unwrap_or(0o600);
         let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
         let fd = rustix::fs::openat(
             &self.tmp_dir,
@@ -614,7 +608,7 @@ impl Inner {
             name,
             file: File::from(fd),
             keep: false,
-            mode: self.temps_born_content.then_some(CONTENT_MODE),
+            mode: born,
         })
     }
 
@@ -1201,6 +1195,13 @@ fn born_with(probe: &Path, mode: u32) -> io::Result<bool> {
     Ok(got == mode)
 }
 
+/// Opens the directory at `path`, for calls relative to it.
+fn open_dir(path: &Path) -> io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    Ok(rustix::fs::open(path, flags, Mode::empty())?)
+}
+
 /// Sets a file's permission bits (`fchmod`): the kind mark.
 fn mark(f: &File, mode: u32) -> io::Result<()> {
     f.set_permissions(fs::Permissions::from_mode(mode))
@@ -1533,10 +1534,7 @@ impl Store for FsStore {
     ) -> Result<Vec<bool>, StoreError> {
         let inner = self.inner.clone();
         blocking(move || {
-            use rustix::fs::{Mode, OFlags};
-            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-            let root =
-                rustix::fs::open(&inner.root, flags, Mode::empty()).map_err(io::Error::from)?;
+            let root = open_dir(&inner.root)?;
             ids.into_iter()
                 .map(|id| Ok(present_content_at(&inner, &root, id, touch)?))
                 .collect()
@@ -1658,29 +1656,7 @@ mod tests {
         #[tokio::test]
         async fn content_and_slots_get_their_marks_and_no_temp_name_stays() {
             let (dir, s) = store().await;
-            let small = s
-                .put_content(crate::body_from_bytes("small"), 1 << 20)
-                .await
-                .unwrap();
-            let large = s
-                .put_content(crate::body_from_bytes(vec![7u8; 1 << 20]), 2 << 20)
-                .await
-                .unwrap();
-            let slot = ObjectId::digest(b"slot");
-            s.put_slot(slot, crate::body_from_bytes("v"), 10, SlotWrite::IfAbsent)
-                .await
-                .unwrap();
-            for id in [small, large] {
-                assert_eq!(mode_of(&dir.path().join(id.file_name())), CONTENT_MODE);
-            }
-            assert_eq!(mode_of(&dir.path().join(slot.file_name())), SLOT_MODE);
-            assert_eq!(
-                leftovers(dir.path())
-                    .iter()
-                    .filter(|n| n.starts_with(TEMP_DIR))
-                    .count(),
-                0
-            );
+            write_and_check_marks(dir.path(), &s).await;
         }
     }
 
@@ -2121,23 +2097,22 @@ mod tests {
         fs::metadata(path).unwrap().permissions().mode() & 0o777
     }
 
-    #[tokio::test]
-    async fn kinds_are_marked_in_the_mode_and_survive_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = FsStore::open(dir.path(), FsOptions::default())
+    /// Writes small and large (spilled) content, a replaced slot and a large
+    /// set-if-not slot into the store at `root`; checks every mark and that no
+    /// temp name stays. Returns a content id and the replaced slot's id.
+    async fn write_and_check_marks(root: &Path, s: &FsStore) -> (ObjectId, ObjectId) {
+        let small = s
+            .put_content(crate::body_from_bytes("small"), 1 << 20)
             .await
             .unwrap();
-        let c = s
-            .put_content(crate::body_from_bytes("c"), 10)
+        let large = s
+            .put_content(crate::body_from_bytes(vec![7u8; 1 << 20]), 2 << 20)
             .await
             .unwrap();
         let slot = ObjectId::digest(b"slot name");
         s.put_slot(slot, crate::body_from_bytes("v"), 10, SlotWrite::Replace)
             .await
             .unwrap();
-        assert_eq!(mode_of(&dir.path().join(c.file_name())), CONTENT_MODE);
-        assert_eq!(mode_of(&dir.path().join(slot.file_name())), SLOT_MODE);
-        // Set-if-not and a large body (spilled to a temp file first) too.
         let other = ObjectId::digest(b"other slot");
         let big = vec![5u8; 1 << 20];
         s.put_slot(
@@ -2148,7 +2123,24 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(mode_of(&dir.path().join(other.file_name())), SLOT_MODE);
+        for id in [small, large] {
+            assert_eq!(mode_of(&root.join(id.file_name())), CONTENT_MODE);
+        }
+        for id in [slot, other] {
+            assert_eq!(mode_of(&root.join(id.file_name())), SLOT_MODE);
+        }
+        let temps = leftovers(root);
+        assert!(!temps.iter().any(|n| n.starts_with(TEMP_DIR)), "{temps:?}");
+        (small, slot)
+    }
+
+    #[tokio::test]
+    async fn kinds_are_marked_in_the_mode_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStore::open(dir.path(), FsOptions::default())
+            .await
+            .unwrap();
+        let (c, slot) = write_and_check_marks(dir.path(), &s).await;
         let version = s.stat(slot, false).await.unwrap().unwrap().version;
         drop(s);
         let s = FsStore::open(dir.path(), FsOptions::default())
@@ -2158,9 +2150,11 @@ mod tests {
         let m = s.stat(slot, false).await.unwrap().unwrap();
         assert_eq!((m.kind, m.version), (Kind::Slot, version));
         // Content stays refreshable although read-only.
-        s.put_content(crate::body_from_bytes("c"), 10)
+        let again = s
+            .put_content(crate::body_from_bytes("small"), 10)
             .await
             .unwrap();
+        assert_eq!(again, c);
     }
 
     #[tokio::test]
