@@ -73,15 +73,70 @@ pub enum KeyState {
     Locked,
 }
 
-/// What identifies one version of the key file.
-type Stamp = (Option<SystemTime>, u64);
+/// What identifies one version of the key file; `None` when it is absent.
+type Stamp = Option<(Option<SystemTime>, u64)>;
 
 /// The key from `Config::api_key`, else from `Config::api_key_file`, re-read
-/// only when the file's mtime or size changes (one `stat` per check; only
-/// requests that need the key check it).
+/// only when the file's mtime or size changes. Only requests that need the key
+/// check it, with one `stat` each, or on Linux none while a watch on the file
+/// ([`crate::keywatch`]) sees nothing touch it.
 #[derive(Debug, Default)]
 pub struct Keys {
-    cache: Mutex<Option<(Stamp, KeyState)>>,
+    cache: Mutex<Cache>,
+}
+
+#[derive(Debug, Default)]
+struct Cache {
+    /// The file's stamp at the last `stat`, and the key state it gave.
+    last: Option<(Stamp, KeyState)>,
+    /// Counts changes seen by the watch: a `stat` answer is kept only if none
+    /// was seen while it ran (a slower, older answer must not overwrite a
+    /// newer one that the watch will not flag again).
+    changes: u64,
+    watch: Watching,
+}
+
+#[derive(Debug, Default)]
+enum Watching {
+    #[default]
+    NotYet,
+    #[cfg(target_os = "linux")]
+    On(crate::keywatch::Watch),
+    Off,
+}
+
+impl Cache {
+    /// The cached state if the watch vouches for it; else `None`, and the
+    /// caller `stat`s.
+    fn vouched(&mut self, path: &Path) -> Option<KeyState> {
+        match &mut self.watch {
+            Watching::NotYet => {
+                // Started before the first `stat`, so it covers every change
+                // after it.
+                #[cfg(target_os = "linux")]
+                if let Some(w) = crate::keywatch::Watch::new(path) {
+                    self.watch = Watching::On(w);
+                    return None;
+                }
+                let _ = path;
+                self.watch = Watching::Off;
+                None
+            }
+            #[cfg(target_os = "linux")]
+            Watching::On(w) => {
+                use crate::keywatch::Seen;
+                match w.check() {
+                    Seen::Nothing => return self.last.as_ref().map(|(_, s)| s.clone()),
+                    Seen::Changed => {}
+                    Seen::Lost => self.watch = Watching::Off,
+                }
+                self.changes += 1;
+                self.last = None;
+                None
+            }
+            Watching::Off => None,
+        }
+    }
 }
 
 impl Keys {
@@ -96,33 +151,48 @@ impl Keys {
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn read_file(&self, path: &Path) -> KeyState {
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return KeyState::Open,
+        let changes = {
+            let mut cache = self.lock();
+            if let Some(state) = cache.vouched(path) {
+                return state;
+            }
+            cache.changes
+        };
+        let stamp = match std::fs::metadata(path) {
+            Ok(m) => Some((m.modified().ok(), m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
                 tracing::error!(path = %path.display(), error = %e, "cannot stat the key file");
                 return KeyState::Locked;
             }
         };
-        let stamp = (meta.modified().ok(), meta.len());
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((s, state)) = &*cache
+        if let Some((s, state)) = &self.lock().last
             && *s == stamp
         {
             return state.clone();
         }
-        let state = match std::fs::read_to_string(path) {
-            Ok(text) => match ApiKey::new(text.trim_end_matches(['\n', '\r'])) {
-                Some(k) => KeyState::Key(k),
-                None => KeyState::Open,
+        let state = match stamp {
+            None => KeyState::Open,
+            Some(_) => match std::fs::read_to_string(path) {
+                Ok(text) => match ApiKey::new(text.trim_end_matches(['\n', '\r'])) {
+                    Some(k) => KeyState::Key(k),
+                    None => KeyState::Open,
+                },
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "cannot read the key file");
+                    KeyState::Locked
+                }
             },
-            Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, "cannot read the key file");
-                KeyState::Locked
-            }
         };
-        *cache = Some((stamp, state.clone()));
+        let mut cache = self.lock();
+        if cache.changes == changes {
+            cache.last = Some((stamp, state.clone()));
+        }
         state
     }
 }
@@ -263,6 +333,9 @@ mod tests {
         assert!(matches!(keys.current(&c), KeyState::Open));
         std::fs::write(&path, "abc\n").unwrap();
         assert!(matches!(keys.current(&c), KeyState::Key(k) if k.matches("abc")));
+        // The same length again: the new bytes count, not just the size.
+        std::fs::write(&path, "xyz\n").unwrap();
+        assert!(matches!(keys.current(&c), KeyState::Key(k) if k.matches("xyz")));
         std::fs::write(&path, "longer\n").unwrap();
         assert!(matches!(keys.current(&c), KeyState::Key(k) if k.matches("longer")));
         std::fs::remove_file(&path).unwrap();

@@ -44,6 +44,8 @@ pub mod endpoint;
 pub mod error;
 pub mod handlers;
 mod hot;
+#[cfg(target_os = "linux")]
+mod keywatch;
 pub mod metrics;
 pub mod missing;
 pub mod ops;

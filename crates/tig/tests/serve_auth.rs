@@ -165,6 +165,49 @@ fn apikey_file_with_trailing_newlines() {
     assert!(!r.text().contains("abc"));
 }
 
+/// A key written, replaced or removed while the server runs applies to the very
+/// next request. On tmpfs (where the server watches the file instead of
+/// `stat`ing it per request) when there is one.
+#[test]
+fn a_key_file_changed_while_serving_applies_to_the_next_request() {
+    let root = tempfile::tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .expect("tmp");
+    let key = root.path().join("apikey");
+    let s = TigServer::start_with(Some(root.path()), &[], &[]);
+    let c = http();
+    let put = |q: &str, body: &str| {
+        c.put(format!("{}/{q}", s.url))
+            .body(body.to_string())
+            .send()
+            .expect("put")
+    };
+    assert_eq!(put("", "open").status(), 200);
+
+    std::fs::write(&key, "k1\n").expect("apikey");
+    assert_one_line(put("", "refused"), 401);
+    assert_eq!(put("?apikey=k1", "k1").status(), 200);
+
+    // Replaced by a rename, with a key of the same length.
+    std::fs::write(root.path().join("apikey.new"), "k2\n").expect("new key");
+    std::fs::rename(root.path().join("apikey.new"), &key).expect("rename");
+    assert_one_line(put("?apikey=k1", "old key"), 401);
+    assert_eq!(put("?apikey=k2", "k2").status(), 200);
+
+    // Rewritten in place.
+    std::fs::write(&key, "k3\n").expect("rewrite");
+    assert_eq!(put("?apikey=k3", "k3").status(), 200);
+
+    std::fs::remove_file(&key).expect("remove");
+    assert_eq!(put("", "open again").status(), 200);
+    for body in ["open", "k1", "k2", "k3", "open again"] {
+        assert!(s.obj_file(&sha256_hex(body.as_bytes())).exists(), "{body}");
+    }
+    for body in ["refused", "old key"] {
+        assert!(!s.obj_file(&sha256_hex(body.as_bytes())).exists(), "{body}");
+    }
+}
+
 #[test]
 fn env_apikey_wins_over_the_file() {
     let root = tempfile::tempdir().expect("tmp");
