@@ -73,13 +73,25 @@ pub enum KeyState {
     Locked,
 }
 
-/// What identifies one version of the key file; `None` when it is absent.
-type Stamp = Option<(Option<SystemTime>, u64)>;
+/// What identifies one version of the key file: device, inode, ctime, mtime and
+/// size; `None` when it is absent.
+type Stamp = Option<(u64, u64, (i64, i64), Option<SystemTime>, u64)>;
+
+fn stamp_of(m: &std::fs::Metadata) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    Some((
+        m.dev(),
+        m.ino(),
+        (m.ctime(), m.ctime_nsec()),
+        m.modified().ok(),
+        m.len(),
+    ))
+}
 
 /// The key from `Config::api_key`, else from `Config::api_key_file`, re-read
-/// only when the file's mtime or size changes. Only requests that need the key
-/// check it, with one `stat` each, or on Linux none while a watch on the file
-/// ([`crate::keywatch`]) sees nothing touch it.
+/// only when the file's stamp (inode, ctime, mtime, size) changes. Only requests
+/// that need the key check it, with one `stat` each, or on Linux none while an
+/// inotify watch on the file (`keywatch.rs`) sees nothing touch it.
 #[derive(Debug, Default)]
 pub struct Keys {
     cache: Mutex<Cache>,
@@ -102,6 +114,8 @@ enum Watching {
     NotYet,
     #[cfg(target_os = "linux")]
     On(crate::keywatch::Watch),
+    /// For good, even after a passing cause (a full inotify table, a `chmod`
+    /// of the directory): that costs a `stat` per check, never a stale key.
     Off,
 }
 
@@ -125,7 +139,13 @@ impl Cache {
             #[cfg(target_os = "linux")]
             Watching::On(w) => {
                 use crate::keywatch::Seen;
-                match w.check() {
+                // A watch vouches only for the file it watches.
+                let seen = if w.path() == path {
+                    w.check()
+                } else {
+                    Seen::Lost
+                };
+                match seen {
                     Seen::Nothing => return self.last.as_ref().map(|(_, s)| s.clone()),
                     Seen::Changed => {}
                     Seen::Lost => self.watch = Watching::Off,
@@ -164,7 +184,7 @@ impl Keys {
             cache.changes
         };
         let stamp = match std::fs::metadata(path) {
-            Ok(m) => Some((m.modified().ok(), m.len())),
+            Ok(m) => stamp_of(&m),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
                 tracing::error!(path = %path.display(), error = %e, "cannot stat the key file");
