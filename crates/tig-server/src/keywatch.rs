@@ -5,7 +5,8 @@
 //! where the filesystem keeps no record of a missing name (tmpfs): each one takes
 //! the directory's lock, which every object published into the same directory
 //! takes too, and under a load of small `PUT`s the checks queued behind the
-//! publishes (a quarter of the server's time per `PUT` on tmpfs).
+//! publishes (a fifth of the server's CPU per `PUT` on tmpfs: 58-63 against
+//! 45-50 us with the key in `APIKEY`, BENCHMARKS.md).
 //!
 //! On Linux an inotify watch answers instead. The kernel queues an event inside
 //! the very syscall that creates, writes, renames, deletes or re-permits the
@@ -22,8 +23,8 @@
 //! The directory watched is the one the root's path names at the first check, as
 //! the store's temp directory is opened once at start: a root path re-pointed
 //! under a running server (a symlink swapped, a mount over it) is not followed by
-//! either. (Checking it per request, a `stat` of the root, cost 5-10 us per `PUT`
-//! on tmpfs, a third of what the watch saves.) Writes through a shared `mmap`
+//! either. (Checking it per request, a `stat` of the root, cost 5-11 us per `PUT`
+//! on tmpfs, most of what the watch saves.) Writes through a shared `mmap`
 //! raise no inotify event; nobody edits a key that way.
 
 use std::ffi::OsString;
