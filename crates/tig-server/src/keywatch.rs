@@ -50,7 +50,14 @@ pub(crate) struct Watch {
     dir_dev: u64,
     path: PathBuf,
     name: OsString,
+    /// Where events are read: a publish queues one, and a queue that filled
+    /// while no write drained it (16,384 events by default, ~1.5 MiB) is read
+    /// in a few calls, under the key lock.
+    buf: Box<[MaybeUninit<u8>]>,
 }
+
+/// Bytes read from the queue per call.
+const READ_BUF: usize = 64 * 1024;
 
 /// What a check found.
 #[derive(Debug, PartialEq, Eq)]
@@ -96,6 +103,7 @@ impl Watch {
             dir_dev,
             path: path.to_path_buf(),
             name,
+            buf: vec![MaybeUninit::uninit(); READ_BUF].into_boxed_slice(),
         };
         w.watch_file().then_some(w)
     }
@@ -130,8 +138,7 @@ impl Watch {
 
     /// Drains the queued events and says whether any may concern the file.
     pub(crate) fn check(&mut self) -> Seen {
-        let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
-        let mut events = inotify::Reader::new(&self.fd, &mut buf);
+        let mut events = inotify::Reader::new(&self.fd, &mut self.buf);
         let mut changed = false;
         loop {
             match events.next() {
@@ -223,6 +230,27 @@ mod tests {
         // A symlink's target can change unseen: the watch gives up.
         std::os::unix::fs::symlink(&link, &path).unwrap();
         assert_eq!(w.check(), Seen::Lost);
+    }
+
+    /// A queue that overflowed may have lost the file's event: a change.
+    #[test]
+    fn a_lost_queue_counts_as_a_change() {
+        let max: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+            .expect("max_queued_events")
+            .trim()
+            .parse()
+            .expect("a number");
+        assert!(
+            max <= 1 << 20,
+            "queue limit {max}: too many files to fill it"
+        );
+        let dir = scratch();
+        let mut w = Watch::new(&dir.path().join("apikey")).expect("watch");
+        for i in 0..=max {
+            std::fs::File::create(dir.path().join(format!("{i}.tig"))).unwrap();
+        }
+        assert_eq!(w.check(), Seen::Changed);
+        assert_eq!(w.check(), Seen::Nothing);
     }
 
     #[test]
