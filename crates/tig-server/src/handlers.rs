@@ -1,7 +1,6 @@
-//! The router and its thin handlers: parse the request into an
-//! [`Endpoint`](crate::endpoint::Endpoint), check the key, call the store, map
-//! the result. All routes go through [`handle`]; the protocol table lives in
-//! [`crate::endpoint::parse`].
+//! The router and its thin handlers: parse the request into an [`Endpoint`],
+//! check the key, call the store, map the result. All routes go through
+//! [`handle`]; the protocol table lives in [`crate::endpoint::parse`].
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
