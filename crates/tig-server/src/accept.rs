@@ -39,7 +39,7 @@ const BACKLOG: i32 = 1024;
 /// request headers and what an upload holds (a received body piece keeps the
 /// buffer it was read into alive while the store queues it for writing), and it
 /// is also how much reply body hyper gathers into one `writev`. 64 concurrent
-/// 64 MiB uploads peaked at 26 MiB RSS with 64 KiB, 40 MiB with 256 KiB, 74 MiB
+/// 64 MiB uploads peaked at 26 MiB RSS with 64 KiB, 39 MiB with 256 KiB, 72 MiB
 /// with 512 KiB; a burst of 1,000 × 64 KiB members went from a median of ~1.7 to
 /// ~2.2 GB/s between 64 and 256 KiB (one writev per member before; tmpfs,
 /// 2026-12-02).
