@@ -35,15 +35,12 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pending connections the kernel keeps per listening socket.
 const BACKLOG: i32 = 1024;
-/// hyper's per-connection buffer limit (its default is ~400 KiB). It bounds
-/// request headers and what an upload holds (a received body piece keeps the
-/// buffer it was read into alive while the store queues it for writing), and it
-/// is also how much reply body hyper gathers into one `writev`. 64 concurrent
-/// 64 MiB uploads peaked at 26 MiB RSS with 64 KiB, 39 MiB with 256 KiB, 72 MiB
-/// with 512 KiB; a burst of 1,000 × 64 KiB members went from a median of ~1.7 to
-/// ~2.2 GB/s between 64 and 256 KiB (one writev per member before; tmpfs,
-/// 2026-12-02).
-const MAX_BUF: usize = 256 * 1024;
+/// hyper's per-connection read buffer limit (its default is ~400 KiB), which
+/// also bounds request headers. A received body piece keeps the buffer it was
+/// read into alive while the store queues it for writing, so this is what an
+/// upload holds: 64 concurrent 64 MiB uploads peaked at 23-28 MiB RSS with it,
+/// 67-85 MiB with hyper's default (tmpfs, 2026-12-01).
+const MAX_BUF: usize = 64 * 1024;
 
 /// What every connection of one server shares.
 #[derive(Clone)]

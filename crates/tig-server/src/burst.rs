@@ -13,6 +13,7 @@ use std::io;
 use std::ops::Range;
 use std::sync::Arc;
 
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tig_core::ObjectId;
 use tig_store::{BodyStream, ByteRange, Kind, Store};
@@ -47,7 +48,7 @@ pub async fn remote_list<S: Store>(
     forwarded: bool,
     id: ObjectId,
     limit: u64,
-) -> Result<Option<bytes::Bytes>, ApiError> {
+) -> Result<Option<Bytes>, ApiError> {
     if forwarded || !state.cluster.enabled() {
         return Ok(None);
     }
@@ -164,14 +165,61 @@ pub fn stream<S: Store>(state: &AppState<S>, plan: Vec<(ObjectId, Source)>) -> B
             // Open the next members while this one is sent: each open is a hop to
             // the blocking pool, and taking them one after the other left the
             // socket idle between members. Small members are read whole here,
-            // so this holds at most READ_AHEAD × 64 KiB.
+            // so this holds at most READ_AHEAD × 64 KiB (twice that while the
+            // pieces read so far are joined).
             .buffered(READ_AHEAD)
-            .flatten(),
+            .flatten()
+            .ready_chunks(READ_AHEAD)
+            .flat_map(|pieces| futures_util::stream::iter(joined(pieces))),
     )
 }
 
 /// Members opened ahead of the one being sent.
 const READ_AHEAD: usize = 8;
+/// Pieces already read are sent as one chunk up to this size: hyper writes a
+/// chunk per `writev` once its buffer holds one, so 64 KiB members went out one
+/// write each.
+const JOIN_UP_TO: usize = 256 * 1024;
+
+/// `pieces` (all ready at once) as fewer chunks: neighbours joined while the
+/// chunk stays within [`JOIN_UP_TO`]; a larger piece passes alone, uncopied. The
+/// first error ends the list.
+fn joined(pieces: Vec<io::Result<Bytes>>) -> Vec<io::Result<Bytes>> {
+    let mut out = Vec::new();
+    let mut group = Vec::new();
+    let mut group_len = 0;
+    for piece in pieces {
+        let b = match piece {
+            Ok(b) => b,
+            Err(e) => {
+                join_into(&mut out, &mut group);
+                out.push(Err(e));
+                return out;
+            }
+        };
+        if group_len + b.len() > JOIN_UP_TO {
+            join_into(&mut out, &mut group);
+            group_len = 0;
+        }
+        group_len += b.len();
+        group.push(b);
+    }
+    join_into(&mut out, &mut group);
+    out
+}
+
+/// Moves `group` to `out` as one chunk (a single piece as it is).
+fn join_into(out: &mut Vec<io::Result<Bytes>>, group: &mut Vec<Bytes>) {
+    if group.len() <= 1 {
+        out.extend(group.drain(..).map(Ok));
+        return;
+    }
+    let mut buf = BytesMut::with_capacity(group.iter().map(Bytes::len).sum());
+    for b in group.drain(..) {
+        buf.extend_from_slice(&b);
+    }
+    out.push(Ok(buf.freeze()));
+}
 
 /// The bytes `parts` select, in order: each is a member here, its length when
 /// planned, and the range of it wanted. A member whose length changed since
@@ -233,4 +281,51 @@ pub fn parts(
 fn error_stream(msg: String) -> BodyStream {
     tracing::warn!(%msg, "aborting a burst");
     Box::pin(futures_util::stream::iter([Err(io::Error::other(msg))]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn piece(len: usize, fill: u8) -> io::Result<Bytes> {
+        Ok(Bytes::from(vec![fill; len]))
+    }
+
+    fn lens(out: &[io::Result<Bytes>]) -> Vec<usize> {
+        out.iter()
+            .map(|r| r.as_ref().map_or(0, Bytes::len))
+            .collect()
+    }
+
+    #[test]
+    fn small_pieces_are_joined_in_order_up_to_the_bound() {
+        let pieces: Vec<_> = (0..6).map(|i| piece(64 * 1024, i)).collect();
+        let out = joined(pieces);
+        assert_eq!(lens(&out), [256 * 1024, 128 * 1024]);
+        let bytes: Vec<u8> = out.into_iter().flat_map(|r| r.unwrap().to_vec()).collect();
+        let want: Vec<u8> = (0..6u8).flat_map(|i| vec![i; 64 * 1024]).collect();
+        assert_eq!(bytes, want);
+    }
+
+    #[test]
+    fn a_large_piece_passes_alone_and_uncopied() {
+        let big = Bytes::from(vec![7u8; JOIN_UP_TO + 1]);
+        let at = big.as_ptr();
+        let out = joined(vec![piece(10, 1), Ok(big), piece(10, 2), piece(10, 3)]);
+        assert_eq!(lens(&out), [10, JOIN_UP_TO + 1, 20]);
+        assert_eq!(out[1].as_ref().unwrap().as_ptr(), at);
+    }
+
+    #[test]
+    fn an_error_ends_the_list_after_the_pieces_before_it() {
+        let out = joined(vec![
+            piece(10, 1),
+            piece(10, 2),
+            Err(io::Error::other("member vanished")),
+            piece(10, 3),
+        ]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].as_ref().unwrap().len(), 20);
+        assert_eq!(out[1].as_ref().unwrap_err().to_string(), "member vanished");
+    }
 }
