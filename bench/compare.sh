@@ -264,7 +264,7 @@ mbs() { awk -v m="$BIG_MIB" -v s="$1" 'BEGIN { printf "%.0f\n", m * 1048576 / s 
 dgst_mbs=$(for i in $(seq 1 "$RUNS"); do
     mbs "$( { time openssl dgst -sha256 "$src/big" >/dev/null; } 2>&1 | tail -1)"
 done | median)
-new_write_mbs=$(for i in $(seq 1 "$RUNS"); do
+kept_write_mbs=$(for i in $(seq 1 "$RUNS"); do
     mbs "$( { time dd if="$src/big" of="$data/kept-copy-$i" bs=1M 2>/dev/null; } 2>&1 | tail -1)"
 done | median)
 write_mbs=$(for i in $(seq 1 "$RUNS"); do
@@ -334,19 +334,23 @@ for j in "${uploads[@]}"; do wait "$j" || true; done
 upload_hwm=$(rss_kib "$tig_pid" VmHWM)
 uploads_ok=$(grep -c '^200$' "$work/upload-codes" || true)
 
+row() { # label tig peer-name peer → one row of the large-transfer table
+    echo "| $1 | $2 | $3: $4 | $(ratio "$2" "$4") |"
+}
+put_rows() { # peer-name peer → the fresh and the busy PUT against it
+    row "${BIG_MIB} MiB PUT, fresh server (MB/s)" "$fresh_put" "$1" "$2"
+    row "${BIG_MIB} MiB PUT after the small-request load (MB/s)" "$busy_put" "$1" "$2"
+}
 {
     echo
     echo "| large transfers | tig | peer | tig/peer |"
     echo "|---|---:|---:|---:|"
-    echo "| ${BIG_MIB} MiB PUT, fresh server (MB/s) | $fresh_put | openssl dgst -sha256: $dgst_mbs | $(ratio "$fresh_put" "$dgst_mbs") |"
-    echo "| ${BIG_MIB} MiB PUT after the small-request load (MB/s) | $busy_put | openssl dgst -sha256: $dgst_mbs | $(ratio "$busy_put" "$dgst_mbs") |"
-    echo "| ${BIG_MIB} MiB PUT, fresh server (MB/s) | $fresh_put | dd into the tmpfs: $write_mbs | $(ratio "$fresh_put" "$write_mbs") |"
-    echo "| ${BIG_MIB} MiB PUT after the small-request load (MB/s) | $busy_put | dd into the tmpfs: $write_mbs | $(ratio "$busy_put" "$write_mbs") |"
-    echo "| ${BIG_MIB} MiB PUT, fresh server (MB/s) | $fresh_put | dd into the tmpfs, copies kept: $new_write_mbs | $(ratio "$fresh_put" "$new_write_mbs") |"
-    echo "| ${BIG_MIB} MiB PUT after the small-request load (MB/s) | $busy_put | dd into the tmpfs, copies kept: $new_write_mbs | $(ratio "$busy_put" "$new_write_mbs") |"
-    echo "| ${BIG_MIB} MiB GET (MB/s) | $tig_get | nginx: $ng_get | $(ratio "$tig_get" "$ng_get") |"
-    echo "| burst of 1,000 × 64 KiB vs one 64 MB file (MB/s) | $tig_burst | nginx: $ng_burst | $(ratio "$tig_burst" "$ng_burst") |"
-    echo "| seed loop, PUT + GET (ms per iteration, lower is better) | $tig_loop | nginx: $ng_loop | $(ratio "$tig_loop" "$ng_loop") |"
+    put_rows "openssl dgst -sha256" "$dgst_mbs"
+    put_rows "dd into the tmpfs" "$write_mbs"
+    put_rows "dd into the tmpfs, copies kept" "$kept_write_mbs"
+    row "${BIG_MIB} MiB GET (MB/s)" "$tig_get" nginx "$ng_get"
+    row "burst of 1,000 × 64 KiB vs one 64 MB file (MB/s)" "$tig_burst" nginx "$ng_burst"
+    row "seed loop, PUT + GET (ms per iteration, lower is better)" "$tig_loop" nginx "$ng_loop"
     echo
     echo "tig RSS: idle ${idle_rss} KiB; peak after the fresh ${BIG_MIB} MiB PUT ${fresh_rss} KiB; peak after" \
         "everything above ${peak_rss} KiB; peak during 64 concurrent 64 MiB uploads ${upload_hwm} KiB (${uploads_ok} of 64 answered 200)" \
