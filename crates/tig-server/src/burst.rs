@@ -13,7 +13,7 @@ use std::io;
 use std::ops::Range;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use tig_core::ObjectId;
 use tig_store::{BodyStream, ByteRange, Kind, Store};
@@ -214,11 +214,8 @@ fn join_into(out: &mut Vec<io::Result<Bytes>>, group: &mut Vec<Bytes>) {
         out.extend(group.drain(..).map(Ok));
         return;
     }
-    let mut buf = BytesMut::with_capacity(group.iter().map(Bytes::len).sum());
-    for b in group.drain(..) {
-        buf.extend_from_slice(&b);
-    }
-    out.push(Ok(buf.freeze()));
+    out.push(Ok(Bytes::from(group.concat())));
+    group.clear();
 }
 
 /// The bytes `parts` select, in order: each is a member here, its length when
