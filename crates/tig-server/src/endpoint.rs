@@ -2,6 +2,8 @@
 //! conditional and range headers into [`Conditions`], before any work is done.
 //! Pure: no I/O, unit-tested against every row of the protocol table.
 
+use std::borrow::Cow;
+
 use axum::http::{HeaderMap, Method, header};
 use percent_encoding::percent_decode_str;
 use tig_core::ObjectId;
@@ -168,12 +170,16 @@ pub fn parse(
     raw_path: &str,
     query: Option<&str>,
 ) -> Result<(Endpoint, Params), ApiError> {
-    let decoded = percent_decode_str(raw_path).decode_utf8_lossy();
-    if raw_path.contains("..")
-        || raw_path.contains("./")
-        || decoded.contains("..")
-        || decoded.contains("./")
-    {
+    // Without a `%` the decoded path is the raw one: skip decoding it and
+    // checking it twice (almost every request; this runs for each).
+    let escaped = raw_path.contains('%');
+    let decoded = if escaped {
+        percent_decode_str(raw_path).decode_utf8_lossy()
+    } else {
+        Cow::Borrowed(raw_path)
+    };
+    let dotted = |p: &str| p.contains("..") || p.contains("./");
+    if dotted(raw_path) || (escaped && dotted(&decoded)) {
         return Err(ApiError::BadRequest(
             "paths with .. or ./ are not allowed".to_owned(),
         ));
