@@ -100,9 +100,14 @@ impl ObjectId {
 
     /// 64 lowercase hex digits.
     pub fn to_hex(&self) -> String {
-        std::str::from_utf8(&self.hex_digits())
-            .expect("hex digits are ASCII")
-            .to_owned()
+        self.with_hex(str::to_owned)
+    }
+
+    /// Calls `f` with the 64 hex digits as a `&str` on the stack, so a caller
+    /// that joins them with more text allocates once.
+    fn with_hex<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        let digits = self.hex_digits();
+        f(std::str::from_utf8(&digits).expect("hex digits are ASCII"))
     }
 
     /// The 64 lowercase hex digits as ASCII bytes, without allocating (for writers
@@ -117,12 +122,12 @@ impl ObjectId {
 
     /// The file name in a data directory: `<hex>.tig`.
     pub fn file_name(&self) -> String {
-        format!("{}{EXTENSION}", self.to_hex())
+        self.with_hex(|hex| [hex, EXTENSION].concat())
     }
 
     /// The HTTP path: `/<hex>.tig`.
     pub fn path(&self) -> String {
-        format!("/{}{EXTENSION}", self.to_hex())
+        self.with_hex(|hex| ["/", hex, EXTENSION].concat())
     }
 
     /// Parses a file name `<hex>.tig`.
@@ -195,7 +200,7 @@ fn truncate(s: &str) -> String {
 
 impl fmt::Display for ObjectId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
+        self.with_hex(|hex| f.write_str(hex))
     }
 }
 
