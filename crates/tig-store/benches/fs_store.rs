@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use futures_util::TryStreamExt;
 use tig_store::fs::FsOptions;
-use tig_store::{FsStore, ObjectBody, Store, body_from_bytes};
+use tig_store::{FsStore, Store, body_from_bytes};
 
 /// A body no earlier iteration stored: `size` bytes ending in a fresh counter.
 fn fresh(counter: &AtomicU64, size: usize) -> Bytes {
@@ -54,19 +55,15 @@ fn fs_store(c: &mut Criterion) {
         group.bench_function("get (whole object)", |b| {
             b.to_async(&rt).iter(|| async {
                 let obj = store.get(id, false).await.unwrap().unwrap();
-                let bytes = match obj.body {
-                    ObjectBody::Full(bytes) => bytes,
-                    ObjectBody::Stream(s) => {
-                        use futures_util::TryStreamExt;
-                        s.try_fold(Vec::new(), |mut all, piece| async move {
-                            all.extend_from_slice(&piece);
-                            Ok(all)
-                        })
-                        .await
-                        .unwrap()
-                        .into()
-                    }
-                };
+                let bytes = obj
+                    .body
+                    .into_stream()
+                    .try_fold(Vec::new(), |mut all, piece| async move {
+                        all.extend_from_slice(&piece);
+                        Ok(all)
+                    })
+                    .await
+                    .unwrap();
                 assert_eq!(bytes.len(), size);
                 bytes
             })
