@@ -105,7 +105,7 @@ impl ObjectId {
 
     /// Calls `f` with the 64 hex digits as a `&str` on the stack, so a caller
     /// that joins them with more text allocates once.
-    fn with_hex<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+    pub fn with_hex<R>(&self, f: impl FnOnce(&str) -> R) -> R {
         let digits = self.hex_digits();
         f(std::str::from_utf8(&digits).expect("hex digits are ASCII"))
     }

@@ -25,8 +25,9 @@ pub const NO_CACHE: &str = "no-cache";
 /// The validators and caching rules a reply carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Validators {
-    /// The strong entity tag, quotes included; `None` for replies without one.
-    pub etag: Option<String>,
+    /// The strong entity tag, quotes included; `None` for replies without one
+    /// (or whose version is not a valid header value).
+    pub etag: Option<HeaderValue>,
     /// Whether the bytes can never change.
     pub immutable: bool,
 }
@@ -35,7 +36,8 @@ impl Validators {
     /// The validators of object `id` described by `meta`.
     pub fn of(id: ObjectId, meta: &ObjectMeta) -> Self {
         Self {
-            etag: Some(meta.etag(id)),
+            // The tag's String becomes the header's bytes without a copy.
+            etag: HeaderValue::try_from(meta.etag(id)).ok(),
             immutable: meta.kind == Kind::Content,
         }
     }
@@ -50,12 +52,8 @@ impl Validators {
 
     /// Sets `ETag`, `Cache-Control` and `Accept-Ranges`.
     pub fn apply(&self, h: &mut HeaderMap) {
-        if let Some(tag) = self
-            .etag
-            .as_deref()
-            .and_then(|t| HeaderValue::from_str(t).ok())
-        {
-            h.insert(header::ETAG, tag);
+        if let Some(tag) = &self.etag {
+            h.insert(header::ETAG, tag.clone());
         }
         h.insert(
             header::CACHE_CONTROL,
@@ -66,7 +64,8 @@ impl Validators {
 
     fn opaque(&self) -> Option<&str> {
         self.etag
-            .as_deref()
+            .as_ref()
+            .and_then(|t| t.to_str().ok())
             .and_then(|t| t.strip_prefix('"'))
             .and_then(|t| t.strip_suffix('"'))
     }
@@ -165,7 +164,7 @@ mod tests {
             version: String::new(),
         };
         let v = Validators::of(id, &meta);
-        assert_eq!(v.etag, Some(format!("\"{}\"", id.to_hex())));
+        assert_eq!(v.etag.as_ref().unwrap(), &format!("\"{}\"", id.to_hex()));
         assert!(v.immutable);
         assert!(v.none_match_hits(&tags(&["zz", &id.to_hex()])));
         assert!(!v.none_match_hits(&tags(&["zz"])));
@@ -178,7 +177,7 @@ mod tests {
     #[test]
     fn slots_revalidate_and_match_their_version() {
         let v = slot("7");
-        assert_eq!(v.etag.as_deref(), Some("\"s-7\""));
+        assert_eq!(v.etag.as_ref().unwrap(), "\"s-7\"");
         assert!(v.none_match_hits(&tags(&["s-7"])));
         assert!(!v.none_match_hits(&tags(&["s-8"])));
         let any = Conditions {

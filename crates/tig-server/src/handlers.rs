@@ -409,7 +409,9 @@ async fn burst<S: Store>(
             });
     let immutable = local.is_some_and(|l| l.1);
     let v = Validators {
-        etag: immutable.then(|| format!("\"b-{}\"", id.to_hex())),
+        etag: immutable
+            .then(|| HeaderValue::try_from(format!("\"b-{}\"", id.to_hex())).ok())
+            .flatten(),
         immutable,
     };
     let cond = parse_conditions(&req.headers);

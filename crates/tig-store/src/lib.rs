@@ -180,7 +180,7 @@ impl ObjectMeta {
             Kind::Content => {
                 let mut tag = String::with_capacity(tig_core::HEX_LEN + 2);
                 tag.push('"');
-                tag.extend(id.hex_digits().map(char::from));
+                id.with_hex(|hex| tag.push_str(hex));
                 tag.push('"');
                 tag
             }
