@@ -6,6 +6,7 @@
 #   TIG_BIN=target/release/tig bench/compare.sh   # skip the release build
 #   OUT=BENCHMARKS.md bench/compare.sh    # also append the table there
 #   ACCESS_LOG=1 bench/compare.sh         # both servers write an access log line per request
+#   SPLIT=1 bench/compare.sh              # servers on CPU 0, load generator on the others
 #
 # Both servers keep their data on the same tmpfs (a fresh mount when run as root,
 # else /dev/shm), wrk and curl drive them over 127.0.0.1, and the hashing limit is
@@ -13,6 +14,11 @@
 # run without an access log by default (nginx `access_log off`, tig
 # `TIG_LOG=info,tig::access=off`); with ACCESS_LOG=1 both write one line per request
 # to a file in the work directory (nginx's default buffering, tig's log on stderr).
+# By default every process shares every core, as the issue measured. With SPLIT=1
+# (needs 2+ cores) both servers run on CPU 0 with one event loop each (tig
+# `--workers 1`, nginx `worker_processes 1`), as do `openssl dgst` and `dd`, the
+# limits of the server's side; wrk and curl run on the other CPUs, so neither server
+# competes with its load generator for a core.
 # Scenarios:
 #   - 1 KiB GET and 1 KiB unique PUT (nginx: WebDAV PUT) at 1/16/64/256 connections,
 #     plain and over TLS (a self-signed P-256 certificate made here): req/s, p50, p99;
@@ -33,6 +39,21 @@ DUR=${DUR:-4}
 BIG_MIB=${BIG_MIB:-256}
 OUT=${OUT:-}
 ACCESS_LOG=${ACCESS_LOG:-0}
+SPLIT=${SPLIT:-0}
+cores=$(nproc)
+srv=() tig_workers=() ng_workers=auto wrk_threads=2
+if [ "$SPLIT" = 1 ]; then
+    if [ "$cores" -lt 2 ]; then
+        echo "SPLIT=1 needs at least 2 cores (this machine has $cores)" >&2
+        exit 1
+    fi
+    # This shell and all it starts (wrk, curl) on CPU 1-…; the servers on CPU 0.
+    clients=$([ "$cores" = 2 ] && echo 1 || echo "1-$((cores - 1))")
+    taskset -cp "$clients" $$ >/dev/null
+    srv=(taskset -c 0)
+    tig_workers=(--workers 1) ng_workers=1
+    wrk_threads=$((cores - 1 < 2 ? cores - 1 : 2))
+fi
 if [ "$ACCESS_LOG" = 1 ]; then
     tig_log=info
 else
@@ -92,7 +113,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 start_tig() { # port [extra args] → pid on stdout
     local port=$1
     shift
-    TIG_LOG=$tig_log "$bin" serve --listen "127.0.0.1:$port" --root "$data/tig" --retention 0 \
+    TIG_LOG=$tig_log "${srv[@]}" "$bin" serve "${tig_workers[@]}" --listen "127.0.0.1:$port" --root "$data/tig" --retention 0 \
         --max-size "$((BIG_MIB + 1))MiB" "$@" >"$work/tig-$port.out" 2>"$work/tig-$port.err" &
     echo $!
 }
@@ -108,7 +129,7 @@ ngs_port=$(free_port)
 mkdir -p "$work/nginx"
 chmod 777 "$work/nginx"
 cat >"$work/nginx/nginx.conf" <<EOF
-worker_processes auto;
+worker_processes $ng_workers;
 pid $work/nginx/nginx.pid;
 error_log $work/nginx/error.log;
 daemon off;
@@ -131,7 +152,7 @@ http {
     }
 }
 EOF
-nginx -c "$work/nginx/nginx.conf" &
+"${srv[@]}" nginx -c "$work/nginx/nginx.conf" &
 pids+=($!)
 ng="http://127.0.0.1:$ng_port"
 ngs="https://127.0.0.1:$ngs_port"
@@ -201,7 +222,7 @@ ms() { # wrk latency ("1.23ms", "456.00us", "1.2s") → ms
 # One wrk run → "rps p50ms p99ms"
 wrk_once() { # conns url [script]
     local c=$1 u=$2 s=${3:-} t out
-    t=$([ "$c" = 1 ] && echo 1 || echo 2)
+    t=$([ "$c" = 1 ] && echo 1 || echo "$wrk_threads")
     if [ -n "$s" ]; then
         out=$(wrk -t"$t" -c"$c" -d"${DUR}s" --latency -s "$s" "$u")
     else
@@ -241,10 +262,11 @@ table="$work/table.md"
 {
     echo "### bench/compare.sh — $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
-    echo "Machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(free -g | awk '/Mem:/ {print $2}') GiB;" \
+    echo "Machine: $cores cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(free -g | awk '/Mem:/ {print $2}') GiB;" \
         "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)."
     echo "tig: \`$("$bin" --version 2>/dev/null || echo tig)\` (fsync on, retention off, access log $([ "$ACCESS_LOG" = 1 ] && echo on || echo off) on both), $(nginx -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2);"
-    echo "both on one tmpfs, ${RUNS} runs of ${DUR} s per cell, medians."
+    echo "both on one tmpfs, ${RUNS} runs of ${DUR} s per cell, medians;" \
+        "$([ "$SPLIT" = 1 ] && echo "SPLIT: servers on CPU 0 (one event loop each), wrk and curl on CPU $clients." || echo "servers and wrk share all cores.")"
     echo
     echo "| scenario | conns | tig req/s | tig p50 ms | tig p99 ms | nginx req/s | nginx p50 ms | nginx p99 ms | tig/nginx req/s |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -270,13 +292,13 @@ mbs() { awk -v m="$BIG_MIB" -v s="$1" 'BEGIN { printf "%.0f\n", m * 1048576 / s 
 # each round needs pages nobody freed a moment ago (on such a VM, mostly ones
 # the host took back; the kernel decides, so the two rows can also agree).
 dgst_mbs=$(for i in $(seq 1 "$RUNS"); do
-    mbs "$( { time openssl dgst -sha256 "$src/big" >/dev/null; } 2>&1 | tail -1)"
+    mbs "$( { time "${srv[@]}" openssl dgst -sha256 "$src/big" >/dev/null; } 2>&1 | tail -1)"
 done | median)
 kept_write_mbs=$(for i in $(seq 1 "$RUNS"); do
-    mbs "$( { time dd if="$src/big" of="$data/kept-copy-$i" bs=1M 2>/dev/null; } 2>&1 | tail -1)"
+    mbs "$( { time "${srv[@]}" dd if="$src/big" of="$data/kept-copy-$i" bs=1M 2>/dev/null; } 2>&1 | tail -1)"
 done | median)
 write_mbs=$(for i in $(seq 1 "$RUNS"); do
-    mbs "$( { time dd if="$src/big" of="$data/copy" bs=1M 2>/dev/null; } 2>&1 | tail -1)"
+    mbs "$( { time "${srv[@]}" dd if="$src/big" of="$data/copy" bs=1M 2>/dev/null; } 2>&1 | tail -1)"
     rm -f "$data/copy"
 done | median)
 put_mbs() { # url file → MB/s
