@@ -410,8 +410,8 @@ async fn burst<S: Store>(
     let immutable = local.is_some_and(|l| l.1);
     let v = Validators {
         etag: immutable
-            .then(|| HeaderValue::try_from(format!("\"b-{}\"", id.to_hex())).ok())
-            .flatten(),
+            .then(|| format!("\"b-{}\"", id.to_hex()))
+            .and_then(|t| HeaderValue::try_from(t).ok()),
         immutable,
     };
     let cond = parse_conditions(&req.headers);
