@@ -26,7 +26,7 @@ pub const NO_CACHE: &str = "no-cache";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Validators {
     /// The strong entity tag, quotes included; `None` for replies without one
-    /// (or whose version is not a valid header value).
+    /// (or whose version is not visible ASCII).
     pub etag: Option<HeaderValue>,
     /// Whether the bytes can never change.
     pub immutable: bool,
@@ -36,8 +36,11 @@ impl Validators {
     /// The validators of object `id` described by `meta`.
     pub fn of(id: ObjectId, meta: &ObjectMeta) -> Self {
         Self {
-            // The tag's String becomes the header's bytes without a copy.
-            etag: HeaderValue::try_from(meta.etag(id)).ok(),
+            // The tag's String becomes the header's bytes without a copy; a tag
+            // `opaque` could not read back (bytes past ASCII) is not sent at all.
+            etag: HeaderValue::try_from(meta.etag(id))
+                .ok()
+                .filter(|t| t.to_str().is_ok()),
             immutable: meta.kind == Kind::Content,
         }
     }
@@ -189,6 +192,22 @@ mod tests {
         let mut h = HeaderMap::new();
         v.apply(&mut h);
         assert_eq!(h[header::CACHE_CONTROL], NO_CACHE);
+    }
+
+    #[test]
+    fn a_version_that_is_not_visible_ascii_gives_no_tag_and_no_match() {
+        let any = Conditions {
+            if_none_match: Some(IfNoneMatch::Any),
+            ..Conditions::default()
+        };
+        for version in ["\u{e9}", "a\nb"] {
+            let v = slot(version);
+            assert_eq!(v.etag, None, "{version:?}");
+            assert!(!v.none_match_hits(&any), "{version:?}");
+            let mut h = HeaderMap::new();
+            v.apply(&mut h);
+            assert!(!h.contains_key(header::ETAG), "{version:?}");
+        }
     }
 
     #[test]
