@@ -40,17 +40,22 @@ BIG_MIB=${BIG_MIB:-256}
 OUT=${OUT:-}
 ACCESS_LOG=${ACCESS_LOG:-0}
 SPLIT=${SPLIT:-0}
-cores=$(nproc)
+# The CPUs this script may use (they need not start at 0, e.g. in a cpuset).
+read -r -a cpus < <(python3 -c 'import os; print(*sorted(os.sched_getaffinity(0)))')
+cores=${#cpus[@]}
+# Both arrays stay empty unless SPLIT=1; `${a[@]+"${a[@]}"}` expands an empty one
+# to nothing, also under `set -u` in bash before 4.4.
 srv=() tig_workers=() ng_workers=auto wrk_threads=2
 if [ "$SPLIT" = 1 ]; then
     if [ "$cores" -lt 2 ]; then
-        echo "SPLIT=1 needs at least 2 cores (this machine has $cores)" >&2
+        echo "SPLIT=1 needs at least 2 CPUs (this script may use $cores)" >&2
         exit 1
     fi
-    # This shell and all it starts (wrk, curl) on CPU 1-…; the servers on CPU 0.
-    clients=$([ "$cores" = 2 ] && echo 1 || echo "1-$((cores - 1))")
-    taskset -cp "$clients" $$ >/dev/null
-    srv=(taskset -c 0)
+    # The servers on the first CPU; this shell and all it starts (wrk, curl) on the
+    # others, once the build below is done.
+    server_cpu=${cpus[0]}
+    clients=$(IFS=,; echo "${cpus[*]:1}")
+    srv=(taskset -c "$server_cpu")
     tig_workers=(--workers 1) ng_workers=1
     wrk_threads=$((cores - 1 < 2 ? cores - 1 : 2))
 fi
@@ -89,6 +94,9 @@ else
     (cd "$here" && cargo build --release -p tig --quiet)
     bin="${CARGO_TARGET_DIR:-$here/target}/release/tig"
 fi
+if [ "$SPLIT" = 1 ]; then
+    taskset -cp "$clients" $$ >/dev/null
+fi
 
 # One tmpfs for both servers' data.
 data="$work/data"
@@ -113,7 +121,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 start_tig() { # port [extra args] → pid on stdout
     local port=$1
     shift
-    TIG_LOG=$tig_log "${srv[@]}" "$bin" serve "${tig_workers[@]}" --listen "127.0.0.1:$port" --root "$data/tig" --retention 0 \
+    TIG_LOG=$tig_log ${srv[@]+"${srv[@]}"} "$bin" serve ${tig_workers[@]+"${tig_workers[@]}"} --listen "127.0.0.1:$port" --root "$data/tig" --retention 0 \
         --max-size "$((BIG_MIB + 1))MiB" "$@" >"$work/tig-$port.out" 2>"$work/tig-$port.err" &
     echo $!
 }
@@ -152,7 +160,7 @@ http {
     }
 }
 EOF
-"${srv[@]}" nginx -c "$work/nginx/nginx.conf" &
+${srv[@]+"${srv[@]}"} nginx -c "$work/nginx/nginx.conf" &
 pids+=($!)
 ng="http://127.0.0.1:$ng_port"
 ngs="https://127.0.0.1:$ngs_port"
@@ -266,7 +274,7 @@ table="$work/table.md"
         "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)."
     echo "tig: \`$("$bin" --version 2>/dev/null || echo tig)\` (fsync on, retention off, access log $([ "$ACCESS_LOG" = 1 ] && echo on || echo off) on both), $(nginx -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2);"
     echo "both on one tmpfs, ${RUNS} runs of ${DUR} s per cell, medians;" \
-        "$([ "$SPLIT" = 1 ] && echo "SPLIT: servers on CPU 0 (one event loop each), wrk and curl on CPU $clients." || echo "servers and wrk share all cores.")"
+        "$([ "$SPLIT" = 1 ] && echo "SPLIT: servers on CPU $server_cpu (one event loop each), wrk (-t$wrk_threads) and curl on CPU $clients." || echo "servers and wrk share all cores.")"
     echo
     echo "| scenario | conns | tig req/s | tig p50 ms | tig p99 ms | nginx req/s | nginx p50 ms | nginx p99 ms | tig/nginx req/s |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -292,13 +300,13 @@ mbs() { awk -v m="$BIG_MIB" -v s="$1" 'BEGIN { printf "%.0f\n", m * 1048576 / s 
 # each round needs pages nobody freed a moment ago (on such a VM, mostly ones
 # the host took back; the kernel decides, so the two rows can also agree).
 dgst_mbs=$(for i in $(seq 1 "$RUNS"); do
-    mbs "$( { time "${srv[@]}" openssl dgst -sha256 "$src/big" >/dev/null; } 2>&1 | tail -1)"
+    mbs "$( { time ${srv[@]+"${srv[@]}"} openssl dgst -sha256 "$src/big" >/dev/null; } 2>&1 | tail -1)"
 done | median)
 kept_write_mbs=$(for i in $(seq 1 "$RUNS"); do
-    mbs "$( { time "${srv[@]}" dd if="$src/big" of="$data/kept-copy-$i" bs=1M 2>/dev/null; } 2>&1 | tail -1)"
+    mbs "$( { time ${srv[@]+"${srv[@]}"} dd if="$src/big" of="$data/kept-copy-$i" bs=1M 2>/dev/null; } 2>&1 | tail -1)"
 done | median)
 write_mbs=$(for i in $(seq 1 "$RUNS"); do
-    mbs "$( { time "${srv[@]}" dd if="$src/big" of="$data/copy" bs=1M 2>/dev/null; } 2>&1 | tail -1)"
+    mbs "$( { time ${srv[@]+"${srv[@]}"} dd if="$src/big" of="$data/copy" bs=1M 2>/dev/null; } 2>&1 | tail -1)"
     rm -f "$data/copy"
 done | median)
 put_mbs() { # url file → MB/s
@@ -311,8 +319,8 @@ for c in 1 16 64 256; do small_row "GET 1 KiB" "$c" "$tig$small" "$ng/1k"; done
 for c in 1 16 64 256; do small_row "PUT 1 KiB, unique" "$c" "$tig/" "$ng/" "$work/put.lua" "$work/dav.lua"; done
 for c in 1 16 64 256; do small_row "GET 1 KiB, TLS" "$c" "$tigs$small" "$ngs/1k"; done
 # Above, every connection sends as fast as replies come: whichever side needs more
-# CPU than it gets queues the requests, and with wrk on the servers' two cores a
-# faster server leaves the queue in wrk (runnable, waiting for a core, for a
+# CPU than it gets queues the requests, and with wrk on the servers' cores (unless
+# SPLIT=1) a faster server leaves the queue in wrk (runnable, waiting for a core, for a
 # scheduler slice at a time). Paced, both servers get the same requests per second,
 # below what either can do, and the p99s compare the servers.
 for c in 64 128; do
