@@ -6,7 +6,7 @@
 #   TIG_BIN=target/release/tig bench/compare.sh   # skip the release build
 #   OUT=BENCHMARKS.md bench/compare.sh    # also append the table there
 #   ACCESS_LOG=1 bench/compare.sh         # both servers write an access log line per request
-#   SPLIT=1 bench/compare.sh              # servers on CPU 0, load generator on the others
+#   SPLIT=1 bench/compare.sh              # servers on one CPU, load generator on the others
 #
 # Both servers keep their data on the same tmpfs (a fresh mount when run as root,
 # else /dev/shm), wrk and curl drive them over 127.0.0.1, and the hashing limit is
@@ -15,10 +15,10 @@
 # `TIG_LOG=info,tig::access=off`); with ACCESS_LOG=1 both write one line per request
 # to a file in the work directory (nginx's default buffering, tig's log on stderr).
 # By default every process shares every core, as the issue measured. With SPLIT=1
-# (needs 2+ cores) both servers run on CPU 0 with one event loop each (tig
-# `--workers 1`, nginx `worker_processes 1`), as do `openssl dgst` and `dd`, the
-# limits of the server's side; wrk and curl run on the other CPUs, so neither server
-# competes with its load generator for a core.
+# (needs 2+ CPUs) both servers run on the first CPU the script may use, one event
+# loop each (tig `--workers 1`, nginx `worker_processes 1`), as do `openssl dgst`
+# and `dd`, the limits of the server's side; wrk and curl run on the other CPUs, so
+# neither server competes with its load generator for a core.
 # Scenarios:
 #   - 1 KiB GET and 1 KiB unique PUT (nginx: WebDAV PUT) at 1/16/64/256 connections,
 #     plain and over TLS (a self-signed P-256 certificate made here): req/s, p50, p99;
