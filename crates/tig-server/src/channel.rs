@@ -24,7 +24,7 @@ const LINE_LEN: u64 = (PREFIX.len() + HEX_LEN + EXTENSION.len()) as u64;
 
 /// The channel value pointing at `target`, without a trailing newline.
 pub fn line(target: ObjectId) -> String {
-    format!("{PREFIX}{}{EXTENSION}", target.to_hex())
+    format!("{PREFIX}{target}{EXTENSION}")
 }
 
 /// The target if `value` is a channel line.

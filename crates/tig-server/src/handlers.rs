@@ -410,7 +410,7 @@ async fn burst<S: Store>(
     let immutable = local.is_some_and(|l| l.1);
     let v = Validators {
         etag: immutable
-            .then(|| format!("\"b-{}\"", id.to_hex()))
+            .then(|| format!("\"b-{id}\""))
             .and_then(|t| HeaderValue::try_from(t).ok()),
         immutable,
     };
