@@ -246,7 +246,6 @@ wrk_once() { # conns url [script]
     p99=$(ms "$(echo "$out" | awk '$1=="99%" {print $2}')")
     echo "$rps $p50 $p99"
 }
-# Median of RUNS wrk runs → "rps p50 p99"
 # Unique PUTs store a new 1 KiB file per request (a 4 KiB tmpfs page each, hundreds
 # of thousands per cell): both servers' are removed after every scripted run, so the
 # tmpfs never fills (a full one turns the cells into 5xx counts). The 1 KiB object of
@@ -255,13 +254,10 @@ prune_puts() {
     find "$data/www/dav" -mindepth 1 -maxdepth 1 ! -name .tmp -exec rm -rf {} + 2>/dev/null || true
     find "$data/tig" -maxdepth 1 -name '*.tig' -size -2k ! -name "${small#/}" -delete 2>/dev/null || true
 }
-wrk_med() {
-    local i r=() a=() b=()
-    for i in $(seq 1 "$RUNS"); do
-        read -r x y z < <(wrk_once "$@")
-        r+=("$x") a+=("$y") b+=("$z")
-        [ -n "${3:-}" ] && prune_puts
-    done
+# "rps p50 p99" lines on stdin → the median of each column.
+medians() {
+    local x y z r=() a=() b=()
+    while read -r x y z; do r+=("$x") a+=("$y") b+=("$z"); done
     echo "$(printf '%s\n' "${r[@]}" | median) $(printf '%s\n' "${a[@]}" | median) $(printf '%s\n' "${b[@]}" | median)"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
@@ -273,17 +269,25 @@ table="$work/table.md"
     echo "Machine: $cores cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(free -g | awk '/Mem:/ {print $2}') GiB;" \
         "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)."
     echo "tig: \`$("$bin" --version 2>/dev/null || echo tig)\` (fsync on, retention off, access log $([ "$ACCESS_LOG" = 1 ] && echo on || echo off) on both), $(nginx -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2);"
-    echo "both on one tmpfs, ${RUNS} runs of ${DUR} s per cell, medians;" \
+    echo "both on one tmpfs, ${RUNS} rounds of ${DUR} s per cell (tig, then nginx, in each round), medians;" \
         "$([ "$SPLIT" = 1 ] && echo "SPLIT: servers on CPU $server_cpu (one event loop each), wrk (-t$wrk_threads) and curl on CPU $clients." || echo "servers and wrk share all cores.")"
     echo
     echo "| scenario | conns | tig req/s | tig p50 ms | tig p99 ms | nginx req/s | nginx p50 ms | nginx p99 ms | tig/nginx req/s |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 } >"$table"
 
+# One row: RUNS rounds, each one wrk run against tig and then one against nginx, so
+# a slow or noisy stretch of a shared machine falls on both servers alike; medians.
 small_row() { # label conns tig_url ng_url [tig_script ng_script]
-    local label=$1 c=$2 tu=$3 nu=$4 ts=${5:-} ns=${6:-}
-    read -r tr tp50 tp99 < <(wrk_med "$c" "$tu" "$ts")
-    read -r nr np50 np99 < <(wrk_med "$c" "$nu" "$ns")
+    local label=$1 c=$2 tu=$3 nu=$4 ts=${5:-} ns=${6:-} i runs_t=() runs_n=()
+    for i in $(seq 1 "$RUNS"); do
+        runs_t+=("$(wrk_once "$c" "$tu" "$ts")")
+        [ -n "$ts" ] && prune_puts
+        runs_n+=("$(wrk_once "$c" "$nu" "$ns")")
+        [ -n "$ns" ] && prune_puts
+    done
+    read -r tr tp50 tp99 < <(printf '%s\n' "${runs_t[@]}" | medians)
+    read -r nr np50 np99 < <(printf '%s\n' "${runs_n[@]}" | medians)
     printf '| %s | %s | %.0f | %s | %s | %.0f | %s | %s | %s |\n' "$label" "$c" "$tr" "$tp50" "$tp99" \
         "$nr" "$np50" "$np99" "$(ratio "$tr" "$nr")" | tee -a "$table" >&2
 }
