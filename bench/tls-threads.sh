@@ -7,6 +7,7 @@
 #   bench/tls-threads.sh                          # 3 rounds at 64 connections
 #   ROUNDS=5 CONNS=16 TIG_BIN=target/release/tig bench/tls-threads.sh
 #   WRK_SLICE_NS=100000 bench/tls-threads.sh      # wrk's threads get a 0.1 ms EEVDF slice
+#   PLAIN=1 bench/tls-threads.sh                  # the same over plain HTTP
 #
 # Each round runs `wrk -t2 -c$CONNS -d4s` against tig and then against nginx (same
 # self-signed P-256 certificate, every process on every core) and reads
@@ -19,6 +20,7 @@ set -euo pipefail
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-64}
 WRK_SLICE_NS=${WRK_SLICE_NS:-}
+PLAIN=${PLAIN:-0}
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/tig-tls-threads.XXXXXX)
 pids=()
@@ -53,9 +55,14 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 head -c 1024 /dev/urandom >"$work/www/1k"
 chmod 644 "$work/www/1k" "$work/key.pem"
 
+if [ "$PLAIN" = 1 ]; then
+    scheme=http tls_args=() ssl=""
+else
+    scheme=https tls_args=(--tls-cert "$work/cert.pem" --tls-key "$work/key.pem") ssl=" ssl"
+fi
 tig_port=$(free_port)
 TIG_LOG=info,tig::access=off "$bin" serve --listen "127.0.0.1:$tig_port" --root "$work/tig" \
-    --retention 0 --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" >"$work/tig.log" 2>&1 &
+    --retention 0 ${tls_args[@]+"${tls_args[@]}"} >"$work/tig.log" 2>&1 &
 tig_pid=$!
 pids+=("$tig_pid")
 ng_port=$(free_port)
@@ -69,7 +76,7 @@ http {
     access_log off;
     keepalive_requests 1000000;
     server {
-        listen 127.0.0.1:$ng_port ssl;
+        listen 127.0.0.1:$ng_port$ssl;
         ssl_certificate $work/cert.pem;
         ssl_certificate_key $work/key.pem;
         root $work/www;
@@ -79,11 +86,11 @@ EOF
 nginx -c "$work/nginx/nginx.conf" &
 ng_pid=$!
 pids+=("$ng_pid")
-tig="https://127.0.0.1:$tig_port"
+tig="$scheme://127.0.0.1:$tig_port"
 wait_url "$tig/"
-wait_url "https://127.0.0.1:$ng_port/1k"
+ng_url="$scheme://127.0.0.1:$ng_port/1k"
+wait_url "$ng_url"
 tig_url="$tig$(curl -sk --data-binary @"$work/www/1k" "$tig/")"
-ng_url="https://127.0.0.1:$ng_port/1k"
 wait_url "$tig_url"
 
 # Sets the EEVDF slice (sched_attr.sched_runtime of SCHED_OTHER, Linux 6.12+) of threads.
@@ -128,7 +135,7 @@ round() { # label url server-pids...
 }
 
 echo "$(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(uname -r);" \
-    "wrk -t2 -c$CONNS, TLS keep-alive GET 1 KiB${WRK_SLICE_NS:+, wrk slice $WRK_SLICE_NS ns}"
+    "wrk -t2 -c$CONNS, $([ "$PLAIN" = 1 ] && echo plain || echo TLS) keep-alive GET 1 KiB${WRK_SLICE_NS:+, wrk slice $WRK_SLICE_NS ns}"
 echo "per thread over 2 s: name, CPU ms, waiting-for-a-core ms, sleeps, preemptions"
 for _ in $(seq 1 "$ROUNDS"); do
     round tig "$tig_url" "$tig_pid"
