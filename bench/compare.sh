@@ -70,7 +70,7 @@ pids=()
 mounted=""
 
 cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in ${pids[@]+"${pids[@]}"}; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     [ -n "$mounted" ] && umount "$mounted" 2>/dev/null || true
     rm -rf "$work"
@@ -122,7 +122,7 @@ start_tig() { # port [extra args] → pid on stdout
     local port=$1
     shift
     TIG_LOG=$tig_log ${srv[@]+"${srv[@]}"} "$bin" serve ${tig_workers[@]+"${tig_workers[@]}"} --listen "127.0.0.1:$port" --root "$data/tig" --retention 0 \
-        --max-size "$((BIG_MIB + 1))MiB" "$@" >"$work/tig-$port.out" 2>"$work/tig-$port.err" &
+        --max-size "$(((BIG_MIB > 64 ? BIG_MIB : 64) + 1))MiB" "$@" >"$work/tig-$port.out" 2>"$work/tig-$port.err" &
     echo $!
 }
 tig_port=$(free_port)
@@ -232,9 +232,9 @@ wrk_once() { # conns url [script]
     local c=$1 u=$2 s=${3:-} t out
     t=$([ "$c" = 1 ] && echo 1 || echo "$wrk_threads")
     if [ -n "$s" ]; then
-        out=$(wrk -t"$t" -c"$c" -d"${DUR}s" --latency -s "$s" "$u")
+        out=$(wrk -t"$t" -c"$c" -d"${DUR}s" --latency -s "$s" "$u") || return 1
     else
-        out=$(wrk -t"$t" -c"$c" -d"${DUR}s" --latency "$u")
+        out=$(wrk -t"$t" -c"$c" -d"${DUR}s" --latency "$u") || return 1
     fi
     echo "$out" >>"$work/wrk.log"
     if echo "$out" | grep -q 'Non-2xx'; then
@@ -242,6 +242,7 @@ wrk_once() { # conns url [script]
     fi
     local rps p50 p99
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    [ -n "$rps" ] || { echo "wrk gave no req/s for $u (c=$c)" >&2; return 1; }
     p50=$(ms "$(echo "$out" | awk '$1=="50%" {print $2}')")
     p99=$(ms "$(echo "$out" | awk '$1=="99%" {print $2}')")
     echo "$rps $p50 $p99"
@@ -279,11 +280,14 @@ table="$work/table.md"
 # One row: RUNS rounds, each one wrk run against tig and then one against nginx, so
 # a slow or noisy stretch of a shared machine falls on both servers alike; medians.
 small_row() { # label conns tig_url ng_url [tig_script ng_script]
-    local label=$1 c=$2 tu=$3 nu=$4 ts=${5:-} ns=${6:-} i runs_t=() runs_n=()
+    local label=$1 c=$2 tu=$3 nu=$4 ts=${5:-} ns=${6:-} i r runs_t=() runs_n=()
     for i in $(seq 1 "$RUNS"); do
-        runs_t+=("$(wrk_once "$c" "$tu" "$ts")")
+        # A failed wrk run stops the script: `runs+=("$(…)")` alone would hide it.
+        r=$(wrk_once "$c" "$tu" "$ts") || exit 1
+        runs_t+=("$r")
         [ -n "$ts" ] && prune_puts
-        runs_n+=("$(wrk_once "$c" "$nu" "$ns")")
+        r=$(wrk_once "$c" "$nu" "$ns") || exit 1
+        runs_n+=("$r")
         [ -n "$ns" ] && prune_puts
     done
     read -r tr tp50 tp99 < <(printf '%s\n' "${runs_t[@]}" | medians)

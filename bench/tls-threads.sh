@@ -11,9 +11,11 @@
 #
 # Each round runs `wrk -t2 -c$CONNS -d4s` against tig and then against nginx (same
 # self-signed P-256 certificate, every process on every core) and reads
-# /proc/<pid>/task/*/{schedstat,status} 1 s and 3 s into the run, so start-up and
-# wind-down are left out. Per thread over those 2 s: CPU ms, ms runnable but waiting
-# for a core, voluntary switches (sleeps) and involuntary ones (preemptions).
+# /proc/<pid>/task/*/{schedstat,status} about 1 s and 3 s into the run, so start-up
+# and wind-down are left out; the interval measured between the two readings is
+# printed. Per thread that used more than 20 ms of CPU in it: CPU ms, ms runnable but
+# waiting for a core, voluntary switches (sleeps) and involuntary ones (preemptions).
+# WRK_SLICE_NS needs x86_64 and Linux 6.12 or newer.
 # Needs wrk, nginx and openssl (installed with apt-get when missing, as root).
 set -euo pipefail
 
@@ -25,7 +27,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/tig-tls-threads.XXXXXX)
 pids=()
 cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in ${pids[@]+"${pids[@]}"}; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$work"
 }
@@ -74,6 +76,11 @@ daemon off;
 events { worker_connections 4096; }
 http {
     access_log off;
+    client_body_temp_path $work/nginx/body;
+    proxy_temp_path $work/nginx/proxy;
+    fastcgi_temp_path $work/nginx/fastcgi;
+    uwsgi_temp_path $work/nginx/uwsgi;
+    scgi_temp_path $work/nginx/scgi;
     keepalive_requests 1000000;
     server {
         listen 127.0.0.1:$ng_port$ssl;
@@ -93,7 +100,8 @@ wait_url "$ng_url"
 tig_url="$tig$(curl -sk --data-binary @"$work/www/1k" "$tig/")"
 wait_url "$tig_url"
 
-# Sets the EEVDF slice (sched_attr.sched_runtime of SCHED_OTHER, Linux 6.12+) of threads.
+# Sets the EEVDF slice (sched_attr.sched_runtime of SCHED_OTHER) of threads: the
+# syscall number is x86_64's, and the kernel must be 6.12 or newer to honour it.
 set_slice() { # ns tid...
     python3 - "$@" <<'EOF'
 import ctypes, struct, sys
@@ -105,38 +113,66 @@ for tid in map(int, sys.argv[2:]):
         sys.exit(f"sched_setattr({tid}) failed: errno {ctypes.get_errno()}")
 EOF
 }
-# "tid name cpu_ns wait_ns voluntary involuntary" per thread of each pid.
-snapshot() {
-    local p t cpu wait rest
-    for p in "$@"; do
-        for t in /proc/"$p"/task/*; do
-            read -r cpu wait rest <"$t/schedstat" 2>/dev/null || continue
-            echo "${t##*/} $(tr ' ' _ <"$t/comm") $cpu $wait" \
-                "$(awk '$1=="voluntary_ctxt_switches:" {v=$2} $1=="nonvoluntary_ctxt_switches:" {n=$2} END {print v, n}' "$t/status")"
-        done
-    done | sort
+# Reads every thread of the given pids twice, 2 s apart, each time in one pass of one
+# process with a clock reading beside it, and prints the measured interval and, per
+# thread that used more than 20 ms of CPU in it: name, CPU ms, ms runnable but waiting
+# for a core, voluntary switches (sleeps) and involuntary ones (preemptions).
+sample() { # pid...
+    python3 - "$@" <<'EOF'
+import os, sys, time
+def snap(pids):
+    t0 = time.monotonic_ns()
+    out = {}
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            d = f"/proc/{pid}/task/{tid}"
+            try:
+                cpu, wait = map(int, open(f"{d}/schedstat").read().split()[:2])
+                name = open(f"{d}/comm").read().strip().replace(" ", "_")
+                st = dict(l.split(":", 1) for l in open(f"{d}/status").read().splitlines() if ":" in l)
+            except OSError:
+                continue  # the thread ended while being read
+            out[tid] = (name, cpu, wait, int(st["voluntary_ctxt_switches"]), int(st["nonvoluntary_ctxt_switches"]))
+    return (t0 + time.monotonic_ns()) / 2, out
+t0, a = snap(sys.argv[1:])
+time.sleep(2)
+t1, b = snap(sys.argv[1:])
+print(f"  measured over {(t1 - t0) / 1e9:.3f} s")
+for tid in sorted(b, key=int):
+    if tid not in a:
+        continue
+    name, cpu, wait, vol, inv = b[tid]
+    _, cpu0, wait0, vol0, inv0 = a[tid]
+    if cpu - cpu0 > 20e6:
+        print(f"  {name:<16} {(cpu - cpu0) / 1e6:7.0f} {(wait - wait0) / 1e6:7.0f} {vol - vol0:7d} {inv - inv0:7d}")
+EOF
 }
 round() { # label url server-pids...
-    local label=$1 url=$2 wrk_pid before after
+    local label=$1 url=$2 wrk_pid table
     shift 2
     wrk -t2 -c"$CONNS" -d4s --latency "$url" >"$work/wrk.out" &
     wrk_pid=$!
     sleep 1
+    # shellcheck disable=SC2046 # one argument per thread id
     [ -n "$WRK_SLICE_NS" ] && set_slice "$WRK_SLICE_NS" $(ls /proc/$wrk_pid/task)
-    before=$(snapshot "$wrk_pid" "$@")
-    sleep 2
-    after=$(snapshot "$wrk_pid" "$@")
+    table=$(sample "$wrk_pid" "$@")
     wait "$wrk_pid"
     echo "$label: $(awk '/Requests\/sec/ {printf "%.0f req/s", $2}' "$work/wrk.out")," \
         "p99 $(awk '$1=="99%" {print $2}' "$work/wrk.out")"
-    join <(echo "$before") <(echo "$after") | awk '{
-        cpu = ($8 - $3) / 1e6; waited = ($9 - $4) / 1e6
-        if (cpu > 20) printf "  %-16s %7.0f %7.0f %7d %7d\n", $2, cpu, waited, $10 - $5, $11 - $6 }'
+    echo "$table"
 }
 
+if [ -n "$WRK_SLICE_NS" ] && [ "$(uname -m)" != x86_64 ]; then
+    echo "WRK_SLICE_NS needs x86_64 (the sched_setattr syscall number is x86_64's)" >&2
+    exit 1
+fi
 echo "$(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(uname -r);" \
     "wrk -t2 -c$CONNS, $([ "$PLAIN" = 1 ] && echo plain || echo TLS) keep-alive GET 1 KiB${WRK_SLICE_NS:+, wrk slice $WRK_SLICE_NS ns}"
-echo "per thread over 2 s: name, CPU ms, waiting-for-a-core ms, sleeps, preemptions"
+echo "per thread over ~2 s (threads under 20 ms of CPU left out): name, CPU ms, waiting-for-a-core ms, sleeps, preemptions"
 for _ in $(seq 1 "$ROUNDS"); do
     round tig "$tig_url" "$tig_pid"
     # shellcheck disable=SC2046 # one argument per worker pid
