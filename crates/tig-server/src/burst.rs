@@ -16,12 +16,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tig_core::ObjectId;
-use tig_store::{BodyStream, ByteRange, Kind, Store};
+use tig_store::{BodyStream, ByteRange, Kind, ObjectMeta, Store, StoreError};
 
 use crate::AppState;
 use crate::error::ApiError;
 
-/// Members checked (here, or on the peers) concurrently before the 200.
+/// Members checked here per store call, and on the peers concurrently, before
+/// the 200.
 const CHECKS: usize = 16;
 
 /// Where a member's bytes come from.
@@ -75,34 +76,40 @@ pub async fn plan<S: Store>(
     touch: bool,
     forwarded: bool,
 ) -> Result<Vec<(ObjectId, Source)>, ApiError> {
-    // Each check is a hop to the blocking pool: a few at a time, in order.
-    let here: Vec<Result<Option<Source>, ApiError>> =
-        futures_util::stream::iter(members.iter().copied())
-            .map(|m| {
-                let store = state.store.clone();
-                async move {
-                    let Some(meta) = store.stat(m, touch).await? else {
-                        return Ok(None);
-                    };
-                    if crate::channel::target_of(&*store, m, &meta)
-                        .await?
-                        .is_some()
-                    {
-                        return Ok(Some(Source::Empty));
-                    }
-                    Ok(Some(Source::Local {
-                        len: meta.len,
-                        content: meta.kind == Kind::Content,
-                    }))
-                }
-            })
-            .buffered(CHECKS)
-            .collect()
-            .await;
+    // CHECKS names per store call (one hop to the blocking pool on a
+    // filesystem), two calls under way at a time, in order.
+    // (Owned chunks: a stream over borrowed ones is not `Send` for every lifetime.)
+    let chunks: Vec<Vec<ObjectId>> = members.chunks(CHECKS).map(<[_]>::to_vec).collect();
+    let metas: Vec<Result<Option<ObjectMeta>, StoreError>> = futures_util::stream::iter(chunks)
+        .map(|some| {
+            let store = state.store.clone();
+            async move { store.stat_many(some, touch).await }
+        })
+        .buffered(2)
+        .flat_map(futures_util::stream::iter)
+        .collect()
+        .await;
+    let mut here = Vec::with_capacity(members.len());
+    for (&m, meta) in members.iter().zip(metas) {
+        here.push(match meta? {
+            None => None,
+            Some(meta)
+                if crate::channel::target_of(&*state.store, m, &meta)
+                    .await?
+                    .is_some() =>
+            {
+                Some(Source::Empty)
+            }
+            Some(meta) => Some(Source::Local {
+                len: meta.len,
+                content: meta.kind == Kind::Content,
+            }),
+        });
+    }
     let mut out = Vec::with_capacity(members.len());
     let mut missing = Vec::new();
     for (i, (m, local)) in members.iter().zip(here).enumerate() {
-        if let Some(source) = local? {
+        if let Some(source) = local {
             out.push((*m, source));
         } else {
             missing.push(i);
@@ -137,45 +144,67 @@ pub async fn plan<S: Store>(
 pub fn stream<S: Store>(state: &AppState<S>, plan: Vec<(ObjectId, Source)>) -> BodyStream {
     let store = state.store.clone();
     let cluster = Arc::clone(&state.cluster);
+    let batches: Vec<Vec<(ObjectId, Source)>> = plan.chunks(BATCH).map(<[_]>::to_vec).collect();
     Box::pin(
-        futures_util::stream::iter(plan)
-            .map(move |(m, source)| {
+        futures_util::stream::iter(batches)
+            .map(move |batch| {
                 let store = store.clone();
                 let cluster = cluster.clone();
                 async move {
-                    match source {
-                        Source::Empty => Box::pin(futures_util::stream::empty()),
-                        Source::Local { .. } => match store.get(m, false).await {
-                            Ok(Some(obj)) => obj.body.into_stream(),
-                            Ok(None) => {
-                                error_stream(format!("burst member vanished: {}", m.path()))
-                            }
-                            Err(e) => error_stream(e.to_string()),
-                        },
-                        Source::Peer => match cluster.fetch_member(m).await {
-                            Some(s) => s,
-                            None => error_stream(format!(
-                                "burst member vanished from the peers: {}",
-                                m.path()
-                            )),
-                        },
-                    }
+                    // The batch's local members in one store call (one hop to the
+                    // blocking pool on a filesystem), its peers' concurrently.
+                    let local = batch
+                        .iter()
+                        .filter(|(_, s)| matches!(s, Source::Local { .. }))
+                        .map(|(m, _)| *m)
+                        .collect();
+                    let peers = batch
+                        .iter()
+                        .filter(|(_, s)| *s == Source::Peer)
+                        .map(|(m, _)| cluster.fetch_member(*m));
+                    let (local, peers) = futures_util::future::join(
+                        store.get_many(local, false),
+                        futures_util::future::join_all(peers),
+                    )
+                    .await;
+                    let (mut local, mut peers) = (local.into_iter(), peers.into_iter());
+                    let streams: Vec<BodyStream> = batch
+                        .iter()
+                        .map(|&(m, source)| match source {
+                            Source::Empty => Box::pin(futures_util::stream::empty()) as BodyStream,
+                            Source::Local { .. } => match local.next() {
+                                Some(Ok(Some(obj))) => obj.body.into_stream(),
+                                Some(Ok(None)) | None => {
+                                    error_stream(format!("burst member vanished: {}", m.path()))
+                                }
+                                Some(Err(e)) => error_stream(e.to_string()),
+                            },
+                            Source::Peer => match peers.next().flatten() {
+                                Some(s) => s,
+                                None => error_stream(format!(
+                                    "burst member vanished from the peers: {}",
+                                    m.path()
+                                )),
+                            },
+                        })
+                        .collect();
+                    futures_util::stream::iter(streams)
                 }
             })
-            // Open the next members while this one is sent: each open is a hop to
-            // the blocking pool, and taking them one after the other left the
-            // socket idle between members. Small members are read whole here,
-            // so this holds at most READ_AHEAD × 64 KiB (twice that while the
-            // pieces read so far are joined).
-            .buffered(READ_AHEAD)
+            // Read the next batch while this one is sent: taking them one after
+            // the other left the socket idle between reads. Small members are
+            // read whole, so this holds at most 2 × BATCH × 64 KiB (twice that
+            // while the pieces read so far are joined).
+            .buffered(2)
             .flatten()
-            .ready_chunks(READ_AHEAD)
+            .flatten()
+            .ready_chunks(BATCH)
             .flat_map(|pieces| futures_util::stream::iter(joined(pieces))),
     )
 }
 
-/// Members opened ahead of the one being sent.
-const READ_AHEAD: usize = 8;
+/// Members read in one store call, and the most pieces joined at once.
+const BATCH: usize = 8;
 /// Pieces already read are sent as one chunk up to this size: hyper writes a
 /// chunk per `writev` once its buffer holds one, so 64 KiB members went out one
 /// write each.

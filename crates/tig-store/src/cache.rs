@@ -7,12 +7,17 @@
 //! retention timer exactly as an uncached read would). Between two checks a hot
 //! object is served from memory with no system call and no thread-pool hop.
 //!
-//! Only objects whose bytes hash to their name are admitted, checked here on the
-//! bytes in hand, so a key-value slot (mutable) is never cached, whatever a backend
-//! says about kinds. Writes to a name drop it from the cache first.
+//! A single read admits an object only if its bytes hash to its name, checked here
+//! on the bytes in hand, so a key-value slot (mutable) is never served from here
+//! to a single read, whatever a backend says about kinds. A burst's reads
+//! ([`Store::get_many`]) admit what the backend calls content unhashed (hashing
+//! 64 KiB takes longer than reading it, and would halve a first burst); bursts are
+//! then served those bytes on the backend's word, as an uncached burst would be,
+//! and a single read or [`Store::hot`] hashes such an entry before it serves it.
+//! Writes to a name drop it from the cache first.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -31,8 +36,24 @@ pub const MAX_OBJECT: u64 = 64 * 1024;
 #[derive(Clone)]
 struct Entry {
     bytes: Bytes,
+    state: Arc<EntryState>,
+}
+
+struct EntryState {
     /// Milliseconds since [`CachedStore::epoch`] when the backend last had it.
-    checked: Arc<AtomicU64>,
+    checked: AtomicU64,
+    /// The bytes hash to the name (checked). Unset for what a burst admitted.
+    hashed: AtomicBool,
+}
+
+/// What a lookup's answer is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Use {
+    /// The bytes of a single read: served only once hashed.
+    Read,
+    /// A burst's bytes, or metadata: the backend's word is enough, as it is
+    /// without the cache.
+    Word,
 }
 
 #[derive(Clone)]
@@ -116,12 +137,18 @@ impl<S: Store> CachedStore<S> {
 
     /// A cached entry confirmed within [`RECHECK`]: servable with no I/O.
     fn fresh(&self, entry: &Entry, now: u64) -> bool {
-        now.saturating_sub(entry.checked.load(Ordering::Relaxed)) < self.recheck_ms
+        now.saturating_sub(entry.state.checked.load(Ordering::Relaxed)) < self.recheck_ms
     }
 
     /// A cached copy of `id` that the backend still holds, re-asking it when the
-    /// last confirmation is older than [`RECHECK`].
-    async fn lookup(&self, id: ObjectId, touch: bool) -> Result<Option<Bytes>, StoreError> {
+    /// last confirmation is older than [`RECHECK`]; for a single read, hashed
+    /// first if a burst admitted it.
+    async fn lookup(
+        &self,
+        id: ObjectId,
+        touch: bool,
+        to: Use,
+    ) -> Result<Option<Bytes>, StoreError> {
         let Some(cache) = &self.cache else {
             return Ok(None);
         };
@@ -129,39 +156,84 @@ impl<S: Store> CachedStore<S> {
             return Ok(None);
         };
         let now = self.now_ms();
-        if self.fresh(&entry, now) {
-            return Ok(Some(entry.bytes));
-        }
-        match self.inner.stat(id, touch).await? {
-            Some(meta) if meta.kind == Kind::Content && meta.len == entry.bytes.len() as u64 => {
-                entry.checked.store(now, Ordering::Relaxed);
-                Ok(Some(entry.bytes))
+        if !self.fresh(&entry, now) {
+            match self.inner.stat(id, touch).await? {
+                Some(meta)
+                    if meta.kind == Kind::Content && meta.len == entry.bytes.len() as u64 =>
+                {
+                    entry.state.checked.store(now, Ordering::Relaxed);
+                }
+                _ => {
+                    cache.remove(&id);
+                    return Ok(None);
+                }
             }
-            _ => {
+        }
+        if to == Use::Read && !entry.state.hashed.load(Ordering::Relaxed) {
+            if !is_content(id, &entry.bytes) {
                 cache.remove(&id);
-                Ok(None)
+                return Ok(None);
+            }
+            entry.state.hashed.store(true, Ordering::Relaxed);
+        }
+        Ok(Some(entry.bytes))
+    }
+
+    /// One result per id, in order: what the cache holds from memory (`hit` turns
+    /// the bytes into an answer), the rest from one call of `backend`.
+    async fn many<T, F>(
+        &self,
+        ids: Vec<ObjectId>,
+        touch: bool,
+        hit: impl Fn(Bytes) -> T,
+        backend: impl FnOnce(Vec<ObjectId>) -> F,
+    ) -> Vec<Result<Option<T>, StoreError>>
+    where
+        F: Future<Output = Vec<Result<Option<T>, StoreError>>>,
+    {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut misses = Vec::new();
+        for (i, id) in ids.into_iter().enumerate() {
+            out.push(match self.lookup(id, touch, Use::Word).await {
+                Ok(Some(bytes)) => Ok(Some(hit(bytes))),
+                Ok(None) => {
+                    misses.push((i, id));
+                    Ok(None) // replaced below
+                }
+                Err(e) => Err(e),
+            });
+        }
+        if !misses.is_empty() {
+            let answers = backend(misses.iter().map(|&(_, id)| id).collect()).await;
+            for ((i, _), answer) in misses.into_iter().zip(answers) {
+                out[i] = answer;
             }
         }
+        out
     }
 
     /// Remembers `bytes` as `id` if they are content (hash to the name).
     fn admit(&self, id: ObjectId, bytes: &Bytes) {
+        if bytes.len() as u64 <= MAX_OBJECT && is_content(id, bytes) {
+            self.insert(id, bytes, true);
+        }
+        // Otherwise a slot: mutable, never cached.
+    }
+
+    /// Remembers `bytes` as `id`, `hashed` or on the backend's word.
+    fn insert(&self, id: ObjectId, bytes: &Bytes, hashed: bool) {
         let Some(cache) = &self.cache else {
             return;
         };
         if bytes.len() as u64 > MAX_OBJECT {
             return;
         }
-        let mut h = Hasher::new();
-        h.update(bytes);
-        if h.finish() != id {
-            return; // a slot: mutable, never cached
-        }
-        let entry = Entry {
-            bytes: bytes.clone(),
-            checked: Arc::new(AtomicU64::new(self.now_ms())),
-        };
-        cache.insert(id, entry);
+        let state = Arc::new(EntryState {
+            checked: AtomicU64::new(self.now_ms()),
+            hashed: AtomicBool::new(hashed),
+        });
+        let bytes = bytes.clone();
+        cache.insert(id, Entry { bytes, state });
     }
 }
 
@@ -191,7 +263,7 @@ impl<S: Store> Store for CachedStore<S> {
     }
 
     async fn get(&self, id: ObjectId, touch: bool) -> Result<Option<Object>, StoreError> {
-        if let Some(bytes) = self.lookup(id, touch).await? {
+        if let Some(bytes) = self.lookup(id, touch, Use::Read).await? {
             return Ok(Some(Object::whole(
                 content_meta(&bytes),
                 ObjectBody::Full(bytes),
@@ -210,13 +282,40 @@ impl<S: Store> Store for CachedStore<S> {
         Ok(obj)
     }
 
+    /// Cached objects from memory, the others from the backend in one call,
+    /// admitted unhashed when the backend calls them content (see the module
+    /// docs).
+    async fn get_many(
+        &self,
+        ids: Vec<ObjectId>,
+        touch: bool,
+    ) -> Vec<Result<Option<Object>, StoreError>> {
+        let whole = |bytes: Bytes| Object::whole(content_meta(&bytes), ObjectBody::Full(bytes));
+        let read = |ids: Vec<ObjectId>| async move {
+            let objects = self.inner.get_many(ids.clone(), touch).await;
+            for (id, obj) in ids.into_iter().zip(&objects) {
+                if let Ok(Some(Object {
+                    body: ObjectBody::Full(bytes),
+                    meta,
+                    ..
+                })) = obj
+                    && meta.kind == Kind::Content
+                {
+                    self.insert(id, bytes, false);
+                }
+            }
+            objects
+        };
+        self.many(ids, touch, whole, read).await
+    }
+
     async fn get_range(
         &self,
         id: ObjectId,
         touch: bool,
         range: ByteRange,
     ) -> Result<Option<Object>, StoreError> {
-        if let Some(bytes) = self.lookup(id, touch).await? {
+        if let Some(bytes) = self.lookup(id, touch, Use::Read).await? {
             let len = bytes.len() as u64;
             let r = range
                 .resolve(len)
@@ -234,10 +333,21 @@ impl<S: Store> Store for CachedStore<S> {
     }
 
     async fn stat(&self, id: ObjectId, touch: bool) -> Result<Option<ObjectMeta>, StoreError> {
-        if let Some(bytes) = self.lookup(id, touch).await? {
+        if let Some(bytes) = self.lookup(id, touch, Use::Word).await? {
             return Ok(Some(content_meta(&bytes)));
         }
         self.inner.stat(id, touch).await
+    }
+
+    /// Cached objects from memory, the others from the backend in one call.
+    async fn stat_many(
+        &self,
+        ids: Vec<ObjectId>,
+        touch: bool,
+    ) -> Vec<Result<Option<ObjectMeta>, StoreError>> {
+        let meta = |bytes: Bytes| content_meta(&bytes);
+        self.many(ids, touch, meta, |ids| self.inner.stat_many(ids, touch))
+            .await
     }
 
     async fn take(&self, id: ObjectId) -> Result<Object, StoreError> {
@@ -246,7 +356,7 @@ impl<S: Store> Store for CachedStore<S> {
     }
 
     async fn kind(&self, id: ObjectId) -> Result<Option<Kind>, StoreError> {
-        if self.lookup(id, false).await?.is_some() {
+        if self.lookup(id, false, Use::Word).await?.is_some() {
             return Ok(Some(Kind::Content));
         }
         self.inner.kind(id).await
@@ -279,8 +389,11 @@ impl<S: Store> Store for CachedStore<S> {
     fn hot(&self, id: &ObjectId) -> Option<Bytes> {
         // The no-I/O branch of `lookup`, nothing else: a stale entry is left to
         // `get`, which asks the backend (and touches) before serving it.
+        // An entry a burst admitted is left to `get` too, which hashes it first.
         let entry = self.cache.as_ref()?.get(id)?;
-        self.fresh(&entry, self.now_ms()).then_some(entry.bytes)
+        let servable =
+            entry.state.hashed.load(Ordering::Relaxed) && self.fresh(&entry, self.now_ms());
+        servable.then_some(entry.bytes)
     }
 
     async fn present_content_many(
@@ -292,6 +405,13 @@ impl<S: Store> Store for CachedStore<S> {
         // it is the authority on presence and refreshes the timers itself.
         self.inner.present_content_many(ids, touch).await
     }
+}
+
+/// Whether `bytes` hash to `id`.
+fn is_content(id: ObjectId, bytes: &[u8]) -> bool {
+    let mut h = Hasher::new();
+    h.update(bytes);
+    h.finish() == id
 }
 
 fn content_meta(bytes: &Bytes) -> ObjectMeta {
@@ -405,6 +525,78 @@ mod tests {
         assert!(stale.weight() > 0);
         assert_eq!(stale.hot(&id), None);
         assert_eq!(MemStore::new().hot(&id), None, "backends keep nothing hot");
+    }
+
+    fn whole_bytes(got: Vec<Result<Option<Object>, StoreError>>) -> Vec<Option<Bytes>> {
+        got.into_iter()
+            .map(|o| match o.expect("get_many").map(|o| o.body) {
+                Some(ObjectBody::Full(b)) => Some(b),
+                Some(ObjectBody::Stream(_)) => panic!("small objects come back whole"),
+                None => None,
+            })
+            .collect()
+    }
+
+    fn found<T>(answers: &[Result<Option<T>, StoreError>]) -> Vec<bool> {
+        answers
+            .iter()
+            .map(|r| r.as_ref().expect("no error").is_some())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_burst_admits_unhashed_and_a_single_read_hashes_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fs = crate::FsStore::open(dir.path(), crate::fs::FsOptions::default())
+            .await
+            .expect("open");
+        let store = CachedStore::new(fs, 1 << 20);
+        let cold = store
+            .put_content(body_from_bytes("only in bursts so far"), 100)
+            .await
+            .expect("put");
+        let got = store.get_many(vec![cold, cold], false).await;
+        let want = Some(Bytes::from("only in bursts so far"));
+        assert_eq!(whole_bytes(got), [want.clone(), want.clone()]);
+        assert!(store.weight() > 0, "a burst admits content");
+        assert_eq!(store.hot(&cold), None, "not hashed yet, so not hot");
+        assert_eq!(
+            read(&store, cold).await,
+            want.as_deref().map(<[u8]>::to_vec)
+        );
+        assert_eq!(store.hot(&cold), want, "hashed by the single read");
+
+        // A burst-admitted entry is served to bursts from memory: its file is
+        // gone, yet within the recheck period it still comes back.
+        std::fs::remove_file(dir.path().join(cold.file_name())).expect("rm");
+        let absent = ObjectId::digest(b"never stored");
+        assert_eq!(
+            found(&store.get_many(vec![cold, absent], false).await),
+            [true, false]
+        );
+        assert_eq!(
+            found(&store.stat_many(vec![cold, absent], false).await),
+            [true, false]
+        );
+
+        // A file marked content whose bytes rotted: a burst gets what the backend
+        // says, as it would without the cache; a single read's hash drops the entry.
+        let claimed = ObjectId::digest(b"what the name promises");
+        let path = dir.path().join(claimed.file_name());
+        std::fs::write(&path, b"rotted bytes").expect("write");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            &path,
+            std::fs::Permissions::from_mode(crate::fs::CONTENT_MODE),
+        )
+        .expect("chmod");
+        let weight = store.weight();
+        let got = store.get_many(vec![claimed], false).await;
+        assert_eq!(whole_bytes(got), [Some(Bytes::from("rotted bytes"))]);
+        assert!(store.weight() > weight);
+        read(&store, claimed).await;
+        assert_eq!(store.weight(), weight, "the hash refused it");
+        assert_eq!(store.hot(&claimed), None);
     }
 
     #[tokio::test]

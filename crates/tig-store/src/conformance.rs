@@ -37,7 +37,8 @@ macro_rules! suite {
             sweep_expires_everything_after_the_period,
             concurrent_setifnot_has_one_winner, concurrent_appends_never_interleave,
             concurrent_identical_puts_store_one_object, large_object_streams_back,
-            stat_reports_len_and_kind, slot_version_changes_with_the_bytes_only,
+            stat_reports_len_and_kind, many_at_once_answer_as_one_at_a_time,
+            slot_version_changes_with_the_bytes_only,
             ranges_of_small_and_large_objects, unsatisfiable_ranges, take_slot,
             take_refuses_content_and_absent, concurrent_takers_have_one_winner,
             usage_counts_objects_and_bytes, list_is_most_recently_written_first);
@@ -469,6 +470,53 @@ async fn put<S: Store>(store: &S, id: ObjectId, value: &str, mode: SlotWrite) {
         .put_slot(id, body_from_bytes(value.to_owned()), LIMIT, mode)
         .await
         .unwrap();
+}
+
+/// `get_many` and `stat_many` (a burst's reads) give, id by id and in order,
+/// what `get` and `stat` give: content small and large, a slot, a slot holding
+/// its own bytes (content), absent names, repeats, and an empty list.
+pub(crate) async fn many_at_once_answer_as_one_at_a_time<S: Store>(store: Arc<S>) {
+    let small = store
+        .put_content(body_from_bytes("small"), LIMIT)
+        .await
+        .unwrap();
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let large = store
+        .put_content(body_from_bytes(big.clone()), LIMIT)
+        .await
+        .unwrap();
+    let empty = store.put_content(body_from_bytes(""), LIMIT).await.unwrap();
+    let slot = slot_name("many");
+    put(&*store, slot, "slot value", SlotWrite::Replace).await;
+    let own = id_of("own bytes");
+    put(&*store, own, "own bytes", SlotWrite::Replace).await;
+    let absent = id_of("absent from the store");
+    let ids = vec![absent, small, large, slot, empty, own, small, absent];
+
+    let metas = store.stat_many(ids.clone(), false).await;
+    let objects = store.get_many(ids.clone(), false).await;
+    assert_eq!((metas.len(), objects.len()), (ids.len(), ids.len()));
+    for ((id, meta), obj) in ids.iter().zip(metas).zip(objects) {
+        let want_meta = store.stat(*id, false).await.unwrap();
+        assert_eq!(meta.unwrap(), want_meta, "stat_many of {id}");
+        let obj = obj.unwrap();
+        assert_eq!(
+            obj.as_ref().map(|o| &o.meta),
+            want_meta.as_ref(),
+            "get_many of {id}"
+        );
+        let got = match obj {
+            Some(obj) => {
+                assert_eq!(obj.range, 0..obj.meta.len, "a get is whole");
+                Some(bytes_of(obj).await)
+            }
+            None => None,
+        };
+        assert_eq!(got, read(&*store, *id).await, "bytes of {id}");
+    }
+    assert_eq!(read(&*store, large).await, Some(big));
+    assert!(store.stat_many(Vec::new(), true).await.is_empty());
+    assert!(store.get_many(Vec::new(), true).await.is_empty());
 }
 
 pub(crate) async fn stat_reports_len_and_kind<S: Store>(store: Arc<S>) {

@@ -63,7 +63,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -260,6 +260,34 @@ where
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StoreError::Io(io::Error::other(e)))?
+}
+
+/// `each` of every id, in order, in one blocking task (one thread-pool hop in
+/// all) after `setup`; if `setup` or the task fails, every id gets that error.
+async fn in_one_hop<C, T>(
+    ids: Vec<ObjectId>,
+    setup: impl FnOnce() -> io::Result<C> + Send + 'static,
+    each: impl Fn(&C, ObjectId) -> Result<T, StoreError> + Send + 'static,
+) -> Vec<Result<T, StoreError>>
+where
+    T: Send + 'static,
+{
+    let n = ids.len();
+    let all = tokio::task::spawn_blocking(move || {
+        let cx = setup()?;
+        Ok::<_, io::Error>(ids.into_iter().map(|id| each(&cx, id)).collect())
+    })
+    .await
+    .map_err(io::Error::other);
+    match all {
+        Ok(Ok(all)) => all,
+        Err(e) | Ok(Err(e)) => {
+            let e = e.to_string();
+            (0..n)
+                .map(|_| Err(StoreError::Io(io::Error::other(e.clone()))))
+                .collect()
+        }
+    }
 }
 
 impl FsStore {
@@ -1080,16 +1108,8 @@ impl Inner {
             f.seek(SeekFrom::Start(r.start))?;
         }
         let body = if n <= SMALL_READ {
-            let mut data = Vec::with_capacity(n as usize);
-            f.take(n).read_to_end(&mut data)?;
-            if (data.len() as u64) < n {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "object shrank while being read",
-                )
-                .into());
-            }
-            ObjectBody::Full(data.into())
+            // `n` is at most SMALL_READ, so it fits in usize.
+            ObjectBody::Full(read_exactly(&f, n as usize)?.into())
         } else {
             ObjectBody::Stream(file_stream(f, n))
         };
@@ -1312,6 +1332,30 @@ fn temp_dir_for_this_process(root: &Path) -> io::Result<(PathBuf, File, usize)> 
     Ok((own, lock, removed))
 }
 
+/// Reads exactly `n` bytes from `f`'s offset into a new buffer, in as few `read`s
+/// as the kernel allows (one for a page-cached file): `read_to_end` through
+/// `Take` starts at 8 KiB and doubles, four calls for 64 KiB. An early end of
+/// file is an error: the object shrank while being read.
+fn read_exactly(f: &File, n: usize) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(n);
+    while buf.len() < n {
+        match rustix::io::read(f, rustix::buffer::spare_capacity(&mut buf)) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "object shrank while being read",
+                ));
+            }
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // The allocation may hold more than `n`: bytes past it (a slot appended to
+    // meanwhile, or the rest of the file after a range) are not part of the read.
+    buf.truncate(n);
+    Ok(buf)
+}
+
 /// Streams the next `len` bytes of `f` in chunks of [`READ_CHUNK`]: each read on
 /// the blocking pool straight into the buffer that is sent (one copy, where
 /// `tokio::fs::File` makes two), and the next chunk read while this one is sent.
@@ -1322,14 +1366,8 @@ fn file_stream(f: File, len: u64) -> BodyStream {
     fn read(f: File, left: u64) -> Read {
         let n = left.min(READ_CHUNK as u64);
         tokio::task::spawn_blocking(move || {
-            let mut buf = Vec::with_capacity(n as usize);
-            (&f).take(n).read_to_end(&mut buf)?;
-            if (buf.len() as u64) < n {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "object shrank while being read",
-                ));
-            }
+            // `n` is at most READ_CHUNK, so it fits in usize.
+            let buf = read_exactly(&f, n as usize)?;
             Ok((f, buf))
         })
     }
@@ -1436,6 +1474,27 @@ impl Store for FsStore {
         .await
     }
 
+    /// All of them in one blocking task: one thread-pool hop per call instead of
+    /// one per object.
+    async fn get_many(
+        &self,
+        ids: Vec<ObjectId>,
+        touch: bool,
+    ) -> Vec<Result<Option<Object>, StoreError>> {
+        let inner = self.inner.clone();
+        in_one_hop(
+            ids,
+            || Ok(()),
+            move |(), id| {
+                let Some((f, meta)) = inner.open_object(id, touch)? else {
+                    return Ok(None);
+                };
+                Ok(Some(inner.read_object(id, f, &meta, None)?))
+            },
+        )
+        .await
+    }
+
     async fn get_range(
         &self,
         id: ObjectId,
@@ -1460,6 +1519,23 @@ impl Store for FsStore {
             };
             Ok(Some(inner.meta_of(id, &f, &meta)?))
         })
+        .await
+    }
+
+    /// All of them in one blocking task, a marked content file with one `stat`
+    /// and no `open` ([`stat_at`]).
+    async fn stat_many(
+        &self,
+        ids: Vec<ObjectId>,
+        touch: bool,
+    ) -> Vec<Result<Option<ObjectMeta>, StoreError>> {
+        let inner = self.inner.clone();
+        let root = inner.root.clone();
+        in_one_hop(
+            ids,
+            move || open_dir(&root),
+            move |root, id| Ok(stat_at(&inner, root, id, touch)?),
+        )
         .await
     }
 
@@ -1546,28 +1622,77 @@ impl Store for FsStore {
 /// Whether `<id>.tig` holds content, as [`Store::stat`] decides it, without
 /// opening a marked file: absent or not a regular file is `false`; the mode says
 /// content ([`CONTENT_MODE`]) or slot ([`SLOT_MODE`]); any other mode is opened
-/// and classified exactly as `stat` does (hashed once, then marked). With
-/// `touch_it`, a found file's mtime is refreshed under the same rule as
-/// `open_object` (only when older than `touch_granularity`; failures logged).
-/// `root` is the open root directory.
-// `st_mode` and the time fields' widths differ between architectures.
-#[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+/// and classified exactly as `stat` does (hashed once, then marked). Touches as
+/// [`found_at`]. `root` is the open root directory.
+// `st_mode`'s width differs between architectures.
+#[allow(clippy::unnecessary_cast)]
 fn present_content_at(
     inner: &Inner,
     root: &std::os::fd::OwnedFd,
     id: ObjectId,
     touch_it: bool,
 ) -> io::Result<bool> {
+    let Some(st) = found_at(inner, root, id, touch_it)? else {
+        return Ok(false);
+    };
+    match st.st_mode as u32 & 0o777 {
+        CONTENT_MODE => Ok(true),
+        SLOT_MODE => Ok(false),
+        _ => match inner.open_object(id, false)? {
+            Some((f, meta)) => Ok(inner.classify(id, &f, &meta)? == Kind::Content),
+            None => Ok(false),
+        },
+    }
+}
+
+/// [`Store::stat`] of `<id>.tig`, without opening a file marked content: see
+/// [`present_content_at`]; anything else (a slot, for its version) is opened and
+/// asked exactly as `stat` does.
+// `st_mode` and `st_size`'s widths differ between architectures.
+#[allow(clippy::unnecessary_cast)]
+fn stat_at(
+    inner: &Inner,
+    root: &std::os::fd::OwnedFd,
+    id: ObjectId,
+    touch_it: bool,
+) -> io::Result<Option<ObjectMeta>> {
+    let Some(st) = found_at(inner, root, id, touch_it)? else {
+        return Ok(None);
+    };
+    if st.st_mode as u32 & 0o777 == CONTENT_MODE {
+        return Ok(Some(ObjectMeta {
+            len: st.st_size as u64,
+            kind: Kind::Content,
+            version: String::new(),
+        }));
+    }
+    match inner.open_object(id, false)? {
+        Some((f, meta)) => Ok(Some(inner.meta_of(id, &f, &meta)?)),
+        None => Ok(None),
+    }
+}
+
+/// The `stat` of `<id>.tig` relative to the open root directory `root` if it is
+/// a regular file (`None` if absent or anything else). With `touch_it`, the
+/// file's mtime is refreshed under the same rule as `open_object` (only when
+/// older than `touch_granularity`; failures logged).
+// `st_mode` and the time fields' widths differ between architectures.
+#[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+fn found_at(
+    inner: &Inner,
+    root: &std::os::fd::OwnedFd,
+    id: ObjectId,
+    touch_it: bool,
+) -> io::Result<Option<rustix::fs::Stat>> {
     use rustix::fs::{AtFlags, FileType, statat};
     let name = id.file_name();
     let st = match statat(root, name.as_str(), AtFlags::empty()) {
         Ok(st) => st,
-        Err(rustix::io::Errno::NOENT) => return Ok(false),
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let mode = st.st_mode as u32;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-        return Ok(false);
+        return Ok(None);
     }
     if touch_it {
         let now = SystemTime::now();
@@ -1578,14 +1703,7 @@ fn present_content_at(
             tracing::warn!(name, error = %e, "cannot refresh mtime");
         }
     }
-    match mode & 0o777 {
-        CONTENT_MODE => Ok(true),
-        SLOT_MODE => Ok(false),
-        _ => match inner.open_object(id, false)? {
-            Some((f, meta)) => Ok(inner.classify(id, &f, &meta)? == Kind::Content),
-            None => Ok(false),
-        },
-    }
+    Ok(Some(st))
 }
 
 /// The time `secs` seconds and `nanos` nanoseconds after the epoch, as a

@@ -361,6 +361,18 @@ pub trait Store: Send + Sync + 'static {
         touch: bool,
     ) -> impl Future<Output = Result<Option<Object>, StoreError>> + Send;
 
+    /// Reads several objects for one reply (a burst's members): one result per
+    /// id, in order, each what [`Store::get`] with `touch` gives. The default
+    /// reads them concurrently; a backend whose every read is a hop to a thread
+    /// pool (the filesystem) should read them all in one.
+    fn get_many(
+        &self,
+        ids: Vec<ObjectId>,
+        touch: bool,
+    ) -> impl Future<Output = Vec<Result<Option<Object>, StoreError>>> + Send {
+        futures_util::future::join_all(ids.into_iter().map(move |id| self.get(id, touch)))
+    }
+
     /// Reads the bytes `range` selects of an object (one consistent version of
     /// it); `None` if absent, [`StoreError::RangeNotSatisfiable`] if the range
     /// selects nothing. The default reads the whole object and skips; backends
@@ -395,6 +407,17 @@ pub trait Store: Send + Sync + 'static {
         id: ObjectId,
         touch: bool,
     ) -> impl Future<Output = Result<Option<ObjectMeta>, StoreError>> + Send;
+
+    /// [`Store::stat`] of several objects (a burst's members): one result per id,
+    /// in order. The default asks concurrently; a backend whose every call is a
+    /// hop to a thread pool (the filesystem) should ask in one.
+    fn stat_many(
+        &self,
+        ids: Vec<ObjectId>,
+        touch: bool,
+    ) -> impl Future<Output = Vec<Result<Option<ObjectMeta>, StoreError>>> + Send {
+        futures_util::future::join_all(ids.into_iter().map(move |id| self.stat(id, touch)))
+    }
 
     /// Whether each of `ids` holds content (neither absent nor a slot), in order;
     /// `touch` refreshes the retention timer of every object found, exactly as
@@ -657,6 +680,34 @@ mod tests {
             .unwrap();
         s.present_content_many(vec![good], true).await.unwrap();
         assert!(age(good) >= Duration::from_secs(29));
+
+        // `stat_many` (a burst's checks) goes the same way: new files by hand,
+        // classified and marked; the found ones touched only when asked.
+        let good = ObjectId::digest(b"by hand, again");
+        std::fs::write(file(good), b"by hand, again").unwrap();
+        let bad = ObjectId::digest(b"claimed, again");
+        std::fs::write(file(bad), b"still not what the name says").unwrap();
+        for id in [good, bad] {
+            std::fs::set_permissions(file(id), std::fs::Permissions::from_mode(0o600)).unwrap();
+            set_old(id);
+        }
+        let kinds = |metas: Vec<Result<Option<ObjectMeta>, StoreError>>| {
+            metas
+                .into_iter()
+                .map(|m| m.unwrap().map(|m| (m.len, m.kind)))
+                .collect::<Vec<_>>()
+        };
+        let want = [Some((14, Kind::Content)), Some((28, Kind::Slot)), None];
+        let ids = vec![good, bad, subdir];
+        assert_eq!(kinds(s.stat_many(ids.clone(), false).await), want);
+        assert_eq!((mode(good), mode(bad)), (fs::CONTENT_MODE, fs::SLOT_MODE));
+        assert!(
+            age(good) > Duration::from_secs(3000),
+            "untouched unless asked"
+        );
+        assert_eq!(kinds(s.stat_many(ids, true).await), want);
+        assert!(age(good) < Duration::from_secs(60));
+        assert!(age(bad) < Duration::from_secs(60));
     }
 
     #[test]

@@ -83,6 +83,47 @@ fn burst_of_a_large_member_streams_it_whole() {
     assert!(body == want, "burst bytes differ");
 }
 
+/// Members are checked and read a batch at a time: a list of many members,
+/// some read alone first (so the cache holds them) and some not, small, empty,
+/// over the cache's 64 KiB and a slot, comes back whole and in order across
+/// every batch boundary.
+#[test]
+fn a_long_burst_comes_back_in_order_across_batches() {
+    let s = TigServer::start();
+    let c = http();
+    let slot = sha256_hex(b"long burst slot");
+    c.put(s.obj_url(&slot)).body("<slot>").send().expect("put");
+    let mut list = String::new();
+    let mut want = Vec::new();
+    for i in 0..61u64 {
+        let body = match i % 5 {
+            0 => Vec::new(),
+            1 => pseudo_random(i, 100 * 1024 + i as usize),
+            2 => b"<slot>".to_vec(),
+            _ => pseudo_random(i, 1 + 997 * i as usize),
+        };
+        let path = if i % 5 == 2 {
+            format!("/{slot}.tig")
+        } else {
+            store(&c, &s, &body)
+        };
+        if i % 3 == 0 {
+            let r = c.get(format!("{}{path}", s.url)).send().expect("get");
+            assert_eq!(r.bytes().expect("body").as_ref(), body.as_slice());
+        }
+        list.push_str(&path);
+        list.push('\n');
+        want.extend_from_slice(&body);
+    }
+    let lp = store(&c, &s, list.as_bytes());
+    for _ in 0..2 {
+        let (status, body) = burst(&c, &s, &lp);
+        assert_eq!(status, 200);
+        assert_eq!(body.len(), want.len());
+        assert!(body == want, "burst bytes differ");
+    }
+}
+
 #[test]
 fn malformed_burst_lines_are_400_naming_the_line_and_leak_nothing() {
     let s = TigServer::start();

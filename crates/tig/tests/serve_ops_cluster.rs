@@ -65,6 +65,29 @@ fn a_burst_with_members_on_a_and_c_reads_whole_through_b() {
     assert!(got.as_ref() == want.as_slice(), "burst through B differs");
     assert!(tig_files(&b.root).is_empty(), "B relays, it does not store");
 
+    // Many members, here and on the peers in turn, across the batches B reads
+    // them in: whole and in order.
+    let mut list = String::new();
+    let mut want = Vec::new();
+    for i in 0..30u64 {
+        let m = pseudo_random(10 + i, 1_000 + 3_000 * i as usize);
+        let at = [&a, &b, &c][i as usize % 3];
+        list.push_str(&put(at, &m));
+        list.push('\n');
+        want.extend_from_slice(&m);
+    }
+    let list_path = put(&b, list.as_bytes());
+    let r = http()
+        .get(format!("{}{list_path}?burst=1", b.url))
+        .send()
+        .expect("burst");
+    assert_eq!(r.status(), 200);
+    let got = r.bytes().expect("body");
+    assert!(
+        got.as_ref() == want.as_slice(),
+        "mixed burst through B differs"
+    );
+
     // A member missing everywhere: the usual clear error, before any byte.
     let absent = obj_path(b"on no instance");
     let list = format!("{p1}\n{absent}\n");
