@@ -412,7 +412,7 @@ put_rows() { # peer-name peer → the fresh and the busy PUT against it
     put_rows "dd into the tmpfs, copies kept" "$kept_write_mbs"
     row "${BIG_MIB} MiB GET (MB/s)" "$tig_get" nginx "$ng_get"
     row "burst of 1,000 × 64 KiB vs one 64 MB file (MB/s)" "$tig_burst" nginx "$ng_burst"
-    row "the same burst, first read (MB/s)" "$tig_burst_first" nginx "$ng_burst_first"
+    row "the same burst, first read (MB/s, one sample)" "$tig_burst_first" nginx "$ng_burst_first"
     row "seed loop, PUT + GET (ms per iteration, lower is better)" "$tig_loop" nginx "$ng_loop"
     echo
     echo "tig RSS: idle ${idle_rss} KiB; peak after the fresh ${BIG_MIB} MiB PUT ${fresh_rss} KiB; peak after" \

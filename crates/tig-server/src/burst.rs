@@ -78,17 +78,22 @@ pub async fn plan<S: Store>(
 ) -> Result<Vec<(ObjectId, Source)>, ApiError> {
     // CHECKS names per store call (one hop to the blocking pool on a
     // filesystem), two calls under way at a time, in order.
-    // (Owned chunks: a stream over borrowed ones is not `Send` for every lifetime.)
-    let chunks: Vec<Vec<ObjectId>> = members.chunks(CHECKS).map(<[_]>::to_vec).collect();
-    let metas: Vec<Result<Option<ObjectMeta>, StoreError>> = futures_util::stream::iter(chunks)
-        .map(|some| {
-            let store = state.store.clone();
-            async move { store.stat_many(some, touch).await }
-        })
-        .buffered(2)
-        .flat_map(futures_util::stream::iter)
-        .collect()
-        .await;
+    let metas: Vec<Result<Option<ObjectMeta>, StoreError>> =
+        futures_util::stream::iter(members.iter().copied())
+            .chunks(CHECKS)
+            .map(|some| {
+                let store = state.store.clone();
+                async move { store.stat_many(some, touch).await }
+            })
+            .buffered(2)
+            .flat_map(futures_util::stream::iter)
+            .collect()
+            .await;
+    if metas.len() != members.len() {
+        return Err(ApiError::Internal(
+            "the store answered fewer names than asked".into(),
+        ));
+    }
     let mut here = Vec::with_capacity(members.len());
     for (&m, meta) in members.iter().zip(metas) {
         here.push(match meta? {
@@ -144,9 +149,9 @@ pub async fn plan<S: Store>(
 pub fn stream<S: Store>(state: &AppState<S>, plan: Vec<(ObjectId, Source)>) -> BodyStream {
     let store = state.store.clone();
     let cluster = Arc::clone(&state.cluster);
-    let batches: Vec<Vec<(ObjectId, Source)>> = plan.chunks(BATCH).map(<[_]>::to_vec).collect();
     Box::pin(
-        futures_util::stream::iter(batches)
+        futures_util::stream::iter(plan)
+            .chunks(BATCH)
             .map(move |batch| {
                 let store = store.clone();
                 let cluster = cluster.clone();
@@ -193,8 +198,9 @@ pub fn stream<S: Store>(state: &AppState<S>, plan: Vec<(ObjectId, Source)>) -> B
             })
             // Read the next batch while this one is sent: taking them one after
             // the other left the socket idle between reads. Small members are
-            // read whole, so this holds at most 2 × BATCH × 64 KiB (twice that
-            // while the pieces read so far are joined).
+            // read whole, so this holds at most 2 × BATCH × 64 KiB of local
+            // members (twice that while the pieces read so far are joined), and
+            // up to 2 × BATCH peer bodies of at most 256 KiB buffered each.
             .buffered(2)
             .flatten()
             .flatten()

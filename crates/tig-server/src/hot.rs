@@ -5,7 +5,8 @@
 //! "Plain" means no query and none of the headers that change the answer
 //! (`Range`, `If-Range`, `If-None-Match`): anything else, and every miss, goes
 //! through the router as before. A hot object is content (it hashes to its
-//! name, checked when it was cached), so it is never a slot, a write-only
+//! name, checked when a single read cached it, or by the first single read after
+//! a burst cached it), so it is never a slot, a write-only
 //! channel or a cluster miss, and needs no key. The request is still observed
 //! (metrics, access log) by [`crate::access`].
 

@@ -1,6 +1,6 @@
 //! A bounded in-memory cache of small *content* objects in front of any [`Store`].
 //!
-//! Content never changes, so a cached copy can only go wrong in one way: the object
+//! Content never changes, so a hashed copy can only go wrong in one way: the object
 //! may have been deleted since (retention, or another process on the same root or
 //! bucket). So every entry remembers when the backend last confirmed it, and a hit
 //! older than [`RECHECK`] asks the backend again (`stat`, which also refreshes the
@@ -13,8 +13,9 @@
 //! ([`Store::get_many`]) admit what the backend calls content unhashed (hashing
 //! 64 KiB takes longer than reading it, and would halve a first burst); bursts are
 //! then served those bytes on the backend's word, as an uncached burst would be,
-//! and a single read or [`Store::hot`] hashes such an entry before it serves it.
-//! Writes to a name drop it from the cache first.
+//! and a single read or [`Store::hot`] hashes such an entry before it serves it
+//! (dropping it if the bytes are not the name's). Writes to a name drop it from the
+//! cache first.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -179,8 +180,10 @@ impl<S: Store> CachedStore<S> {
         Ok(Some(entry.bytes))
     }
 
-    /// One result per id, in order: what the cache holds from memory (`hit` turns
-    /// the bytes into an answer), the rest from one call of `backend`.
+    /// One result per id, in order, on the backend's word ([`Use::Word`]): what
+    /// the cache holds from memory (`hit` turns the bytes into an answer; entries
+    /// past [`RECHECK`] confirmed with one `stat_many`), the rest from one call
+    /// of `backend`.
     async fn many<T, F>(
         &self,
         ids: Vec<ObjectId>,
@@ -191,22 +194,46 @@ impl<S: Store> CachedStore<S> {
     where
         F: Future<Output = Vec<Result<Option<T>, StoreError>>>,
     {
-        let mut out = Vec::with_capacity(ids.len());
-        let mut misses = Vec::new();
+        let Some(cache) = &self.cache else {
+            return backend(ids).await;
+        };
+        let now = self.now_ms();
+        let mut out: Vec<Result<Option<T>, StoreError>> = Vec::with_capacity(ids.len());
+        let (mut stale, mut misses) = (Vec::new(), Vec::new());
         for (i, id) in ids.into_iter().enumerate() {
-            out.push(match self.lookup(id, touch, Use::Word).await {
-                Ok(Some(bytes)) => Ok(Some(hit(bytes))),
-                Ok(None) => {
-                    misses.push((i, id));
-                    Ok(None) // replaced below
+            out.push(Ok(None)); // replaced below unless found
+            match cache.get(&id) {
+                Some(entry) if self.fresh(&entry, now) => out[i] = Ok(Some(hit(entry.bytes))),
+                Some(entry) => stale.push((i, id, entry)),
+                None => misses.push((i, id)),
+            }
+        }
+        if !stale.is_empty() {
+            let ids = stale.iter().map(|&(_, id, _)| id).collect();
+            let mut metas = self.inner.stat_many(ids, touch).await.into_iter();
+            for (i, id, entry) in stale {
+                match metas.next().unwrap_or_else(|| Err(short_answer())) {
+                    Ok(Some(meta))
+                        if meta.kind == Kind::Content && meta.len == entry.bytes.len() as u64 =>
+                    {
+                        entry.state.checked.store(now, Ordering::Relaxed);
+                        out[i] = Ok(Some(hit(entry.bytes)));
+                    }
+                    Ok(_) => {
+                        cache.remove(&id);
+                        misses.push((i, id));
+                    }
+                    Err(e) => out[i] = Err(e),
                 }
-                Err(e) => Err(e),
-            });
+            }
+            misses.sort_unstable_by_key(|&(i, _)| i);
         }
         if !misses.is_empty() {
-            let answers = backend(misses.iter().map(|&(_, id)| id).collect()).await;
-            for ((i, _), answer) in misses.into_iter().zip(answers) {
-                out[i] = answer;
+            let mut answers = backend(misses.iter().map(|&(_, id)| id).collect())
+                .await
+                .into_iter();
+            for (i, _) in misses {
+                out[i] = answers.next().unwrap_or_else(|| Err(short_answer()));
             }
         }
         out
@@ -220,12 +247,13 @@ impl<S: Store> CachedStore<S> {
         // Otherwise a slot: mutable, never cached.
     }
 
-    /// Remembers `bytes` as `id`, `hashed` or on the backend's word.
+    /// Remembers `bytes` as `id`, `hashed` or on the backend's word (then never
+    /// in place of an entry already there, which may be hashed).
     fn insert(&self, id: ObjectId, bytes: &Bytes, hashed: bool) {
         let Some(cache) = &self.cache else {
             return;
         };
-        if bytes.len() as u64 > MAX_OBJECT {
+        if bytes.len() as u64 > MAX_OBJECT || (!hashed && cache.peek(&id).is_some()) {
             return;
         }
         let state = Arc::new(EntryState {
@@ -407,6 +435,14 @@ impl<S: Store> Store for CachedStore<S> {
     }
 }
 
+/// The error for an answer a backend's `get_many`/`stat_many` left out (it owes
+/// one per id).
+fn short_answer() -> StoreError {
+    StoreError::Io(std::io::Error::other(
+        "the store answered fewer names than asked",
+    ))
+}
+
 /// Whether `bytes` hash to `id`.
 fn is_content(id: ObjectId, bytes: &[u8]) -> bool {
     let mut h = Hasher::new();
@@ -550,7 +586,9 @@ mod tests {
         let fs = crate::FsStore::open(dir.path(), crate::fs::FsOptions::default())
             .await
             .expect("open");
-        let store = CachedStore::new(fs, 1 << 20);
+        // A long recheck period, so what is cached is served from memory even on a
+        // slow machine.
+        let store = CachedStore::new(fs, 1 << 20).with_recheck(Duration::from_secs(3600));
         let cold = store
             .put_content(body_from_bytes("only in bursts so far"), 100)
             .await
@@ -566,18 +604,32 @@ mod tests {
         );
         assert_eq!(store.hot(&cold), want, "hashed by the single read");
 
-        // A burst-admitted entry is served to bursts from memory: its file is
-        // gone, yet within the recheck period it still comes back.
+        // A cached entry is served to bursts from memory: its file is gone, yet
+        // within the recheck period it still comes back, in its place among
+        // members read from the backend.
         std::fs::remove_file(dir.path().join(cold.file_name())).expect("rm");
         let absent = ObjectId::digest(b"never stored");
-        assert_eq!(
-            found(&store.get_many(vec![cold, absent], false).await),
-            [true, false]
+        let (x, y) = (
+            Bytes::from("x, read from disk"),
+            Bytes::from("y, read from disk"),
         );
+        let xid = store
+            .put_content(body_from_bytes(x.clone()), 100)
+            .await
+            .expect("put");
+        let yid = store
+            .put_content(body_from_bytes(y.clone()), 100)
+            .await
+            .expect("put");
+        let got = store
+            .get_many(vec![xid, cold, absent, yid, cold], false)
+            .await;
         assert_eq!(
-            found(&store.stat_many(vec![cold, absent], false).await),
-            [true, false]
+            whole_bytes(got),
+            [Some(x), want.clone(), None, Some(y), want.clone()]
         );
+        let metas = store.stat_many(vec![absent, cold, xid], false).await;
+        assert_eq!(found(&metas), [false, true, true]);
 
         // A file marked content whose bytes rotted: a burst gets what the backend
         // says, as it would without the cache; a single read's hash drops the entry.
@@ -597,6 +649,38 @@ mod tests {
         read(&store, claimed).await;
         assert_eq!(store.weight(), weight, "the hash refused it");
         assert_eq!(store.hot(&claimed), None);
+    }
+
+    #[tokio::test]
+    async fn a_burst_confirms_stale_entries_and_drops_the_gone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fs = crate::FsStore::open(dir.path(), crate::fs::FsOptions::default())
+            .await
+            .expect("open");
+        // Every entry is stale at once: each burst asks the backend about it.
+        let store = CachedStore::new(fs, 1 << 20).with_recheck(Duration::ZERO);
+        let a = store
+            .put_content(body_from_bytes("a"), 100)
+            .await
+            .expect("put");
+        let b = store
+            .put_content(body_from_bytes("b"), 100)
+            .await
+            .expect("put");
+        assert_eq!(
+            found(&store.get_many(vec![a, b], false).await),
+            [true, true]
+        );
+        let both = store.weight();
+        assert!(both > 0);
+        std::fs::remove_file(dir.path().join(a.file_name())).expect("rm");
+        let got = store.get_many(vec![a, b], false).await;
+        assert_eq!(whole_bytes(got), [None, Some(Bytes::from("b"))]);
+        assert!(store.weight() < both, "the gone one is dropped");
+        assert_eq!(
+            found(&store.stat_many(vec![a, b], false).await),
+            [false, true]
+        );
     }
 
     #[tokio::test]

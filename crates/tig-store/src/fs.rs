@@ -63,7 +63,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, Seek, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -273,6 +273,9 @@ where
     T: Send + 'static,
 {
     let n = ids.len();
+    if n == 0 {
+        return Vec::new();
+    }
     let all = tokio::task::spawn_blocking(move || {
         let cx = setup()?;
         Ok::<_, io::Error>(ids.into_iter().map(|id| each(&cx, id)).collect())
@@ -1088,11 +1091,24 @@ impl Inner {
         Ok(Some((f, meta)))
     }
 
+    /// Opens and reads (part of) `<id>.tig`; `None` if absent.
+    fn open_and_read(
+        &self,
+        id: ObjectId,
+        touch: bool,
+        range: Option<ByteRange>,
+    ) -> Result<Option<Object>, StoreError> {
+        let Some((f, meta)) = self.open_object(id, touch)? else {
+            return Ok(None);
+        };
+        Ok(Some(self.read_object(id, f, &meta, range)?))
+    }
+
     /// Reads (part of) an open object: small ones in one go, others streamed.
     fn read_object(
         &self,
         id: ObjectId,
-        mut f: File,
+        f: File,
         meta: &fs::Metadata,
         range: Option<ByteRange>,
     ) -> Result<Object, StoreError> {
@@ -1104,14 +1120,11 @@ impl Inner {
                 .ok_or(StoreError::RangeNotSatisfiable { len: meta.len })?,
         };
         let n = r.end - r.start;
-        if r.start > 0 {
-            f.seek(SeekFrom::Start(r.start))?;
-        }
         let body = if n <= SMALL_READ {
             // `n` is at most SMALL_READ, so it fits in usize.
-            ObjectBody::Full(read_exactly(&f, n as usize)?.into())
+            ObjectBody::Full(read_exactly(&f, r.start, n as usize)?.into())
         } else {
-            ObjectBody::Stream(file_stream(f, n))
+            ObjectBody::Stream(file_stream(f, r.start, n))
         };
         Ok(Object {
             len: n,
@@ -1332,14 +1345,15 @@ fn temp_dir_for_this_process(root: &Path) -> io::Result<(PathBuf, File, usize)> 
     Ok((own, lock, removed))
 }
 
-/// Reads exactly `n` bytes from `f`'s offset into a new buffer, in as few `read`s
-/// as the kernel allows (one for a page-cached file): `read_to_end` through
-/// `Take` starts at 8 KiB and doubles, four calls for 64 KiB. An early end of
-/// file is an error: the object shrank while being read.
-fn read_exactly(f: &File, n: usize) -> io::Result<Vec<u8>> {
+/// Reads the `n` bytes at offset `at` of `f` into a new buffer, in as few
+/// `pread`s as the kernel allows (one for a page-cached file): `read_to_end`
+/// through `Take` starts at 8 KiB and doubles, four calls for 64 KiB. An early
+/// end of file is an error: the object shrank while being read.
+fn read_exactly(f: &File, at: u64, n: usize) -> io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(n);
     while buf.len() < n {
-        match rustix::io::read(f, rustix::buffer::spare_capacity(&mut buf)) {
+        let pos = at + buf.len() as u64;
+        match rustix::io::pread(f, rustix::buffer::spare_capacity(&mut buf), pos) {
             Ok(0) => {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -1350,24 +1364,25 @@ fn read_exactly(f: &File, n: usize) -> io::Result<Vec<u8>> {
             Err(e) => return Err(e.into()),
         }
     }
-    // The allocation may hold more than `n`: bytes past it (a slot appended to
-    // meanwhile, or the rest of the file after a range) are not part of the read.
+    // The allocation may hold more than `n`: bytes read past it (a slot appended
+    // to meanwhile, or the rest of the file after a range) are not part of the
+    // read, and `pread` moved no file offset.
     buf.truncate(n);
     Ok(buf)
 }
 
-/// Streams the next `len` bytes of `f` in chunks of [`READ_CHUNK`]: each read on
+/// Streams the `len` bytes of `f` from offset `start` in chunks of [`READ_CHUNK`]: each read on
 /// the blocking pool straight into the buffer that is sent (one copy, where
 /// `tokio::fs::File` makes two), and the next chunk read while this one is sent.
 /// A file that ends early is an `UnexpectedEof` error (after the whole chunks
 /// it still had).
-fn file_stream(f: File, len: u64) -> BodyStream {
+fn file_stream(f: File, start: u64, len: u64) -> BodyStream {
     type Read = tokio::task::JoinHandle<io::Result<(File, Vec<u8>)>>;
-    fn read(f: File, left: u64) -> Read {
+    fn read(f: File, at: u64, left: u64) -> Read {
         let n = left.min(READ_CHUNK as u64);
         tokio::task::spawn_blocking(move || {
             // `n` is at most READ_CHUNK, so it fits in usize.
-            let buf = read_exactly(&f, n as usize)?;
+            let buf = read_exactly(&f, at, n as usize)?;
             Ok((f, buf))
         })
     }
@@ -1379,10 +1394,10 @@ fn file_stream(f: File, len: u64) -> BodyStream {
     }
     let first = (len > 0).then_some(Next::Start(f));
     Box::pin(futures_util::stream::unfold(
-        (first, len),
-        |(next, left)| async move {
+        (first, start, len),
+        |(next, at, left)| async move {
             let reading = match next? {
-                Next::Start(f) => read(f, left),
+                Next::Start(f) => read(f, at, left),
                 Next::Reading(r) => r,
             };
             let chunk = match reading.await {
@@ -1391,11 +1406,11 @@ fn file_stream(f: File, len: u64) -> BodyStream {
             };
             match chunk {
                 Ok((f, buf)) => {
-                    let left = left - buf.len() as u64;
-                    let next = (left > 0).then(|| Next::Reading(read(f, left)));
-                    Some((Ok(Bytes::from(buf)), (next, left)))
+                    let (at, left) = (at + buf.len() as u64, left - buf.len() as u64);
+                    let next = (left > 0).then(|| Next::Reading(read(f, at, left)));
+                    Some((Ok(Bytes::from(buf)), (next, at, left)))
                 }
-                Err(e) => Some((Err(e), (None, left))),
+                Err(e) => Some((Err(e), (None, at, left))),
             }
         },
     ))
@@ -1465,13 +1480,7 @@ impl Store for FsStore {
 
     async fn get(&self, id: ObjectId, touch: bool) -> Result<Option<Object>, StoreError> {
         let inner = self.inner.clone();
-        blocking(move || {
-            let Some((f, meta)) = inner.open_object(id, touch)? else {
-                return Ok(None);
-            };
-            Ok(Some(inner.read_object(id, f, &meta, None)?))
-        })
-        .await
+        blocking(move || inner.open_and_read(id, touch, None)).await
     }
 
     /// All of them in one blocking task: one thread-pool hop per call instead of
@@ -1485,12 +1494,7 @@ impl Store for FsStore {
         in_one_hop(
             ids,
             || Ok(()),
-            move |(), id| {
-                let Some((f, meta)) = inner.open_object(id, touch)? else {
-                    return Ok(None);
-                };
-                Ok(Some(inner.read_object(id, f, &meta, None)?))
-            },
+            move |(), id| inner.open_and_read(id, touch, None),
         )
         .await
     }
@@ -1502,13 +1506,7 @@ impl Store for FsStore {
         range: ByteRange,
     ) -> Result<Option<Object>, StoreError> {
         let inner = self.inner.clone();
-        blocking(move || {
-            let Some((f, meta)) = inner.open_object(id, touch)? else {
-                return Ok(None);
-            };
-            Ok(Some(inner.read_object(id, f, &meta, Some(range))?))
-        })
-        .await
+        blocking(move || inner.open_and_read(id, touch, Some(range))).await
     }
 
     async fn stat(&self, id: ObjectId, touch: bool) -> Result<Option<ObjectMeta>, StoreError> {
