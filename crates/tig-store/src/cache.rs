@@ -469,14 +469,19 @@ mod tests {
         use super::*;
 
         async fn store() -> (tempfile::TempDir, CachedStore<crate::FsStore>) {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let fs = crate::FsStore::open(dir.path(), crate::fs::FsOptions::default())
-                .await
-                .expect("open");
-            (dir, CachedStore::new(fs, 1 << 20))
+            over_a_dir(RECHECK).await
         }
 
         conformance::suite!(store);
+    }
+
+    /// A 1 MiB cache over a filesystem store in a new temporary directory.
+    async fn over_a_dir(recheck: Duration) -> (tempfile::TempDir, CachedStore<crate::FsStore>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fs = crate::FsStore::open(dir.path(), crate::fs::FsOptions::default())
+            .await
+            .expect("open");
+        (dir, CachedStore::new(fs, 1 << 20).with_recheck(recheck))
     }
 
     async fn read(store: &impl Store, id: ObjectId) -> Option<Vec<u8>> {
@@ -514,11 +519,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_deleted_object_is_noticed_once_the_recheck_period_is_over() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let fs = crate::FsStore::open(dir.path(), crate::fs::FsOptions::default())
-            .await
-            .expect("open");
-        let store = CachedStore::new(fs, 1 << 20).with_recheck(Duration::ZERO);
+        let (dir, store) = over_a_dir(Duration::ZERO).await;
         let id = store
             .put_content(body_from_bytes("gone soon"), 100)
             .await
@@ -582,13 +583,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_burst_admits_unhashed_and_a_single_read_hashes_first() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let fs = crate::FsStore::open(dir.path(), crate::fs::FsOptions::default())
-            .await
-            .expect("open");
         // A long recheck period, so what is cached is served from memory even on a
         // slow machine.
-        let store = CachedStore::new(fs, 1 << 20).with_recheck(Duration::from_secs(3600));
+        let (dir, store) = over_a_dir(Duration::from_secs(3600)).await;
         let cold = store
             .put_content(body_from_bytes("only in bursts so far"), 100)
             .await
@@ -653,12 +650,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_burst_confirms_stale_entries_and_drops_the_gone() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let fs = crate::FsStore::open(dir.path(), crate::fs::FsOptions::default())
-            .await
-            .expect("open");
         // Every entry is stale at once: each burst asks the backend about it.
-        let store = CachedStore::new(fs, 1 << 20).with_recheck(Duration::ZERO);
+        let (dir, store) = over_a_dir(Duration::ZERO).await;
         let a = store
             .put_content(body_from_bytes("a"), 100)
             .await

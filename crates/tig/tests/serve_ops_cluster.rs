@@ -23,6 +23,14 @@ fn put(s: &TigServer, body: &[u8]) -> String {
     r.text().expect("path")
 }
 
+/// `GET <list_path>?burst=1` on `s`.
+fn burst(s: &TigServer, list_path: &str) -> reqwest::blocking::Response {
+    http()
+        .get(format!("{}{list_path}?burst=1", s.url))
+        .send()
+        .expect("burst")
+}
+
 /// A data directory holding `bytes` under the content name of `claimed`: what
 /// a disk that rotted, or a peer that lies, serves.
 fn root_with_corrupt_object(claimed: &[u8], bytes: &[u8]) -> tempfile::TempDir {
@@ -55,10 +63,7 @@ fn a_burst_with_members_on_a_and_c_reads_whole_through_b() {
     let (p1, p2, p3) = (put(&a, &m1), put(&c, &m2), put(&a, &m3));
     let list = format!("{p1}\n{p2}\n{p3}\n{p1}\n");
     let list_path = put(&a, list.as_bytes());
-    let r = http()
-        .get(format!("{}{list_path}?burst=1", b.url))
-        .send()
-        .expect("burst");
+    let r = burst(&b, &list_path);
     assert_eq!(r.status(), 200);
     let got = r.bytes().expect("body");
     let want = [&m1[..], &m2[..], &m3[..], &m1[..]].concat();
@@ -77,10 +82,7 @@ fn a_burst_with_members_on_a_and_c_reads_whole_through_b() {
         want.extend_from_slice(&m);
     }
     let list_path = put(&b, list.as_bytes());
-    let r = http()
-        .get(format!("{}{list_path}?burst=1", b.url))
-        .send()
-        .expect("burst");
+    let r = burst(&b, &list_path);
     assert_eq!(r.status(), 200);
     let got = r.bytes().expect("body");
     assert!(
@@ -92,10 +94,7 @@ fn a_burst_with_members_on_a_and_c_reads_whole_through_b() {
     let absent = obj_path(b"on no instance");
     let list = format!("{p1}\n{absent}\n");
     let list_path = put(&c, list.as_bytes());
-    let r = http()
-        .get(format!("{}{list_path}?burst=1", b.url))
-        .send()
-        .expect("burst");
+    let r = burst(&b, &list_path);
     assert_eq!(r.status(), 404);
     assert_eq!(
         r.text().expect("t"),
