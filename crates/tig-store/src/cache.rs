@@ -328,7 +328,10 @@ impl<S: Store> Store for CachedStore<S> {
                     ..
                 })) = obj
                     && meta.kind == Kind::Content
+                    && bytes.len() as u64 == meta.len
                 {
+                    // Whole content, on the backend's word: it is not hashed, so
+                    // at least its length must be the object's.
                     self.insert(id, bytes, false);
                 }
             }
