@@ -94,32 +94,27 @@ pub async fn plan<S: Store>(
             "the store answered fewer names than asked".into(),
         ));
     }
-    let mut here = Vec::with_capacity(members.len());
-    for (&m, meta) in members.iter().zip(metas) {
-        here.push(match meta? {
-            None => None,
+    let mut out = Vec::with_capacity(members.len());
+    let mut missing = Vec::new();
+    for (i, (&m, meta)) in members.iter().zip(metas).enumerate() {
+        let source = match meta? {
+            None => {
+                missing.push(i);
+                Source::Peer
+            }
             Some(meta)
                 if crate::channel::target_of(&*state.store, m, &meta)
                     .await?
                     .is_some() =>
             {
-                Some(Source::Empty)
+                Source::Empty
             }
-            Some(meta) => Some(Source::Local {
+            Some(meta) => Source::Local {
                 len: meta.len,
                 content: meta.kind == Kind::Content,
-            }),
-        });
-    }
-    let mut out = Vec::with_capacity(members.len());
-    let mut missing = Vec::new();
-    for (i, (m, local)) in members.iter().zip(here).enumerate() {
-        if let Some(source) = local {
-            out.push((*m, source));
-        } else {
-            missing.push(i);
-            out.push((*m, Source::Peer));
-        }
+            },
+        };
+        out.push((m, source));
     }
     if missing.is_empty() {
         return Ok(out);

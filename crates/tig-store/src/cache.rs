@@ -141,6 +141,17 @@ impl<S: Store> CachedStore<S> {
         now.saturating_sub(entry.state.checked.load(Ordering::Relaxed)) < self.recheck_ms
     }
 
+    /// Whether the backend's `meta` still shows `entry`'s object (content of the
+    /// same length); if so, the entry counts as confirmed at `now`.
+    fn confirmed(&self, entry: &Entry, meta: Option<&ObjectMeta>, now: u64) -> bool {
+        let holds =
+            meta.is_some_and(|m| m.kind == Kind::Content && m.len == entry.bytes.len() as u64);
+        if holds {
+            entry.state.checked.store(now, Ordering::Relaxed);
+        }
+        holds
+    }
+
     /// A cached copy of `id` that the backend still holds, re-asking it when the
     /// last confirmation is older than [`RECHECK`]; for a single read, hashed
     /// first if a burst admitted it.
@@ -158,16 +169,10 @@ impl<S: Store> CachedStore<S> {
         };
         let now = self.now_ms();
         if !self.fresh(&entry, now) {
-            match self.inner.stat(id, touch).await? {
-                Some(meta)
-                    if meta.kind == Kind::Content && meta.len == entry.bytes.len() as u64 =>
-                {
-                    entry.state.checked.store(now, Ordering::Relaxed);
-                }
-                _ => {
-                    cache.remove(&id);
-                    return Ok(None);
-                }
+            let meta = self.inner.stat(id, touch).await?;
+            if !self.confirmed(&entry, meta.as_ref(), now) {
+                cache.remove(&id);
+                return Ok(None);
             }
         }
         if to == Use::Read && !entry.state.hashed.load(Ordering::Relaxed) {
@@ -213,10 +218,7 @@ impl<S: Store> CachedStore<S> {
             let mut metas = self.inner.stat_many(ids, touch).await.into_iter();
             for (i, id, entry) in stale {
                 match metas.next().unwrap_or_else(|| Err(short_answer())) {
-                    Ok(Some(meta))
-                        if meta.kind == Kind::Content && meta.len == entry.bytes.len() as u64 =>
-                    {
-                        entry.state.checked.store(now, Ordering::Relaxed);
+                    Ok(meta) if self.confirmed(&entry, meta.as_ref(), now) => {
                         out[i] = Ok(Some(hit(entry.bytes)));
                     }
                     Ok(_) => {

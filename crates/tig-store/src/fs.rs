@@ -276,21 +276,17 @@ where
     if n == 0 {
         return Vec::new();
     }
-    let all = tokio::task::spawn_blocking(move || {
+    let all = blocking(move || {
         let cx = setup()?;
-        Ok::<_, io::Error>(ids.into_iter().map(|id| each(&cx, id)).collect())
+        Ok(ids.into_iter().map(|id| each(&cx, id)).collect())
     })
-    .await
-    .map_err(io::Error::other);
-    match all {
-        Ok(Ok(all)) => all,
-        Err(e) | Ok(Err(e)) => {
-            let e = e.to_string();
-            (0..n)
-                .map(|_| Err(StoreError::Io(io::Error::other(e.clone()))))
-                .collect()
-        }
-    }
+    .await;
+    all.unwrap_or_else(|e| {
+        let e = e.to_string();
+        (0..n)
+            .map(|_| Err(StoreError::Io(io::Error::other(e.clone()))))
+            .collect()
+    })
 }
 
 impl FsStore {
